@@ -1,0 +1,67 @@
+"""Shared fixtures: event capture, PostgreSQL schemas, and backend availability rules.
+
+A test that needs PostgreSQL or Docker skips with its reason when the backend is missing,
+unless ``WTFLOW_REQUIRE_POSTGRES=1`` / ``WTFLOW_REQUIRE_DOCKER=1`` is set (as ``.ci/run``
+does), in which case it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from wtflow.events import BaseObserver, Event
+
+POSTGRES_URL = os.environ.get("WTFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class EventLog(BaseObserver):
+    """Keeps every event, for assertions."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def notify(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type) -> list[Event]:
+        return [event for event in self.events if isinstance(event, kind)]
+
+
+@pytest.fixture
+def event_log() -> EventLog:
+    return EventLog()
+
+
+def missing_backend(reason: str, variable: str) -> None:
+    """Skip, or fail when the backend is required."""
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{reason} ({variable}=1 makes this a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose default schema is a fresh, empty PostgreSQL schema, dropped afterwards."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    pytest.importorskip("psycopg")
+    from wtflow.db.connect import normalise_url
+
+    admin = sqlalchemy.create_engine(normalise_url(POSTGRES_URL))
+    schema = f"wtflow_test_{secrets.token_hex(6)}"
+    try:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except sqlalchemy.exc.OperationalError as exc:
+        admin.dispose()
+        missing_backend(f"PostgreSQL unreachable at {POSTGRES_URL}: {str(exc.orig).strip()}", "WTFLOW_REQUIRE_POSTGRES")
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()

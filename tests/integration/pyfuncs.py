@@ -1,0 +1,54 @@
+"""Functions the PyFunc tests run in their own processes (importable by the child)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+import time
+
+from wtflow import Artifact
+
+
+def hello() -> str:
+    print("hello from a function")
+    return "done"
+
+
+def raises() -> None:
+    raise ValueError("boom")
+
+
+def exits(code: int) -> None:
+    raise SystemExit(code)
+
+
+def low_level_output() -> None:
+    os.write(1, b"fd one\n")
+    os.write(2, b"fd two\n")
+    libc = ctypes.CDLL(None)
+    libc.puts(b"from C")
+    libc.fflush(None)
+    subprocess.run(["echo", "from a subprocess"], check=True)
+
+
+def reads(artifacts: dict[str, list[Artifact]], single: Artifact) -> dict[str, object]:
+    return {"nested": [a.data.decode() for a in artifacts["many"]], "single": single.data.decode()}
+
+
+def returns_object() -> object:
+    return object()
+
+
+def sleeps() -> None:
+    print("sleeping", flush=True)
+    time.sleep(300)
+
+
+def reads_stdin() -> str:
+    return sys.stdin.read()
+
+
+def returns_none() -> None:
+    return None

@@ -1,0 +1,114 @@
+"""Command nodes run as real processes, in their own process group."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.integration.conftest import Runner
+from wtflow import Command, Node, NodeStatus
+
+
+def output(runner: Runner, node: str, stream: str = "stdout") -> bytes:
+    assert runner.engine is not None
+    assert runner.engine.result is not None
+    return runner.engine.result[node].artifacts[stream].data
+
+
+def test_string_command_runs_through_the_shell(run_workflow: Runner) -> None:
+    run_workflow(Node("a", executable=Command("echo $((1 + 2)) && echo err >&2")))
+    assert output(run_workflow, "a") == b"3\n"
+    assert output(run_workflow, "a", "stderr") == b"err\n"
+
+
+def test_list_command_is_not_interpreted_by_a_shell(run_workflow: Runner) -> None:
+    run_workflow(Node("a", executable=Command(["echo", "$HOME", "; rm -rf /", "*"])))
+    assert output(run_workflow, "a") == b"$HOME ; rm -rf / *\n"
+
+
+def test_non_zero_exit_fails_the_node_with_its_code(run_workflow: Runner) -> None:
+    engine = run_workflow(Node("a", executable=Command("exit 7")))
+    assert engine.result is not None
+    assert (engine.result["a"].status, engine.result["a"].exit_code, engine.result.exit_code) == (
+        NodeStatus.FAILED,
+        7,
+        1,
+    )
+
+
+def test_missing_program_fails_with_127_and_says_why(run_workflow: Runner) -> None:
+    engine = run_workflow(Node("a", executable=Command(["no-such-program-wtflow"])))
+    assert engine.result is not None
+    assert engine.result["a"].exit_code == 127
+    assert b"cannot start 'no-such-program-wtflow'" in output(run_workflow, "a", "stderr")
+
+
+def test_env_and_cwd_reach_the_process(run_workflow: Runner, tmp_path: Path) -> None:
+    run_workflow(Node("a", executable=Command('echo "$GREETING $(pwd)"', env={"GREETING": "hi"}, cwd=tmp_path)))
+    assert output(run_workflow, "a") == f"hi {tmp_path}\n".encode()
+
+
+def test_timeout_kills_the_whole_process_group(run_workflow: Runner, tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    script = f"sleep 300 & echo $! > {pid_file}; wait"
+    engine = run_workflow(Node("a", executable=Command(script, timeout=0.5)))
+    assert engine.result is not None
+    assert engine.result["a"].status is NodeStatus.TIMED_OUT
+    assert engine.result["a"].error == "timed out after 0.5s"
+    grandchild = int(pid_file.read_text())
+    assert not _alive(grandchild)
+
+
+def test_background_process_left_by_a_finished_command_is_stopped(run_workflow: Runner, tmp_path: Path) -> None:
+    pid_file = tmp_path / "bg.pid"
+    engine = run_workflow(Node("a", executable=Command(f"sleep 300 & echo $! > {pid_file}; echo done")))
+    assert engine.result is not None
+    assert engine.result["a"].status is NodeStatus.SUCCEEDED
+    assert output(run_workflow, "a") == b"done\n"
+    assert not _alive(int(pid_file.read_text()))
+
+
+def test_large_output_is_stored_completely(run_workflow: Runner) -> None:
+    run_workflow(Node("a", executable=Command("head -c 5000000 /dev/zero | tr '\\0' 'x'; printf end")))
+    data = output(run_workflow, "a")
+    assert len(data) == 5_000_003
+    assert data.endswith(b"xend")
+
+
+def test_failure_cancels_sibling_process_promptly(run_workflow: Runner, tmp_path: Path) -> None:
+    pid_file = tmp_path / "sleeper.pid"
+    root = Node(
+        "root",
+        parallel=True,
+        children=[
+            Node("sleeper", executable=Command(f"echo $$ > {pid_file}; exec sleep 300")),
+            Node("bad", executable=Command(f"while [ ! -s {pid_file} ]; do sleep 0.01; done; exit 1")),
+        ],
+    )
+    engine = run_workflow(root)
+    assert engine.result is not None
+    assert engine.result["sleeper"].status is NodeStatus.CANCELLED
+    assert engine.result["bad"].status is NodeStatus.FAILED
+    assert not _alive(int(pid_file.read_text()))
+
+
+def test_process_ignoring_sigterm_is_killed_after_the_grace_period(run_workflow: Runner, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    script = f"trap '' TERM; touch {ready}; while true; do sleep 0.05; done"
+    engine = run_workflow(Node("a", executable=Command(script, timeout=1)), kill_grace=0.5)
+    assert engine.result is not None
+    assert engine.result["a"].status is NodeStatus.TIMED_OUT
+    assert engine.result["a"].exit_code == 137  # SIGKILL
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes: it only waits for its parent to reap it.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,29 @@
+"""The Python API's reference program prints exactly its nodes' output."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import wtflow
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "python_api.py"
+
+
+def test_reference_program_prints_exactly_the_nodes_output(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "main.py")
+    done = subprocess.run(
+        [sys.executable, "main.py"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
+    )
+    assert done.stdout.decode() == (
+        "Starting workflow\nSTDOUT\nSTDERR\nprocessing stdout: b'STDOUT\\n'\nprocessing stderr: b'STDERR\\n'\n"
+    )
+    assert done.returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["main.py"]  # nothing left in the working directory
+
+
+def test_python_dash_m_wtflow_runs_the_cli() -> None:
+    done = subprocess.run([sys.executable, "-m", "wtflow", "--version"], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"wtflow, version {wtflow.__version__}\n", "")

@@ -1,0 +1,155 @@
+"""PyFunc nodes run Python functions in their own processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration import pyfuncs
+from tests.integration.conftest import Runner
+from wtflow import Command, Node, NodeStatus, PyFunc
+
+
+def result_of(runner: Runner, node: str) -> object:
+    assert runner.engine is not None
+    assert runner.engine.result is not None
+    return json.loads(runner.engine.result[node].artifacts["result"].data)
+
+
+def artifact(runner: Runner, node: str, name: str) -> bytes:
+    assert runner.engine is not None
+    assert runner.engine.result is not None
+    return runner.engine.result[node].artifacts[name].data
+
+
+def test_output_and_return_value_are_kept(run_workflow: Runner) -> None:
+    run_workflow(Node("f", executable=PyFunc(pyfuncs.hello)))
+    assert artifact(run_workflow, "f", "stdout") == b"hello from a function\n"
+    assert result_of(run_workflow, "f") == "done"
+
+
+def test_none_is_kept_as_a_null_result(run_workflow: Runner) -> None:
+    run_workflow(Node("f", executable=PyFunc(pyfuncs.returns_none)))
+    assert result_of(run_workflow, "f") is None
+
+
+def test_exception_writes_its_traceback_and_exits_1(run_workflow: Runner) -> None:
+    engine = run_workflow(Node("f", executable=PyFunc(pyfuncs.raises)))
+    assert engine.result is not None
+    assert (engine.result["f"].status, engine.result["f"].exit_code) == (NodeStatus.FAILED, 1)
+    stderr = artifact(run_workflow, "f", "stderr").decode()
+    assert stderr.startswith("Traceback (most recent call last):")
+    assert 'raise ValueError("boom")' in stderr
+    assert stderr.endswith("ValueError: boom\n")
+    assert "pychild" not in stderr
+
+
+def test_system_exit_code_becomes_the_exit_code(run_workflow: Runner) -> None:
+    engine = run_workflow(Node("f", executable=PyFunc(pyfuncs.exits, args=(3,))))
+    assert engine.result is not None
+    assert engine.result["f"].exit_code == 3
+
+
+def test_output_is_captured_at_the_file_descriptor_level(run_workflow: Runner) -> None:
+    run_workflow(Node("f", executable=PyFunc(pyfuncs.low_level_output)))
+    assert artifact(run_workflow, "f", "stdout") == b"fd one\nfrom C\nfrom a subprocess\n"
+    assert artifact(run_workflow, "f", "stderr") == b"fd two\n"
+
+
+def test_artifacts_inside_containers_arrive_with_their_data(run_workflow: Runner) -> None:
+    a = Node("a", executable=Command("printf A"))
+    b = Node("b", executable=Command("printf B"))
+    reader = Node(
+        "reader",
+        executable=PyFunc(
+            pyfuncs.reads,
+            kwargs={"artifacts": {"many": [a.stdout_artifact, b.stdout_artifact]}, "single": b.stdout_artifact},
+        ),
+    )
+    run_workflow(Node("root", parallel=True, children=[reader, a, b]))
+    assert result_of(run_workflow, "reader") == {"nested": ["A", "B"], "single": "B"}
+
+
+def test_result_artifact_can_feed_another_function(run_workflow: Runner) -> None:
+    producer = Node("producer", executable=PyFunc(pyfuncs.hello))
+    reader = Node(
+        "reader",
+        executable=PyFunc(pyfuncs.reads, args=({"many": [producer.result_artifact]}, producer.stdout_artifact)),
+    )
+    run_workflow(Node("root", children=[producer, reader]))
+    assert result_of(run_workflow, "reader") == {"nested": ['"done"'], "single": "hello from a function\n"}
+
+
+def test_unserialisable_return_value_is_reported_not_fatal(run_workflow: Runner) -> None:
+    engine = run_workflow(Node("f", executable=PyFunc(pyfuncs.returns_object)))
+    assert engine.result is not None
+    assert engine.result["f"].status is NodeStatus.SUCCEEDED
+    assert "result" not in engine.result["f"].artifacts
+    assert b"not JSON-serialisable" in artifact(run_workflow, "f", "stderr")
+
+
+def test_function_sees_an_empty_stdin(run_workflow: Runner) -> None:
+    run_workflow(Node("f", executable=PyFunc(pyfuncs.reads_stdin)))
+    assert result_of(run_workflow, "f") == ""
+
+
+def test_function_timeout_kills_its_process(run_workflow: Runner) -> None:
+    engine = run_workflow(Node("f", executable=PyFunc(pyfuncs.sleeps, timeout=1)))
+    assert engine.result is not None
+    assert engine.result["f"].status is NodeStatus.TIMED_OUT
+    assert artifact(run_workflow, "f", "stdout") == b"sleeping\n"
+
+
+def test_unpicklable_argument_fails_the_node_clearly(run_workflow: Runner) -> None:
+    engine = run_workflow(Node("f", executable=PyFunc(pyfuncs.hello, args=(lambda: None,))))
+    assert engine.result is not None
+    assert engine.result["f"].status is NodeStatus.FAILED
+    assert b"cannot send the arguments" in artifact(run_workflow, "f", "stderr")
+
+
+MAIN_SCRIPT = """
+import wtflow
+
+def shout(word):
+    print(word.upper())
+    return len(word)
+
+if __name__ == "__main__":
+    wf = wtflow.Workflow("wf", wtflow.Node("n", executable=wtflow.PyFunc(shout, args=("hey",))))
+    engine = wtflow.Engine(wf)
+    code = engine.run()
+    print("result:", engine.result["n"].artifacts["result"].data.decode())
+    raise SystemExit(code)
+"""
+
+
+def test_functions_defined_in_a_scripts_main_work(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(MAIN_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "HEY\nresult: 3\n", "")
+
+
+def test_functions_of_a_main_module_run_with_dash_m_work(tmp_path: Path) -> None:
+    (tmp_path / "mymod.py").write_text(MAIN_SCRIPT)
+    done = subprocess.run([sys.executable, "-m", "mymod"], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "HEY\nresult: 3\n", "")
+
+
+def test_functions_from_an_interactive_main_are_refused_with_advice() -> None:
+    code = "import wtflow\ndef f(): pass\nwtflow.PyFunc(f)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert "is defined in an interactive session" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["stdout", "stderr"])
+def test_example_reader_gets_bytes(run_workflow: Runner, name: str) -> None:
+    source = Node("source", executable=Command("echo out; echo err >&2"))
+    reader = Node("reader", executable=PyFunc(pyfuncs.reads, args=({"many": []}, source.artifact(name))))
+    run_workflow(Node("root", children=[source, reader]))
+    assert result_of(run_workflow, "reader") == {"nested": [], "single": "out\n" if name == "stdout" else "err\n"}

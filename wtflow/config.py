@@ -1,0 +1,176 @@
+"""Engine configuration: defaults, ``WTFLOW_*`` environment variables and INI files.
+
+INI layout::
+
+    [database]
+    url = sqlite:///wtflow.db
+    [storage]
+    artifacts_dir = .wtflow/artifacts
+    [run]
+    ignore_failure = false
+    max_parallel = 8
+    kill_grace = 10
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import difflib
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from wtflow.errors import ConfigError
+
+TRUE_VALUES = {"1", "true", "yes", "on"}
+FALSE_VALUES = {"0", "false", "no", "off"}
+
+
+def default_max_parallel() -> int:
+    """``min(32, cpu_count + 4)``, like :class:`concurrent.futures.ThreadPoolExecutor`."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def parse_bool(value: str, where: str) -> bool:
+    """``value`` as a boolean; ``where`` names the variable or key in the error."""
+    lowered = value.strip().lower()
+    if lowered in TRUE_VALUES:
+        return True
+    if lowered in FALSE_VALUES:
+        return False
+    raise ConfigError(f"{where}: expected one of 0, 1, true, false, yes, no, on, off; got {value!r}")
+
+
+def parse_positive_int(value: str, where: str) -> int:
+    """``value`` as a whole number >= 1."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(f"{where}: expected a whole number >= 1, got {value!r}")
+    return number
+
+
+def parse_seconds(value: str, where: str) -> float:
+    """``value`` as a number of seconds >= 0."""
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = -1.0
+    if number < 0 or not math.isfinite(number):
+        raise ConfigError(f"{where}: expected a number of seconds >= 0, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Where runs are recorded: a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://...``)."""
+
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where artifacts are stored; ``None`` means a temporary directory for this process."""
+
+    artifacts_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.artifacts_dir is not None and not isinstance(self.artifacts_dir, Path):
+            object.__setattr__(self, "artifacts_dir", Path(self.artifacts_dir))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How a run behaves on failure and how much runs at once.
+
+    ``max_parallel`` left at ``None`` means the workflow's own ``max_parallel`` if it sets one,
+    else :func:`default_max_parallel`. ``kill_grace`` is the seconds between SIGTERM and SIGKILL.
+    """
+
+    ignore_failure: bool = False
+    max_parallel: int | None = None
+    kill_grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_parallel is not None and (not isinstance(self.max_parallel, int) or self.max_parallel < 1):
+            raise ConfigError(f"run.max_parallel: expected a whole number >= 1, got {self.max_parallel!r}")
+        if self.kill_grace < 0:
+            raise ConfigError(f"run.kill_grace: expected a number of seconds >= 0, got {self.kill_grace!r}")
+
+
+# (section, key) -> (environment variable, parser of the raw string)
+_Parser = Callable[[str, str], Any]
+_FIELDS: dict[tuple[str, str], tuple[str, _Parser]] = {
+    ("database", "url"): ("WTFLOW_DB_URL", lambda value, _where: value.strip() or None),
+    ("storage", "artifacts_dir"): ("WTFLOW_ARTIFACTS_DIR", lambda value, _where: Path(value) if value else None),
+    ("run", "ignore_failure"): ("WTFLOW_IGNORE_FAILURE", parse_bool),
+    ("run", "max_parallel"): ("WTFLOW_MAX_PARALLEL", parse_positive_int),
+    ("run", "kill_grace"): ("WTFLOW_KILL_GRACE", parse_seconds),
+}
+_ATTRIBUTE = {"database": "db", "storage": "storage", "run": "run"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the engine is configured with: ``db.url``, ``storage.artifacts_dir``, ``run.*``."""
+
+    db: DatabaseConfig = field(default_factory=DatabaseConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, base: Config | None = None) -> Self:
+        """``base`` (or the defaults) overridden by the ``WTFLOW_*`` variables that are set."""
+        environ = os.environ if environ is None else environ
+        values = {
+            key: parse(environ[variable], variable) for key, (variable, parse) in _FIELDS.items() if variable in environ
+        }
+        return cls._with(base or cls(), values)
+
+    @classmethod
+    def from_ini(cls, path: str | os.PathLike[str], *, base: Config | None = None) -> Self:
+        """``base`` (or the defaults) overridden by the keys of the INI file at ``path``."""
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {os.fspath(path)!r} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {os.fspath(path)!r} cannot be read: {exc}") from None
+        except configparser.Error as exc:
+            raise ConfigError(f"config file {os.fspath(path)!r} is not valid INI: {exc}") from None
+        values: dict[tuple[str, str], Any] = {}
+        sections = sorted({section for section, _ in _FIELDS})
+        for section in parser.sections():
+            if section not in sections:
+                raise ConfigError(f"{os.fspath(path)}: unknown section [{section}]{_suggest(section, sections)}")
+            keys = sorted(key for sec, key in _FIELDS if sec == section)
+            for key, raw in parser.items(section):
+                if key not in keys:
+                    raise ConfigError(f"{os.fspath(path)}: unknown key {key!r} in [{section}]{_suggest(key, keys)}")
+                values[(section, key)] = _FIELDS[(section, key)][1](raw, f"{os.fspath(path)} [{section}] {key}")
+        return cls._with(base or cls(), values)
+
+    @classmethod
+    def _with(cls, base: Config, values: Mapping[tuple[str, str], Any]) -> Self:
+        parts: dict[str, Any] = {}
+        for attribute in _ATTRIBUTE.values():
+            parts[attribute] = getattr(base, attribute)
+        for (section, key), value in values.items():
+            attribute = _ATTRIBUTE[section]
+            parts[attribute] = dataclasses.replace(parts[attribute], **{key: value})
+        return cls(**parts)
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; expected one of: {', '.join(choices)}"

@@ -1,0 +1,167 @@
+"""``Engine``: runs a workflow once, wiring the scheduler to storage, executors and observers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from wtflow.artifacts import RunLayout, create_run_dir, new_run_id
+from wtflow.config import Config, default_max_parallel
+from wtflow.events import Event, NodeStatus, Observer, RunFinished, RunStarted, RunStatus
+from wtflow.executors.base import DispatchExecutor, Executor
+from wtflow.model import Artifact, Workflow
+from wtflow.observers import console_observers, record_observers
+from wtflow.scheduler import Scheduler, now
+
+EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """How one node ended, with its artifacts bound to their files."""
+
+    name: str
+    path: str
+    status: NodeStatus
+    exit_code: int | None
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    artifacts: Mapping[str, Artifact]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended: its status, exit code and every node's result, by name."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    exit_code: int
+    run_dir: Path
+    started_at: datetime
+    finished_at: datetime
+    nodes: Mapping[str, NodeResult]
+
+    def __getitem__(self, node: str) -> NodeResult:
+        return self.nodes[node]
+
+
+class Engine:
+    """Runs a :class:`~wtflow.model.Workflow`.
+
+    ``Engine(workflow)`` reads its configuration from ``WTFLOW_*`` variables. The run's record
+    is always kept: ``run.json`` in the run's directory, and rows in the database when
+    ``config.db.url`` is set. By default the nodes' output goes to this process's stdout and
+    stderr and nothing else is printed; ``observers`` replaces that console output. ``executor``
+    runs nodes differently (tests use :class:`~wtflow.executors.fake.FakeExecutor`).
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        config: Config | None = None,
+        *,
+        observers: Iterable[Observer] | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.config = config if config is not None else Config.from_env()
+        self._observers = list(observers) if observers is not None else None
+        self._executor = executor
+        self.result: RunResult | None = None
+        self.scheduler: Scheduler | None = None
+
+    @property
+    def max_parallel(self) -> int:
+        """The concurrency cap: configured, else the workflow's, else the default."""
+        return self.config.run.max_parallel or self.workflow.max_parallel or default_max_parallel()
+
+    def run(self) -> int:
+        """Run the workflow to the end; 0 if it succeeded, 1 if it failed."""
+        return asyncio.run(self.run_async())
+
+    async def run_async(self) -> int:
+        """:meth:`run` for callers already inside an event loop."""
+        run_id = new_run_id()
+        run_dir = await asyncio.to_thread(create_run_dir, self.config.storage.artifacts_dir, run_id)
+        layout = RunLayout(run_dir, self.workflow.nodes)
+        observers = [
+            *record_observers(self.config, layout.run_file),
+            *(self._observers if self._observers is not None else console_observers()),
+        ]
+        await _open_all(observers)
+
+        def emit(event: Event) -> None:
+            for observer in observers:
+                observer.notify(event)
+
+        started_at = now()
+        emit(RunStarted(run_id, self.workflow, run_dir, started_at, socket.gethostname(), os.getpid()))
+        scheduler = self.scheduler = Scheduler(
+            self.workflow,
+            run_id=run_id,
+            layout=layout,
+            executor=self._executor or DispatchExecutor(),
+            emit=emit,
+            max_parallel=self.max_parallel,
+            ignore_failure=self.config.run.ignore_failure,
+            kill_grace=self.config.run.kill_grace,
+            environ=os.environ,
+        )
+        status = RunStatus.CANCELLED
+        error: str | None = "interrupted"
+        try:
+            await scheduler.run()
+            status = RunStatus.FAILED if scheduler.failed else RunStatus.SUCCEEDED
+            error = None
+        finally:
+            finished_at = now()
+            emit(RunFinished(run_id, self.workflow.name, status, EXIT_CODES[status], started_at, finished_at, error))
+            self.result = RunResult(
+                run_id,
+                self.workflow.name,
+                status,
+                EXIT_CODES[status],
+                run_dir,
+                started_at,
+                finished_at,
+                {
+                    name: NodeResult(
+                        name,
+                        state.path,
+                        state.status,
+                        state.exit_code,
+                        state.attempt,
+                        state.started_at,
+                        state.finished_at,
+                        state.error,
+                        {info.name: Artifact(name, info.name, info.path) for info in state.artifacts},
+                    )
+                    for name, state in scheduler.states.items()
+                },
+            )
+            await _close_all(observers)
+        return EXIT_CODES[status]
+
+
+async def _open_all(observers: list[Observer]) -> None:
+    opened: list[Observer] = []
+    try:
+        for observer in observers:
+            await observer.aopen()
+            opened.append(observer)
+    except BaseException:
+        await _close_all(opened)
+        raise
+
+
+async def _close_all(observers: list[Observer]) -> None:
+    for observer in observers:
+        await observer.aclose()

@@ -1,0 +1,71 @@
+"""Every error wtflow raises on purpose, and the exit code each one means.
+
+This module is a leaf: it imports nothing from wtflow, so any module may use it.
+
+Hierarchy::
+
+    WtflowError                      exit 1  (base; never raised itself)
+    ├── NodeFailed                   exit 1  a node failed and the run failed with it
+    ├── UsageError                   exit 2  invalid input from the user
+    │   ├── WorkflowError            exit 2  a workflow definition is invalid
+    │   └── ConfigError              exit 2  a configuration value is invalid
+    ├── ArtifactError                exit 2  an artifact was read before it existed
+    ├── BackendUnavailable           exit 3  database or docker engine cannot be reached
+    └── Interrupted                  exit 130 the run was stopped by a signal
+"""
+
+from __future__ import annotations
+
+
+class WtflowError(Exception):
+    """Base class of wtflow's own errors; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class NodeFailed(WtflowError):
+    """A node failed and, with it, the run."""
+
+    exit_code = 1
+
+
+class UsageError(WtflowError):
+    """The user gave wtflow something it cannot use."""
+
+    exit_code = 2
+
+
+class WorkflowError(UsageError):
+    """A workflow definition is invalid: names, references, cycles or values."""
+
+    def __init__(self, message: str, *, location: str | None = None, node: str | None = None) -> None:
+        self.message = message
+        self.location = location
+        self.node = node
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class ConfigError(UsageError):
+    """A configuration value (environment variable, INI key, flag) is invalid."""
+
+
+class ArtifactError(WtflowError):
+    """An artifact was read that holds no data (not produced, or not resolved yet)."""
+
+    exit_code = 2
+
+
+class BackendUnavailable(WtflowError):
+    """A backend wtflow needs (database, docker engine) cannot be reached."""
+
+    exit_code = 3
+
+
+class Interrupted(WtflowError):
+    """The run was stopped by SIGINT (130) or SIGTERM (143)."""
+
+    exit_code = 130
+
+    def __init__(self, message: str = "interrupted", *, signal_number: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number

@@ -1,0 +1,162 @@
+"""What happens during a run, as events, and the interface of everything that listens.
+
+The engine emits events; observers (database recorder, console, logs, run file) receive them
+in order, on the event loop. ``notify`` must not block: an observer that does I/O hands the
+work to a thread of its own and finishes it in ``aclose``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from wtflow.model import Workflow
+
+
+class NodeStatus(StrEnum):
+    """Where a node is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def is_failure(self) -> bool:
+        """Whether this status means the node did not do its work."""
+        return self in {NodeStatus.FAILED, NodeStatus.TIMED_OUT}
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life; ``crashed`` is set when its owner vanished."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    CRASHED = "crashed"
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """A stored artifact: its name, file and size in bytes."""
+
+    name: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A run began; ``run_dir`` holds its artifacts."""
+
+    run_id: str
+    workflow: Workflow
+    run_dir: Path
+    started_at: datetime
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class NodeStarted:
+    """A node began an attempt (group nodes have no executable and one attempt)."""
+
+    run_id: str
+    node: str
+    path: str
+    started_at: datetime
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class NodeOutput:
+    """Whole lines (or a long line's piece) a node wrote to ``stream``."""
+
+    run_id: str
+    node: str
+    stream: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class NodeRetrying:
+    """A node's attempt failed and it will be tried again after ``delay`` seconds."""
+
+    run_id: str
+    node: str
+    attempt: int
+    exit_code: int | None
+    delay: float
+
+
+@dataclass(frozen=True)
+class NodeFinished:
+    """A node reached its final status."""
+
+    run_id: str
+    node: str
+    path: str
+    status: NodeStatus
+    exit_code: int | None
+    started_at: datetime | None
+    finished_at: datetime
+    attempt: int = 1
+    error: str | None = None
+    artifacts: tuple[ArtifactInfo, ...] = field(default=())
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish; ``None`` if the node never started."""
+        if self.started_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """A run reached its final status; ``exit_code`` is what ``Engine.run`` returns."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    exit_code: int
+    started_at: datetime
+    finished_at: datetime
+    error: str | None = None
+
+
+Event = RunStarted | NodeStarted | NodeOutput | NodeRetrying | NodeFinished | RunFinished
+
+
+class Observer(Protocol):
+    """Receives a run's events. ``aopen`` may refuse the run before any node starts."""
+
+    async def aopen(self) -> None:
+        """Get ready (connect, create files); raise to stop the run before it starts."""
+
+    def notify(self, event: Event) -> None:
+        """Take one event; must not block the event loop."""
+
+    async def aclose(self) -> None:
+        """Finish all pending work; called once, also when the run failed or was cancelled."""
+
+
+class BaseObserver:
+    """An observer that ignores everything: subclass it and override what you need."""
+
+    async def aopen(self) -> None:
+        """Nothing to prepare."""
+
+    def notify(self, event: Event) -> None:
+        """Ignore the event."""
+
+    async def aclose(self) -> None:
+        """Nothing to finish."""

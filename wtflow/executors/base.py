@@ -1,0 +1,75 @@
+"""The executor interface: run one job, stream its output to a sink, report how it ended."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from wtflow.model import Command, PyFunc
+
+
+@dataclass(frozen=True)
+class Job:
+    """One attempt at one node's executable, with everything needed to run it."""
+
+    run_id: str
+    node: str
+    executable: Command | PyFunc
+    env: Mapping[str, str]
+    cwd: Path | None
+    node_dir: Path
+    kill_grace: float
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds the attempt may take, if limited."""
+        return self.executable.timeout
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended: an exit code, a timeout, or an error that kept it from running."""
+
+    exit_code: int | None
+    timed_out: bool = False
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Exit code 0, no timeout and no error."""
+        return self.exit_code == 0 and not self.timed_out and self.error is None
+
+
+class OutputSink(Protocol):
+    """Where an executor sends output, chunk by chunk, as it is produced."""
+
+    async def write(self, stream: str, data: bytes) -> None:
+        """Store and forward ``data`` written to ``stream`` (``stdout`` or ``stderr``)."""
+
+
+class Executor(Protocol):
+    """Runs one job. On cancellation it stops what it started, then re-raises."""
+
+    async def execute(self, job: Job, sink: OutputSink) -> Outcome:
+        """Run ``job`` to the end, streaming its output into ``sink``."""
+
+
+class DispatchExecutor:
+    """Sends each job to the executor registered for its executable's type."""
+
+    def __init__(self, executors: Mapping[type, Executor] | None = None) -> None:
+        if executors is None:
+            from wtflow.executors.pyfunc import PyFuncExecutor
+            from wtflow.executors.shell import CommandExecutor
+
+            executors = {Command: CommandExecutor(), PyFunc: PyFuncExecutor()}
+        self._executors = dict(executors)
+
+    async def execute(self, job: Job, sink: OutputSink) -> Outcome:
+        """Run ``job`` with the executor for its type."""
+        executor = self._executors.get(type(job.executable))
+        if executor is None:
+            return Outcome(exit_code=None, error=f"no executor for {type(job.executable).__name__}")
+        return await executor.execute(job, sink)

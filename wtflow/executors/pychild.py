@@ -1,0 +1,73 @@
+"""The first code a PyFunc's process runs.
+
+Started by file path, so it uses only the stdlib
+until it has taken the parent's ``sys.path``.
+
+Protocol on stdin: one JSON line (``sys_path``, ``main_path`` or ``main_module``,
+``result_path``), then a pickle of ``(func, args, kwargs)``. Functions defined in the parent's
+``__main__`` are found the way :mod:`multiprocessing` spawn finds them: the parent's main script
+is run again as ``__mp_main__`` (its ``if __name__ == "__main__":`` block does not run).
+"""
+
+import json
+import os
+import pickle
+import runpy
+import sys
+import traceback
+import types
+
+
+def _load_main(header: dict) -> None:  # type: ignore[type-arg]
+    if header.get("main_module"):
+        content = runpy.run_module(header["main_module"], run_name="__mp_main__", alter_sys=False)
+    elif header.get("main_path"):
+        content = runpy.run_path(header["main_path"], run_name="__mp_main__")
+    else:
+        return
+    module = types.ModuleType("__mp_main__")
+    module.__dict__.update(content)
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+
+
+def main() -> int:
+    """Read the function from stdin, run it, keep its result; return the exit code."""
+    stdin = sys.stdin.buffer
+    header = json.loads(stdin.readline())
+    sys.path[:] = header["sys_path"]
+    try:
+        _load_main(header)
+        func, args, kwargs = pickle.load(stdin)
+    except BaseException as exc:  # noqa: BLE001 - reported to the node's stderr, like any failure
+        traceback.print_exception(exc)
+        return 1
+    # The function gets an empty stdin, not the rest of our protocol.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    try:
+        result = func(*args, **kwargs)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the traceback goes to the stderr artifact
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
+        return 1
+    try:
+        text = json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        print(
+            f"wtflow: the return value ({type(result).__name__}) is not JSON-serialisable, "
+            f"so no result artifact is kept: {exc}",
+            file=sys.stderr,
+        )
+        return 0
+    result_path = header["result_path"]
+    tmp = f"{result_path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""The workflow definition: plain, frozen data, validated once when built.
+
+Nothing here runs anything. A :class:`Workflow` is a tree of :class:`Node` objects; a node
+carries at most one executable (:class:`Command` or :class:`PyFunc`) and may name other nodes
+it ``needs``. :class:`Artifact` objects are references to a node's outputs; the engine resolves
+them to files when the producing node has run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pickle
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from wtflow.errors import ArtifactError, WorkflowError
+
+STDOUT = "stdout"
+STDERR = "stderr"
+RESULT = "result"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A named output of a node: ``stdout``, ``stderr``, ``result`` or a declared file.
+
+    Before a run it is only a reference (``path`` is ``None``). Passed to a :class:`PyFunc`,
+    it arrives resolved: ``.data`` reads the bytes the producing node wrote.
+    """
+
+    node: str
+    name: str
+    path: Path | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The artifact's bytes, read from storage on each access."""
+        if self.path is None:
+            raise ArtifactError(
+                f"artifact {self.name!r} of node {self.node!r} has no data yet: "
+                "artifacts are resolved when the workflow runs"
+            )
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactError(
+                f"artifact {self.name!r} of node {self.node!r} was not produced ({self.path})"
+            ) from None
+
+    def text(self, encoding: str = "utf-8") -> str:
+        """The artifact's content decoded as text."""
+        return self.data.decode(encoding)
+
+    def resolved(self, path: Path) -> Artifact:
+        """Return this reference bound to the file that holds its data."""
+        return dataclasses.replace(self, path=path)
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)):
+        raise WorkflowError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+
+def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    if env is None:
+        return {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise WorkflowError(f"environment variable name {key!r} is invalid")
+        if not isinstance(value, str):
+            raise WorkflowError(f"environment variable {key} must be a string, got {type(value).__name__}")
+    return dict(env)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A process to run: a string goes through ``/bin/sh -c``; a list is executed directly.
+
+    ``timeout`` (seconds) kills the whole process group and marks the node ``timed_out``.
+    ``env`` is added to the inherited environment; ``cwd`` is the working directory.
+    """
+
+    cmd: str | Sequence[str]
+    timeout: float | None = None
+    env: Mapping[str, str] | None = None
+    cwd: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cmd, str):
+            if not self.cmd.strip():
+                raise WorkflowError("command is empty")
+        else:
+            argv = tuple(self.cmd)
+            if not argv or not all(isinstance(arg, str) for arg in argv):
+                raise WorkflowError(f"command must be a non-empty string or a list of strings, got {self.cmd!r}")
+            object.__setattr__(self, "cmd", argv)
+        _check_timeout(self.timeout)
+        object.__setattr__(self, "env", _check_env(self.env))
+        if self.cwd is not None:
+            object.__setattr__(self, "cwd", Path(self.cwd))
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """What is executed: the shell for a string, the list itself otherwise."""
+        if isinstance(self.cmd, str):
+            return ("/bin/sh", "-c", self.cmd)
+        return tuple(self.cmd)
+
+
+def _main_module_file() -> str | None:
+    main = sys.modules.get("__main__")
+    return getattr(main, "__file__", None)
+
+
+@dataclass(frozen=True)
+class PyFunc:
+    """A Python function run in its own process.
+
+    Its stdout and stderr are captured at the file-descriptor level. ``args`` and ``kwargs``
+    may hold :class:`Artifact` references (also inside lists, tuples and dicts); they arrive
+    resolved. A JSON-serialisable return value is kept as the node's ``result`` artifact.
+    """
+
+    func: Callable[..., Any]
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] | None = None
+    timeout: float | None = None
+    env: Mapping[str, str] | None = None
+    cwd: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.func):
+            raise WorkflowError(f"PyFunc needs a callable, got {self.func!r}")
+        qualname = getattr(self.func, "__qualname__", repr(self.func))
+        try:
+            pickle.dumps(self.func)
+        except Exception as exc:  # noqa: BLE001 - pickling raises many types; all mean the same here
+            raise WorkflowError(
+                f"function {qualname} cannot be sent to its own process ({exc}); "
+                "define it at the top level of a module (lambdas and nested functions cannot be sent)"
+            ) from None
+        if getattr(self.func, "__module__", None) == "__main__" and _main_module_file() is None:
+            raise WorkflowError(
+                f"function {qualname} is defined in an interactive session; "
+                "define it in a script or module file so its process can import it"
+            )
+        object.__setattr__(self, "args", tuple(self.args))
+        object.__setattr__(self, "kwargs", dict(self.kwargs or {}))
+        _check_timeout(self.timeout)
+        object.__setattr__(self, "env", _check_env(self.env))
+        if self.cwd is not None:
+            object.__setattr__(self, "cwd", Path(self.cwd))
+
+    @property
+    def name(self) -> str:
+        """The function's dotted name, for display."""
+        return f"{getattr(self.func, '__module__', '?')}:{getattr(self.func, '__qualname__', '?')}"
+
+    def artifacts(self) -> list[Artifact]:
+        """Every artifact reference in ``args`` and ``kwargs``."""
+        found: list[Artifact] = []
+        _collect_artifacts((self.args, self.kwargs), found)
+        return found
+
+
+Executable = Command | PyFunc
+
+
+def _collect_artifacts(value: Any, found: list[Artifact]) -> None:
+    if isinstance(value, Artifact):
+        found.append(value)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _collect_artifacts(item, found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_artifacts(item, found)
+
+
+def replace_artifacts(value: Any, resolve: Callable[[Artifact], Artifact]) -> Any:
+    """``value`` with every artifact reference (also nested in containers) passed through ``resolve``."""
+    if isinstance(value, Artifact):
+        return resolve(value)
+    if isinstance(value, list):
+        return [replace_artifacts(item, resolve) for item in value]
+    if isinstance(value, tuple):
+        items = [replace_artifacts(item, resolve) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    if isinstance(value, dict):
+        return {key: replace_artifacts(item, resolve) for key, item in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often a failed node is tried again, and how long to wait between tries."""
+
+    max: int = 0
+    delay: float = 0.0
+    backoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max, int) or self.max < 0:
+            raise WorkflowError(f"retries.max must be a whole number >= 0, got {self.max!r}")
+        if self.delay < 0 or not math.isfinite(self.delay):
+            raise WorkflowError(f"retries.delay must be >= 0 seconds, got {self.delay!r}")
+        if self.backoff < 1 or not math.isfinite(self.backoff):
+            raise WorkflowError(f"retries.backoff must be >= 1, got {self.backoff!r}")
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2 is the first retry)."""
+        return float(self.delay * self.backoff ** max(0, attempt - 2))
+
+
+@dataclass(frozen=True)
+class FileArtifact:
+    """A file (or glob) a node produces, kept with its output under ``name``."""
+
+    name: str
+    path: str
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name in {STDOUT, STDERR, RESULT} or "/" in self.name or self.name.startswith("."):
+            raise WorkflowError(
+                f"artifact name {self.name!r} is invalid: use a plain name other than stdout, stderr and result"
+            )
+        pure = Path(self.path)
+        if not self.path or pure.is_absolute() or ".." in pure.parts:
+            raise WorkflowError(
+                f"artifact {self.name!r}: path {self.path!r} must be relative to the working directory, without '..'"
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One step of a workflow: an optional executable, then its children.
+
+    Children run one after another in order, or all at once with ``parallel=True``. ``needs``
+    names other nodes (anywhere in the workflow) whose whole subtree must finish first. A node
+    with ``continue_on_error=True`` may fail without failing the run.
+    """
+
+    name: str
+    executable: Command | PyFunc | None = None
+    children: Sequence[Node] = ()
+    parallel: bool = False
+    continue_on_error: bool = False
+    needs: Sequence[str] = ()
+    retries: Retry | None = None
+    artifacts: Sequence[FileArtifact] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise WorkflowError(f"node name must be a string, got {self.name!r}")
+        if self.executable is not None and not isinstance(self.executable, Command | PyFunc):
+            raise WorkflowError(
+                f"node {self.name!r}: executable must be a Command or a PyFunc, got {type(self.executable).__name__}"
+            )
+        children = tuple(self.children)
+        for child in children:
+            if not isinstance(child, Node):
+                raise WorkflowError(f"node {self.name!r}: children must be Nodes, got {type(child).__name__}")
+        object.__setattr__(self, "children", children)
+        needs = (self.needs,) if isinstance(self.needs, str) else tuple(self.needs)
+        object.__setattr__(self, "needs", needs)
+        object.__setattr__(self, "artifacts", tuple(self.artifacts))
+
+    def artifact(self, name: str) -> Artifact:
+        """A reference to this node's artifact called ``name``."""
+        return Artifact(node=self.name, name=name)
+
+    @property
+    def stdout_artifact(self) -> Artifact:
+        """What this node writes to stdout."""
+        return self.artifact(STDOUT)
+
+    @property
+    def stderr_artifact(self) -> Artifact:
+        """What this node writes to stderr."""
+        return self.artifact(STDERR)
+
+    @property
+    def result_artifact(self) -> Artifact:
+        """The JSON of a :class:`PyFunc`'s return value."""
+        return self.artifact(RESULT)
+
+    def artifact_names(self) -> set[str]:
+        """The names of every artifact this node produces."""
+        names = {STDOUT, STDERR}
+        if isinstance(self.executable, PyFunc):
+            names.add(RESULT)
+        names.update(declared.name for declared in self.artifacts)
+        return names
+
+    def walk(self) -> Iterator[Node]:
+        """Yield this node and every node below it, depth first, in order."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@dataclass(frozen=True, eq=False)
+class Workflow:
+    """A named tree of nodes, checked when built: unique names, resolved references, no cycles.
+
+    ``env`` is added to every node's environment; ``max_parallel`` caps this workflow's
+    concurrency (the engine's configuration caps it too).
+    """
+
+    name: str
+    root: Node
+    env: Mapping[str, str] = field(default_factory=dict)
+    max_parallel: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.root, Node):
+            raise WorkflowError(f"workflow {self.name!r}: root must be a Node, got {type(self.root).__name__}")
+        object.__setattr__(self, "env", _check_env(self.env))
+        if self.max_parallel is not None and (not isinstance(self.max_parallel, int) or self.max_parallel < 1):
+            raise WorkflowError(f"max_parallel must be a whole number >= 1, got {self.max_parallel!r}")
+        self._validate()
+
+    @cached_property
+    def nodes(self) -> dict[str, Node]:
+        """Every node by name, in tree order."""
+        return {node.name: node for node in self.root.walk()}
+
+    @cached_property
+    def parents(self) -> dict[str, Node | None]:
+        """Each node's parent (``None`` for the root), by name."""
+        parents: dict[str, Node | None] = {self.root.name: None}
+        for node in self.root.walk():
+            for child in node.children:
+                parents[child.name] = node
+        return parents
+
+    def path(self, name: str) -> str:
+        """The node's path in the tree, e.g. ``ci/tests/unit``."""
+        parts = [name]
+        parent = self.parents[name]
+        while parent is not None:
+            parts.append(parent.name)
+            parent = self.parents[parent.name]
+        return "/".join(reversed(parts))
+
+    def _validate(self) -> None:
+        seen: set[str] = set()
+        ids: set[int] = set()
+        for node in self.root.walk():
+            if id(node) in ids:
+                raise WorkflowError(f"node {node.name!r} appears twice in the tree", node=node.name)
+            ids.add(id(node))
+            if node.name in seen:
+                raise WorkflowError(f"node name {node.name!r} is used twice; node names must be unique", node=node.name)
+            seen.add(node.name)
+        nodes = self.nodes
+        for node in nodes.values():
+            for need in node.needs:
+                if need not in nodes:
+                    raise WorkflowError(
+                        f"node {node.name!r} needs {need!r}, which is not a node of this workflow", node=node.name
+                    )
+            if isinstance(node.executable, PyFunc):
+                for ref in node.executable.artifacts():
+                    producer = nodes.get(ref.node)
+                    if producer is None:
+                        raise WorkflowError(
+                            f"node {node.name!r} reads an artifact of {ref.node!r}, "
+                            "which is not a node of this workflow",
+                            node=node.name,
+                        )
+                    if ref.name not in producer.artifact_names():
+                        known = ", ".join(sorted(producer.artifact_names()))
+                        raise WorkflowError(
+                            f"node {node.name!r} reads artifact {ref.name!r} of {ref.node!r}, "
+                            f"which produces only {known}",
+                            node=node.name,
+                        )
+        # Imported here: graph builds on this module.
+        from wtflow.graph import dependencies, find_cycle
+
+        cycle = find_cycle(dependencies(self))
+        if cycle:
+            raise WorkflowError("dependency cycle: " + " -> ".join(cycle), node=cycle[0])

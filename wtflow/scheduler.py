@@ -1,0 +1,347 @@
+"""The core of a run: start each node the moment what it waits for is done, and emit events.
+
+The scheduler knows nothing of databases, consoles or logs: it calls ``emit`` with events and
+an :class:`~wtflow.executors.base.Executor` to run nodes. Failure policy:
+
+- a failed node (not ``continue_on_error``) stops the run: running nodes are cancelled and
+  nodes not started are skipped, unless ``ignore_failure`` is set, in which case the run goes
+  on as if the node had succeeded and still ends failed;
+- a node with ``continue_on_error`` may fail without failing or stopping the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import shutil
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiofiles
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
+
+from wtflow.artifacts import RunLayout
+from wtflow.events import (
+    ArtifactInfo,
+    Event,
+    NodeFinished,
+    NodeOutput,
+    NodeRetrying,
+    NodeStarted,
+    NodeStatus,
+)
+from wtflow.executors.base import Executor, Job, Outcome
+from wtflow.graph import SELF, Vertex, dependencies
+from wtflow.model import RESULT, STDERR, STDOUT, Artifact, Command, Node, PyFunc, Workflow, replace_artifacts
+
+# A partial line longer than this is passed on without waiting for its newline.
+MAX_PENDING_LINE = 1 << 16
+
+
+def now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class NodeState:
+    """What the scheduler knows of one node during a run."""
+
+    node: Node
+    path: str
+    status: NodeStatus = NodeStatus.PENDING
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempt: int = 0
+    error: str | None = None
+    artifacts: tuple[ArtifactInfo, ...] = field(default=())
+
+
+class _Sink:
+    """Writes a node's output to its artifact files and emits it as whole lines."""
+
+    def __init__(
+        self, run_id: str, node: str, files: Mapping[str, AsyncBufferedIOBase], emit: Callable[[Event], None]
+    ) -> None:
+        self._run_id = run_id
+        self._node = node
+        self._files = files
+        self._emit = emit
+        self._pending = {STDOUT: b"", STDERR: b""}
+
+    async def write(self, stream: str, data: bytes) -> None:
+        await self._files[stream].write(data)
+        pending = self._pending[stream] + data
+        cut = pending.rfind(b"\n") + 1
+        if len(pending) - cut > MAX_PENDING_LINE:
+            cut = len(pending)
+        if cut:
+            self._emit(NodeOutput(self._run_id, self._node, stream, pending[:cut]))
+        self._pending[stream] = pending[cut:]
+
+    def flush(self) -> None:
+        for stream, pending in self._pending.items():
+            if pending:
+                self._emit(NodeOutput(self._run_id, self._node, stream, pending))
+                self._pending[stream] = b""
+
+
+class Scheduler:
+    """Runs one workflow once; ``run`` returns when every node has reached a final status."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        run_id: str,
+        layout: RunLayout,
+        executor: Executor,
+        emit: Callable[[Event], None],
+        max_parallel: int,
+        ignore_failure: bool,
+        kill_grace: float,
+        environ: Mapping[str, str],
+    ) -> None:
+        self.workflow = workflow
+        self.run_id = run_id
+        self.layout = layout
+        self._executor = executor
+        self._emit = emit
+        self._ignore_failure = ignore_failure
+        self._kill_grace = kill_grace
+        self._environ = environ
+        self._slots = asyncio.Semaphore(max_parallel)
+        self.states = {name: NodeState(node, workflow.path(name)) for name, node in workflow.nodes.items()}
+        self._deps = dependencies(workflow)
+        self._remaining = {vertex: len(deps) for vertex, deps in self._deps.items()}
+        self._dependents: dict[Vertex, list[Vertex]] = {vertex: [] for vertex in self._deps}
+        for vertex, deps in self._deps.items():
+            for dep in deps:
+                self._dependents[dep].append(vertex)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._task_group: asyncio.TaskGroup | None = None
+        self.stopping = False
+        self.failed = False
+
+    async def run(self) -> None:
+        """Run every node that can run; on cancellation, stop them all and re-raise."""
+        try:
+            async with asyncio.TaskGroup() as task_group:
+                self._task_group = task_group
+                self._advance([vertex for vertex, count in self._remaining.items() if count == 0])
+        finally:
+            self._task_group = None
+            self._finish_unreached()
+
+    # -- the graph walk ---------------------------------------------------------------------
+
+    def _advance(self, ready: list[Vertex]) -> None:
+        """Act on vertices whose dependencies are done; a work queue, not recursion, for deep trees."""
+        queue = deque(ready)
+        while queue:
+            name, kind = queue.popleft()
+            state = self.states[name]
+            if self.stopping:
+                continue
+            if kind == SELF and state.node.executable is not None:
+                assert self._task_group is not None
+                self._tasks[name] = self._task_group.create_task(self._run_node(state), name=f"wtflow node {name}")
+                continue
+            if kind == SELF:  # a group node: started the moment it is reached
+                state.status = NodeStatus.RUNNING
+                state.started_at = now()
+                state.attempt = 1
+                self._emit(NodeStarted(self.run_id, name, state.path, state.started_at))
+            elif state.node.executable is None:
+                self._close_group(state)
+            queue.extend(self._done((name, kind)))
+
+    def _done(self, vertex: Vertex) -> list[Vertex]:
+        ready = []
+        for dependent in self._dependents[vertex]:
+            self._remaining[dependent] -= 1
+            if self._remaining[dependent] == 0:
+                ready.append(dependent)
+        return ready
+
+    def _close_group(self, state: NodeState) -> None:
+        statuses = [self.states[child.name] for child in state.node.children]
+        failed = any(child.status.is_failure and not child.node.continue_on_error for child in statuses)
+        self._finish(state, NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED)
+
+    def _finish(self, state: NodeState, status: NodeStatus) -> None:
+        state.status = status
+        state.finished_at = now()
+        self._emit(
+            NodeFinished(
+                self.run_id,
+                state.node.name,
+                state.path,
+                status,
+                state.exit_code,
+                state.started_at,
+                state.finished_at,
+                state.attempt,
+                state.error,
+                state.artifacts,
+            )
+        )
+
+    def _finish_unreached(self) -> None:
+        """Give every node without a final status one: skipped, cancelled or (groups) from their children."""
+        for state in reversed(self.states.values()):  # children before parents
+            if state.status not in {NodeStatus.PENDING, NodeStatus.RUNNING}:
+                continue
+            if state.node.executable is None and state.started_at is not None:
+                below = [self.states[node.name].status for node in state.node.walk() if node is not state.node]
+                if any(status.is_failure for status in below):
+                    self._finish(state, NodeStatus.FAILED)
+                else:
+                    self._finish(state, NodeStatus.CANCELLED)
+            elif state.started_at is not None:
+                self._finish(state, NodeStatus.CANCELLED)
+            else:
+                self._finish(state, NodeStatus.SKIPPED)
+
+    def stop(self) -> None:
+        """Stop the run: cancel running nodes, start no more."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for task in self._tasks.values():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    # -- one node ---------------------------------------------------------------------------
+
+    async def _run_node(self, state: NodeState) -> None:
+        try:
+            async with self._slots:
+                if self.stopping:
+                    return
+                outcome = await self._attempts(state)
+        except asyncio.CancelledError:
+            if state.started_at is not None and state.status is NodeStatus.RUNNING:
+                state.artifacts = self._artifact_infos(state.node)
+                self._finish(state, NodeStatus.CANCELLED)
+            raise
+        finally:
+            self._tasks.pop(state.node.name, None)
+        state.exit_code = outcome.exit_code
+        state.error = outcome.error
+        state.artifacts = self._artifact_infos(state.node)
+        if outcome.timed_out:
+            status = NodeStatus.TIMED_OUT
+        elif outcome.succeeded:
+            status = NodeStatus.SUCCEEDED
+        else:
+            status = NodeStatus.FAILED
+        self._finish(state, status)
+        if status.is_failure and not state.node.continue_on_error:
+            self.failed = True
+            if not self._ignore_failure:
+                self.stop()
+                return
+        self._advance(self._done((state.node.name, SELF)))
+
+    async def _attempts(self, state: NodeState) -> Outcome:
+        node = state.node
+        assert node.executable is not None
+        retries = node.retries
+        attempts = 1 + (retries.max if retries else 0)
+        node_dir = self.layout.node_dir(node.name)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        job = self._job(node, node.executable, node_dir)
+        outcome = Outcome(exit_code=None)
+        for attempt in range(1, attempts + 1):
+            state.status = NodeStatus.RUNNING
+            state.attempt = attempt
+            if state.started_at is None:
+                state.started_at = now()
+            self._emit(NodeStarted(self.run_id, node.name, state.path, now(), attempt))
+            outcome = await self._attempt(job, node_dir)
+            if outcome.succeeded:
+                await asyncio.to_thread(self._collect_files, node, job.cwd)
+                return outcome
+            if attempt == attempts:
+                break
+            assert retries is not None
+            delay = retries.delay_before(attempt + 1)
+            self._emit(NodeRetrying(self.run_id, node.name, attempt, outcome.exit_code, delay))
+            self._keep_attempt_output(node, attempt)
+            await asyncio.sleep(delay)
+        return outcome
+
+    async def _attempt(self, job: Job, node_dir: Path) -> Outcome:
+        stdout_path = self.layout.path(job.node, STDOUT)
+        stderr_path = self.layout.path(job.node, STDERR)
+        async with aiofiles.open(stdout_path, "wb") as out, aiofiles.open(stderr_path, "wb") as err:
+            sink = _Sink(self.run_id, job.node, {STDOUT: out, STDERR: err}, self._emit)
+            try:
+                return await self._executor.execute(job, sink)
+            finally:
+                sink.flush()
+
+    def _keep_attempt_output(self, node: Node, attempt: int) -> None:
+        """Keep a failed attempt's output beside the next attempt's, as ``stdout.attempt-N.log``."""
+        for stream in (STDOUT, STDERR):
+            path = self.layout.path(node.name, stream)
+            if path.exists():
+                path.rename(path.with_name(f"{stream}.attempt-{attempt}.log"))
+
+    def _job(self, node: Node, executable: Command | PyFunc, node_dir: Path) -> Job:
+        if isinstance(executable, PyFunc):
+            executable = PyFunc(
+                func=executable.func,
+                args=replace_artifacts(executable.args, self._resolve),
+                kwargs=replace_artifacts(executable.kwargs, self._resolve),
+                timeout=executable.timeout,
+                env=executable.env,
+                cwd=executable.cwd,
+            )
+        env = dict(self._environ)
+        env.update(self.workflow.env)
+        env.update(executable.env or {})
+        env["WTFLOW_RUN_ID"] = self.run_id
+        env["WTFLOW_NODE"] = node.name
+        env["WTFLOW_RUN_DIR"] = str(self.layout.run_dir)
+        cwd = Path(executable.cwd) if executable.cwd is not None else None
+        return Job(self.run_id, node.name, executable, env, cwd, node_dir, self._kill_grace)
+
+    def _resolve(self, ref: Artifact) -> Artifact:
+        return ref.resolved(self.layout.path(ref.node, ref.name))
+
+    def _collect_files(self, node: Node, cwd: Path | None) -> None:
+        """Copy the node's declared file artifacts (globs in its working directory) into its artifacts."""
+        base = (cwd or Path.cwd()).resolve()
+        for declared in node.artifacts:
+            target = self.layout.path(node.name, declared.name)
+            for match in sorted(glob.glob(declared.path, root_dir=base, recursive=True)):
+                source = (base / match).resolve()
+                if not source.is_relative_to(base):
+                    continue  # a symlink out of the working directory is not an artifact
+                destination = target / match
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if source.is_dir():
+                    shutil.copytree(source, destination, dirs_exist_ok=True, symlinks=True)
+                else:
+                    shutil.copy2(source, destination)
+
+    def _artifact_infos(self, node: Node) -> tuple[ArtifactInfo, ...]:
+        infos = []
+        for name in sorted(node.artifact_names()):
+            path = self.layout.path(node.name, name)
+            if name not in {STDOUT, STDERR, RESULT}:
+                size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else None
+            else:
+                try:
+                    size = path.stat().st_size
+                except FileNotFoundError:
+                    size = None
+            if size is not None:
+                infos.append(ArtifactInfo(name, path, size))
+        return tuple(infos)
