@@ -81,7 +81,7 @@ class StorageConfig:
     artifacts_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.artifacts_dir is not None and not isinstance(self.artifacts_dir, Path):
+        if self.artifacts_dir is not None:  # a str from callers becomes a Path
             object.__setattr__(self, "artifacts_dir", Path(self.artifacts_dir))
 
 
