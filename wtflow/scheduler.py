@@ -12,6 +12,7 @@ an :class:`~wtflow.executors.base.Executor` to run nodes. Failure policy:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import shutil
 from collections import deque
@@ -88,6 +89,18 @@ class _Sink:
             if pending:
                 self._emit(NodeOutput(self._run_id, self._node, stream, pending))
                 self._pending[stream] = b""
+
+
+async def _open_for_writing(*paths: Path) -> list[AsyncBufferedIOBase]:
+    handles: list[AsyncBufferedIOBase] = []
+    try:
+        for path in paths:
+            handles.append(await aiofiles.open(path, "wb"))  # noqa: PERF401 - each one closes if a later one fails
+    except BaseException:
+        for handle in handles:
+            await handle.close()
+        raise
+    return handles
 
 
 class Scheduler:
@@ -223,7 +236,10 @@ class Scheduler:
             async with self._slots:
                 if self.stopping:
                     return
-                outcome = await self._attempts(state)
+                try:
+                    outcome = await self._attempts(state)
+                except OSError as exc:  # the artifacts directory cannot be written
+                    outcome = Outcome(exit_code=None, error=f"cannot store artifacts: {exc}")
         except asyncio.CancelledError:
             if state.started_at is not None and state.status is NodeStatus.RUNNING:
                 state.artifacts = self._artifact_infos(state.node)
@@ -279,12 +295,22 @@ class Scheduler:
     async def _attempt(self, job: Job, node_dir: Path) -> Outcome:
         stdout_path = self.layout.path(job.node, STDOUT)
         stderr_path = self.layout.path(job.node, STDERR)
-        async with aiofiles.open(stdout_path, "wb") as out, aiofiles.open(stderr_path, "wb") as err:
-            sink = _Sink(self.run_id, job.node, {STDOUT: out, STDERR: err}, self._emit)
-            try:
-                return await self._executor.execute(job, sink)
-            finally:
-                sink.flush()
+        opening = asyncio.ensure_future(_open_for_writing(stdout_path, stderr_path))
+        try:
+            out, err = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # Cancelled while the files were opening in a thread: let them open, then close them.
+            with contextlib.suppress(OSError):
+                for handle in await opening:
+                    await handle.close()
+            raise
+        sink = _Sink(self.run_id, job.node, {STDOUT: out, STDERR: err}, self._emit)
+        try:
+            return await self._executor.execute(job, sink)
+        finally:
+            sink.flush()
+            await out.close()
+            await err.close()
 
     def _keep_attempt_output(self, node: Node, attempt: int) -> None:
         """Keep a failed attempt's output beside the next attempt's, as ``stdout.attempt-N.log``."""
@@ -332,16 +358,18 @@ class Scheduler:
                     shutil.copy2(source, destination)
 
     def _artifact_infos(self, node: Node) -> tuple[ArtifactInfo, ...]:
+        """The artifacts the node left, with their sizes; what is missing or unreadable is left out."""
         infos = []
         for name in sorted(node.artifact_names()):
             path = self.layout.path(node.name, name)
-            if name not in {STDOUT, STDERR, RESULT}:
-                size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else None
-            else:
-                try:
+            try:
+                if name in {STDOUT, STDERR, RESULT}:
                     size = path.stat().st_size
-                except FileNotFoundError:
-                    size = None
-            if size is not None:
-                infos.append(ArtifactInfo(name, path, size))
+                elif path.is_dir():
+                    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                else:
+                    continue
+            except OSError:
+                continue
+            infos.append(ArtifactInfo(name, path, size))
         return tuple(infos)

@@ -112,3 +112,16 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_unwritable_artifacts_directory_fails_the_node_clearly(run_workflow: Runner) -> None:
+    # The first node puts a file where the second node's artifacts directory must go.
+    root = Node(
+        "root",
+        children=[Node("a", executable=Command('touch "$WTFLOW_RUN_DIR/b"')), Node("b", executable=Command("true"))],
+    )
+    engine = run_workflow(root)
+    assert engine.result is not None
+    assert engine.result["b"].status is NodeStatus.FAILED
+    assert (engine.result["b"].error or "").startswith("cannot store artifacts: ")
+    assert engine.result.exit_code == 1

@@ -128,9 +128,15 @@ def test_first_failure_cancels_running_nodes_and_skips_the_rest(tmp_path: Path, 
         "root",
         children=[Node("par", parallel=True, children=[cmd("bad"), cmd("busy")]), cmd("later")],
     )
-    fake = FakeExecutor({"bad": Step(exit_code=2), "busy": Step(block=True)})
+    busy_started = asyncio.Event()
+    fake = FakeExecutor({"bad": Step(exit_code=2, gate=busy_started), "busy": Step(block=True)})
     engine = make_engine(tmp_path, root, fake, event_log)
-    assert run(engine) == 1
+
+    async def fail_once_busy_runs() -> None:
+        await fake.started_event("busy").wait()
+        busy_started.set()
+
+    assert run(engine, fail_once_busy_runs) == 1
     assert statuses(engine) == {
         "root": NodeStatus.FAILED,
         "par": NodeStatus.FAILED,
