@@ -13,36 +13,27 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Engine, insert, text, update
+from sqlalchemy import Engine, insert, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from wtflow.db.connect import display_url, open_engine
-from wtflow.db.tables import ArtifactRow, Base, NodeRunRow, RunRow
+from wtflow.db.schema import upgrade
+from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
 from wtflow.errors import BackendUnavailable
 from wtflow.events import BaseObserver, Event, NodeFinished, NodeStarted, NodeStatus, RunFinished, RunStarted
 
 _STOP = object()
 # How long the writer keeps retrying an unreachable database after the run has ended.
 CLOSE_RETRY_SECONDS = 30.0
-# A lock id for pg_advisory_xact_lock, so concurrent processes create the schema one at a time.
-_SCHEMA_LOCK = 0x777466
 _Item = Event | object
-
-
-def ensure_schema(engine: Engine) -> None:
-    """Create wtflow's tables if they are missing; safe when many processes start at once."""
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        Base.metadata.create_all(connection)
 
 
 def connect(url: str) -> Engine:
     """Open ``url``, make sure the schema exists; :class:`BackendUnavailable` if it cannot be reached."""
     engine = open_engine(url)
     try:
-        ensure_schema(engine)
+        upgrade(engine)
     except (OperationalError, DBAPIError) as exc:
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
