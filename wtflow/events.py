@@ -160,3 +160,74 @@ class BaseObserver:
 
     async def aclose(self) -> None:
         """Nothing to finish."""
+
+
+_EVENT_NAMES = {
+    RunStarted: "run_started",
+    NodeStarted: "node_started",
+    NodeOutput: "node_output",
+    NodeRetrying: "node_retrying",
+    NodeFinished: "node_finished",
+    RunFinished: "run_finished",
+}
+
+
+def event_name(event: Event) -> str:
+    """The event's name in logs and ``events.jsonl``: ``run_started``, ``node_finished``..."""
+    return _EVENT_NAMES[type(event)]
+
+
+def to_record(event: Event) -> dict[str, object]:
+    """The event as JSON-ready data (times in ISO 8601, paths and statuses as text)."""
+    record: dict[str, object] = {"event": event_name(event)}
+    if isinstance(event, RunStarted):
+        record.update(
+            run_id=event.run_id,
+            workflow=event.workflow.name,
+            run_dir=str(event.run_dir),
+            started_at=event.started_at.isoformat(),
+            host=event.host,
+            pid=event.pid,
+        )
+    elif isinstance(event, NodeStarted):
+        record.update(
+            run_id=event.run_id,
+            node=event.node,
+            path=event.path,
+            attempt=event.attempt,
+            started_at=event.started_at.isoformat(),
+        )
+    elif isinstance(event, NodeOutput):
+        record.update(
+            run_id=event.run_id, node=event.node, stream=event.stream, data=event.data.decode("utf-8", "replace")
+        )
+    elif isinstance(event, NodeRetrying):
+        record.update(
+            run_id=event.run_id, node=event.node, attempt=event.attempt, exit_code=event.exit_code, delay=event.delay
+        )
+    elif isinstance(event, NodeFinished):
+        record.update(
+            run_id=event.run_id,
+            node=event.node,
+            path=event.path,
+            status=str(event.status),
+            exit_code=event.exit_code,
+            attempt=event.attempt,
+            started_at=event.started_at.isoformat() if event.started_at else None,
+            finished_at=event.finished_at.isoformat(),
+            duration=event.duration,
+            error=event.error,
+            artifacts={info.name: {"path": str(info.path), "size": info.size} for info in event.artifacts},
+        )
+    else:
+        record.update(
+            run_id=event.run_id,
+            workflow=event.workflow,
+            status=str(event.status),
+            exit_code=event.exit_code,
+            started_at=event.started_at.isoformat(),
+            finished_at=event.finished_at.isoformat(),
+            duration=(event.finished_at - event.started_at).total_seconds(),
+            error=event.error,
+        )
+    return record

@@ -88,3 +88,111 @@ def stages(workflow: Workflow) -> list[list[str]]:
             waves.append(sorted(names, key=position.__getitem__))
         sorter.done(*ready)
     return waves
+
+
+def required(workflow: Workflow, targets: list[str]) -> set[str]:
+    """The targets, everything below them, and everything they need: ancestors, ``needs``, artifact producers."""
+    from wtflow.model import PyFunc
+
+    chosen: set[str] = set()
+    stack = list(targets)
+    while stack:
+        name = stack.pop()
+        if name in chosen:
+            continue
+        chosen.add(name)
+        node = workflow.nodes[name]
+        stack.extend(child.name for child in node.children)
+        parent = workflow.parents[name]
+        if parent is not None:
+            stack.append(parent.name)
+        stack.extend(node.needs)
+        if isinstance(node.executable, PyFunc):
+            stack.extend(ref.node for ref in node.executable.artifacts())
+    return chosen
+
+
+def subset(workflow: Workflow, targets: list[str]) -> Workflow:
+    """The workflow cut down to ``targets`` and what they need; :class:`WorkflowError` for unknown targets."""
+    import dataclasses
+    import difflib
+
+    from wtflow.errors import WorkflowError
+    from wtflow.model import Node, Workflow
+
+    for target in targets:
+        if target not in workflow.nodes:
+            close = difflib.get_close_matches(target, list(workflow.nodes), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise WorkflowError(f"--target {target!r} is not a node of workflow {workflow.name!r}{hint}")
+    keep = required(workflow, targets)
+
+    def prune(node: Node) -> Node:
+        children = [prune(child) for child in node.children if child.name in keep]
+        return dataclasses.replace(node, children=children)
+
+    return Workflow(workflow.name, prune(workflow.root), env=workflow.env, max_parallel=workflow.max_parallel)
+
+
+def edges(workflow: Workflow) -> list[tuple[str, str, str]]:
+    """``(from, to, kind)`` for every direct ordering between nodes: ``child``, ``then``, ``needs``, ``artifact``."""
+    from wtflow.model import PyFunc
+
+    found: list[tuple[str, str, str]] = []
+    for node in workflow.root.walk():
+        for index, child in enumerate(node.children):
+            if node.parallel or index == 0:
+                found.append((node.name, child.name, "child"))
+            else:
+                found.append((node.children[index - 1].name, child.name, "then"))
+        found.extend((need, node.name, "needs") for need in node.needs)
+        if isinstance(node.executable, PyFunc):
+            found.extend((ref.node, node.name, f"artifact:{ref.name}") for ref in node.executable.artifacts())
+    return found
+
+
+def mermaid(workflow: Workflow, statuses: dict[str, str] | None = None) -> str:
+    """A Mermaid flowchart of the workflow; with ``statuses``, nodes are coloured by status."""
+    ids = {name: f"n{index}" for index, name in enumerate(workflow.nodes)}
+    lines = ["flowchart TD"]
+    for name, node in workflow.nodes.items():
+        label = name.replace('"', "#quot;")
+        shape = f'(["{label}"])' if node.executable is None else f'["{label}"]'
+        lines.append(f"  {ids[name]}{shape}")
+    arrows = {"child": "-->", "then": "-->", "needs": "-. needs .->"}
+    for source, target, kind in edges(workflow):
+        arrow = arrows[kind] if kind in arrows else f"-. {kind.removeprefix('artifact:')} .->"
+        lines.append(f"  {ids[source]} {arrow} {ids[target]}")
+    if statuses:
+        colours = {
+            "succeeded": "fill:#d4f7d4,stroke:#1a7f37",
+            "failed": "fill:#ffd7d5,stroke:#cf222e",
+            "timed_out": "fill:#ffd7d5,stroke:#cf222e",
+            "cancelled": "fill:#eeeeee,stroke:#6e7781",
+            "skipped": "fill:#f6f8fa,stroke:#afb8c1",
+            "running": "fill:#ddf4ff,stroke:#0969da",
+            "pending": "fill:#f6f8fa,stroke:#afb8c1",
+        }
+        for status, style in colours.items():
+            members = [ids[name] for name, value in statuses.items() if value == status and name in ids]
+            if members:
+                lines.append(f"  classDef {status} {style}")
+                lines.append(f"  class {','.join(members)} {status}")
+    return "\n".join(lines) + "\n"
+
+
+def dot(workflow: Workflow) -> str:
+    """A Graphviz DOT digraph of the workflow."""
+
+    def quote(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [f"digraph {quote(workflow.name)} {{", "  rankdir=TB;"]
+    for name, node in workflow.nodes.items():
+        shape = "box" if node.executable is not None else "folder"
+        lines.append(f"  {quote(name)} [shape={shape}];")
+    for source, target, kind in edges(workflow):
+        style = "" if kind in {"child", "then"} else f" [style=dashed, label={quote(kind.removeprefix('artifact:'))}]"
+        lines.append(f"  {quote(source)} -> {quote(target)}{style};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -12,10 +12,11 @@ if TYPE_CHECKING:
 
 
 def record_observers(config: Config, run_file: Path) -> list[Observer]:
-    """The observers that keep the run's record: ``run.json``, and the database when configured."""
+    """The observers that keep the run's record: ``run.json``, ``events.jsonl``, and the database if set."""
+    from wtflow.observers.eventsfile import EventsFileWriter
     from wtflow.observers.runfile import RunFileWriter
 
-    observers: list[Observer] = [RunFileWriter(run_file)]
+    observers: list[Observer] = [RunFileWriter(run_file), EventsFileWriter(run_file.with_name("events.jsonl"))]
     if config.db.url:
         from wtflow.db.recorder import DatabaseRecorder
 

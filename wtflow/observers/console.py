@@ -1,12 +1,36 @@
-"""Prints nodes' output on the console: stdout to stdout, stderr to stderr, as produced."""
+"""Printing nodes' output on the console, in the ``--output`` modes.
+
+- ``interleaved``: raw lines as they come (stdout to stdout, stderr to stderr);
+- ``prefixed``: each line as ``[node] line``;
+- ``grouped``: each node's output as one block when the node ends (read back from its
+  artifacts, so nothing is held in memory);
+- ``quiet``: nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import shutil
 import sys
-from typing import TextIO
+import threading
+from enum import StrEnum
+from pathlib import Path
+from typing import BinaryIO, TextIO
 
-from wtflow.events import BaseObserver, Event, NodeOutput
-from wtflow.model import STDERR
+import click
+
+from wtflow.events import BaseObserver, Event, NodeFinished, NodeOutput, Observer
+from wtflow.model import STDERR, STDOUT
+
+
+class OutputMode(StrEnum):
+    """How nodes' output reaches the console."""
+
+    INTERLEAVED = "interleaved"
+    PREFIXED = "prefixed"
+    GROUPED = "grouped"
+    QUIET = "quiet"
 
 
 def write_bytes(stream: TextIO, data: bytes) -> None:
@@ -21,10 +45,105 @@ def write_bytes(stream: TextIO, data: bytes) -> None:
         stream.flush()
 
 
+def _console(stream_name: str) -> TextIO:
+    return sys.stderr if stream_name == STDERR else sys.stdout
+
+
 class ConsolePrinter(BaseObserver):
     """Raw, interleaved output: every line as it comes, nothing of wtflow's own."""
 
     def notify(self, event: Event) -> None:
         """Print node output; ignore everything else."""
         if isinstance(event, NodeOutput):
-            write_bytes(sys.stderr if event.stream == STDERR else sys.stdout, event.data)
+            write_bytes(_console(event.stream), event.data)
+
+
+_COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "bright_cyan", "bright_magenta", "bright_yellow")
+
+
+class PrefixedPrinter(BaseObserver):
+    """Each line as ``[node] line``, the prefix coloured on a terminal."""
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple[str, str], bytes] = {}
+
+    def _prefix(self, node: str, stream: str) -> bytes:
+        key = (node, stream)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            text = f"[{node}] "
+            if _console(stream).isatty():
+                text = click.style(text, fg=_COLOURS[len(self._prefixes) % len(_COLOURS)])
+            prefix = self._prefixes[key] = text.encode()
+        return prefix
+
+    def notify(self, event: Event) -> None:
+        """Print each line of node output behind its node's name."""
+        if not isinstance(event, NodeOutput):
+            return
+        prefix = self._prefix(event.node, event.stream)
+        lines = event.data.splitlines(keepends=True)
+        if lines and not lines[-1].endswith((b"\n", b"\r")):
+            lines[-1] += b"\n"  # a piece without its newline still ends its own line here
+        write_bytes(_console(event.stream), b"".join(prefix + line for line in lines))
+
+
+class GroupedPrinter(BaseObserver):
+    """Each node's output as one block when it ends, copied from its artifact files by a thread."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[NodeFinished | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def aopen(self) -> None:
+        """Start the copying thread."""
+        self._thread = threading.Thread(target=self._copy_blocks, name="wtflow-grouped-output", daemon=True)
+        self._thread.start()
+
+    def notify(self, event: Event) -> None:
+        """Queue a finished node's output for printing."""
+        if isinstance(event, NodeFinished) and event.artifacts:
+            self._queue.put(event)
+
+    async def aclose(self) -> None:
+        """Print what is queued, then stop."""
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    def _copy_blocks(self) -> None:
+        while (event := self._queue.get()) is not None:
+            paths = {info.name: info.path for info in event.artifacts if info.size}
+            if not paths.get(STDOUT) and not paths.get(STDERR):
+                continue
+            header = f"── {event.node} ({event.status}) ──\n".encode()
+            write_bytes(sys.stdout, header)
+            for name in (STDOUT, STDERR):
+                if name in paths:
+                    _copy_file(paths[name], _console(name))
+
+
+def _copy_file(path: Path, stream: TextIO) -> None:
+    stream.flush()
+    target: BinaryIO | None = getattr(stream, "buffer", None)
+    try:
+        with open(path, "rb") as source:
+            if target is None:
+                stream.write(source.read().decode("utf-8", "replace"))
+            else:
+                shutil.copyfileobj(source, target, 1 << 20)
+                target.flush()
+    except OSError as exc:
+        stream.write(f"(output unavailable: {exc})\n")
+
+
+def console_observer(mode: OutputMode) -> Observer | None:
+    """The printer for ``mode``; ``None`` when nothing is printed."""
+    printers: dict[OutputMode, type[BaseObserver]] = {
+        OutputMode.INTERLEAVED: ConsolePrinter,
+        OutputMode.PREFIXED: PrefixedPrinter,
+        OutputMode.GROUPED: GroupedPrinter,
+    }
+    printer = printers.get(mode)
+    return printer() if printer is not None else None

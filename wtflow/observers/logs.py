@@ -1,0 +1,67 @@
+"""Logs a run's lifecycle with structlog; in JSON mode, node output too, as ``output`` events."""
+
+from __future__ import annotations
+
+import structlog
+
+from wtflow.events import (
+    BaseObserver,
+    Event,
+    NodeFinished,
+    NodeOutput,
+    NodeRetrying,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+)
+
+
+class LogObserver(BaseObserver):
+    """Run and node started/finished, retries; with ``output=True`` every output line as an event."""
+
+    def __init__(self, *, output: bool = False) -> None:
+        self.output = output
+        self.log = structlog.get_logger("wtflow")
+
+    def notify(self, event: Event) -> None:
+        """Log the event."""
+        if isinstance(event, NodeOutput):
+            if self.output:
+                stream = event.stream
+                for line in event.data.decode("utf-8", "replace").splitlines():
+                    self.log.info("output", node=event.node, stream=stream, line=line)
+            return
+        if isinstance(event, RunStarted):
+            structlog.contextvars.bind_contextvars(run_id=event.run_id)
+            self.log.info(
+                "run_started", workflow=event.workflow.name, nodes=len(event.workflow.nodes), run_dir=str(event.run_dir)
+            )
+        elif isinstance(event, NodeStarted):
+            self.log.info("node_started", node=event.node, attempt=event.attempt)
+        elif isinstance(event, NodeRetrying):
+            self.log.warning(
+                "node_retrying", node=event.node, attempt=event.attempt, exit_code=event.exit_code, delay=event.delay
+            )
+        elif isinstance(event, NodeFinished):
+            method = self.log.error if event.status.is_failure else self.log.info
+            fields = {"error": event.error} if event.error else {}
+            method(
+                "node_finished",
+                node=event.node,
+                status=str(event.status),
+                exit_code=event.exit_code,
+                duration=round(event.duration, 3) if event.duration is not None else None,
+                attempt=event.attempt,
+                **fields,
+            )
+        elif isinstance(event, RunFinished):
+            method = self.log.info if event.status is RunStatus.SUCCEEDED else self.log.error
+            method(
+                "run_finished",
+                workflow=event.workflow,
+                status=str(event.status),
+                exit_code=event.exit_code,
+                duration=round((event.finished_at - event.started_at).total_seconds(), 3),
+            )
+            structlog.contextvars.unbind_contextvars("run_id")
