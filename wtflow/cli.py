@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,22 +35,22 @@ Exit codes:
   130  interrupted (Ctrl-C); 143 for SIGTERM"""
 
 F = TypeVar("F", bound=Callable[..., Any])
+_LOCATED = re.compile(r"^\S.*:\d+:\d+: ")  # FILE:LINE:COL: message
 
 
 class CliError(click.ClickException):
     """A wtflow error shown without a traceback, exiting with its code."""
 
-    def __init__(self, error: WtflowError) -> None:
+    def __init__(self, error: WtflowError, *, as_json: bool = False) -> None:
         super().__init__(str(error))
-        self.located = isinstance(error, WorkflowError) and (error.location is not None or "\n" in str(error))
+        self.as_json = as_json
+        self.located = isinstance(error, WorkflowError) and _LOCATED.match(str(error)) is not None
         self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it on the class; ours varies
 
     def show(self, file: Any = None) -> None:
         """Print the message; as a JSON log line when logs are JSON."""
-        ctx = click.get_current_context(silent=True)
-        app = ctx.find_object(App) if ctx is not None else None
         stream = file or sys.stderr
-        if app is not None and app.log_format is LogFormat.JSON:
+        if self.as_json:
             stream.write(json.dumps({"event": "error", "level": "error", "message": self.message}) + "\n")
         elif self.located:
             click.echo(self.message, file=stream)  # already FILE:LINE:COL: what is wrong, a line each
@@ -65,7 +66,9 @@ class WtflowGroup(click.Group):
         try:
             return super().invoke(ctx)
         except WtflowError as exc:
-            raise CliError(exc) from None
+            app = ctx.find_object(App)
+            as_json = app is not None and app.log_format_given and app.log_format is LogFormat.JSON
+            raise CliError(exc, as_json=as_json) from None
 
 
 @dataclass
@@ -81,7 +84,6 @@ class App:
     log_format: LogFormat = LogFormat.AUTO
     log_format_given: bool = False
     log_level: str = "info"
-    overrides: dict[str, Any] = field(default_factory=dict)
 
     def config(self) -> Config:
         """Defaults, then the INI file, then flags and environment."""
@@ -183,7 +185,8 @@ def log_options(function: F) -> F:
 
 @click.group(cls=WtflowGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="wtflow")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     r"""Wtflow runs workflows of shell commands and Python functions.
 
     \b
@@ -191,6 +194,7 @@ def main() -> None:
       wtflow run                 run wtflow.yml of this directory
       wtflow runs list           what ran, newest first
     """
+    ctx.ensure_object(App)
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -329,9 +333,8 @@ def run_interruptibly(engine: Any) -> int:
     except asyncio.CancelledError:
         if not received:
             raise
-        raise CliError(
-            Interrupted(f"interrupted by {signal.Signals(received[0]).name}", signal_number=received[0])
-        ) from None
+        name = signal.Signals(received[0]).name
+        raise Interrupted(f"interrupted by {name}", signal_number=received[0]) from None
 
 
 # -- inspecting workflow files --------------------------------------------------------------

@@ -91,24 +91,32 @@ def stages(workflow: Workflow) -> list[list[str]]:
 
 
 def required(workflow: Workflow, targets: list[str]) -> set[str]:
-    """The targets, everything below them, and everything they need: ancestors, ``needs``, artifact producers."""
+    """The targets with everything below them, and what they need: ancestors, ``needs``, artifact producers.
+
+    A needed node brings its whole subtree (``needs`` waits for it); an ancestor brings only itself.
+    """
     from wtflow.model import PyFunc
 
     chosen: set[str] = set()
-    stack = list(targets)
-    while stack:
-        name = stack.pop()
+    whole = list(targets)  # nodes wanted with their subtrees
+    alone: list[str] = []  # ancestors: wanted without their other children
+    while whole or alone:
+        if whole:
+            name = whole.pop()
+            node = workflow.nodes[name]
+            whole.extend(child.name for child in node.children if child.name not in chosen)
+        else:
+            name = alone.pop()
+            node = workflow.nodes[name]
         if name in chosen:
             continue
         chosen.add(name)
-        node = workflow.nodes[name]
-        stack.extend(child.name for child in node.children)
         parent = workflow.parents[name]
         if parent is not None:
-            stack.append(parent.name)
-        stack.extend(node.needs)
+            alone.append(parent.name)
+        whole.extend(node.needs)
         if isinstance(node.executable, PyFunc):
-            stack.extend(ref.node for ref in node.executable.artifacts())
+            whole.extend(ref.node for ref in node.executable.artifacts())
     return chosen
 
 

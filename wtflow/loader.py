@@ -100,6 +100,16 @@ class _Builder:
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
         if node.tag != _MAP_TAG:
             raise self._tag_error(node, loc)
+        seen: set[str] = set()
+        for key_node, _ in node.value:  # duplicates among the mapping's own keys; merged keys may be overridden
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    position = _position(key_node.start_mark)
+                    raise WorkflowError(
+                        f"duplicate key {key_node.value!r}",
+                        location=f"{self.document.file}:{position.line}:{position.column}",
+                    )
+                seen.add(key_node.value)
         try:
             self.constructor.flatten_mapping(node)  # YAML merge keys (<<: *defaults)
         except yaml.MarkedYAMLError as exc:
@@ -113,12 +123,8 @@ class _Builder:
                     f"keys must be text, got {key!r}; quote it",
                     location=f"{self.document.file}:{key_position.line}:{key_position.column}",
                 )
-            if key in result:
-                raise WorkflowError(
-                    f"duplicate key {key!r}",
-                    location=f"{self.document.file}:{key_position.line}:{key_position.column}",
-                )
             self.document.keys[(*loc, key)] = key_position
+            self.document.values.pop((*loc, key), None)  # a key given again overrides a merged one
             result[key] = self.build(value_node, (*loc, key))
         return result
 

@@ -1,0 +1,100 @@
+"""The CLI as real processes: many runs into one database at once, and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
+
+from wtflow.db.connect import normalise_url
+from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
+
+WORKFLOW = """
+name: many
+root:
+  name: root
+  parallel: true
+  children:
+    - {name: a, command: echo a}
+    - {name: b, command: "echo b >&2"}
+    - {name: c, command: [printf, c]}
+"""
+
+
+def wtflow(*args: str, cwd: Path, **kwargs: object) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "WTFLOW_LOG_FORMAT": "json"}
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "wtflow", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
+    )
+
+
+def run_concurrently(tmp_path: Path, db_url: str, count: int) -> None:
+    (tmp_path / "wtflow.yml").write_text(WORKFLOW)
+    processes = [wtflow("run", "--db-url", db_url, cwd=tmp_path) for _ in range(count)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr.decode()
+        assert b"database is locked" not in stderr
+    engine = create_engine(normalise_url(db_url))
+    try:
+        with Session(engine) as session:
+            runs = list(session.scalars(select(RunRow)))
+            assert len(runs) == count
+            assert {(r.status, r.exit_code) for r in runs} == {("succeeded", 0)}
+            assert all(r.finished_at is not None for r in runs)
+            nodes = session.execute(select(NodeRunRow.status, func.count()).group_by(NodeRunRow.status)).all()
+            assert nodes == [("succeeded", 4 * count)]
+            assert session.scalar(select(func.count()).select_from(ArtifactRow)) == 3 * 2 * count
+    finally:
+        engine.dispose()
+
+
+def test_twenty_concurrent_runs_into_one_sqlite_file(tmp_path: Path) -> None:
+    run_concurrently(tmp_path, f"sqlite:///{tmp_path / 'shared.db'}", 20)
+
+
+@pytest.mark.postgres
+def test_twenty_concurrent_runs_into_postgres(tmp_path: Path, postgres_url: str) -> None:
+    run_concurrently(tmp_path, postgres_url, 20)
+
+
+SLOW = """
+name: slow
+root:
+  name: root
+  children:
+    - {name: sleeper, command: "echo started; exec sleep 300"}
+    - {name: after, command: "true"}
+"""
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_the_run_and_records_it_cancelled(tmp_path: Path, sig: signal.Signals, code: int) -> None:
+    (tmp_path / "wtflow.yml").write_text(SLOW)
+    process = wtflow("run", "--kill-grace", "5", cwd=tmp_path)
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:  # JSON logs carry node output as events: wait for the node's first line
+        seen.append(json.loads(line))
+        if seen[-1]["event"] == "output":
+            break
+    assert seen[-1] | {"node": "sleeper", "line": "started"} == seen[-1]
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code
+    assert b"Traceback" not in stderr
+    events = seen + [json.loads(line) for line in stderr.decode().splitlines()]
+    assert events[-1]["event"] == "error"
+    assert events[-1]["message"] == f"interrupted by {sig.name}"
+    finished = next(e for e in events if e["event"] == "run_finished")
+    assert (finished["status"], finished["exit_code"]) == ("cancelled", 130)
+    run_json = json.loads(next((tmp_path / ".wtflow" / "artifacts").glob("*/run.json")).read_text())
+    assert run_json["nodes"]["sleeper"]["status"] == "cancelled"
+    assert run_json["nodes"]["after"]["status"] == "skipped"

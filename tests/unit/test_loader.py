@@ -1,0 +1,264 @@
+"""Workflow files: both forms, validation with FILE:LINE:COL, and safe YAML."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from wtflow import Artifact, Command, PyFunc, Retry, WorkflowError
+from wtflow.graph import stages
+from wtflow.loader import find_file, load_file, load_yaml, read_text
+
+
+def load(text: str, base_dir: Path | None = None) -> object:
+    return load_yaml(textwrap.dedent(text), "wf.yml", base_dir)
+
+
+def error_of(text: str, base_dir: Path | None = None) -> str:
+    with pytest.raises(WorkflowError) as caught:
+        load(text, base_dir)
+    return str(caught.value)
+
+
+TREE = """
+    name: ci
+    env: {PYTHONUNBUFFERED: "1"}
+    max_parallel: 4
+    root:
+      name: ci
+      command: echo start
+      children:
+        - name: lint
+          command: ruff check .
+        - name: tests
+          parallel: true
+          children:
+            - name: unit
+              command: [pytest, tests/unit]
+              timeout: 10m
+            - name: report
+              function: os.path:join
+              args: [{artifact: lint.stdout}]
+              kwargs: {limit: 10}
+"""
+
+
+def test_tree_form_builds_the_same_workflow_as_the_python_api(tmp_path: Path) -> None:
+    workflow = load(TREE, tmp_path)
+    assert workflow.name == "ci"  # type: ignore[attr-defined]
+    assert workflow.env == {"PYTHONUNBUFFERED": "1"}  # type: ignore[attr-defined]
+    assert workflow.max_parallel == 4  # type: ignore[attr-defined]
+    nodes = workflow.nodes  # type: ignore[attr-defined]
+    assert list(nodes) == ["ci", "lint", "tests", "unit", "report"]
+    assert nodes["ci"].executable == Command("echo start", cwd=tmp_path.resolve())
+    assert nodes["tests"].parallel
+    assert nodes["tests"].executable is None
+    unit = nodes["unit"].executable
+    assert (unit.cmd, unit.timeout) == (("pytest", "tests/unit"), 600.0)
+    report = nodes["report"].executable
+    assert isinstance(report, PyFunc)
+    assert report.args == (Artifact("lint", "stdout"),)
+    assert report.kwargs == {"limit": 10}
+    assert stages(workflow) == [["ci"], ["lint"], ["unit", "report"]]  # type: ignore[arg-type]
+
+
+def test_graph_form_orders_nodes_by_needs() -> None:
+    workflow = load(
+        """
+        name: build
+        nodes:
+          - {name: fetch, command: ./fetch.sh}
+          - {name: compile, command: make, needs: [fetch], retries: {max: 2, delay: 5s}}
+          - {name: docs, command: make docs, needs: [fetch], continue_on_error: true}
+        """
+    )
+    assert stages(workflow) == [["fetch"], ["compile", "docs"]]  # type: ignore[arg-type]
+    nodes = workflow.nodes  # type: ignore[attr-defined]
+    assert nodes["compile"].retries == Retry(max=2, delay=5.0)
+    assert nodes["docs"].continue_on_error
+
+
+def test_graph_root_is_named_after_the_workflow_unless_a_node_has_that_name() -> None:
+    plain = load("name: b\nnodes: [{name: x, command: 'true'}]")
+    clash = load("name: b\nnodes: [{name: b, command: 'true'}]")
+    assert plain.root.name == "b"  # type: ignore[attr-defined]
+    assert clash.root.name == "b (workflow)"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("1.5", 1.5)])
+def test_durations(text: str, seconds: float) -> None:
+    workflow = load(f"name: w\nroot: {{name: a, command: 'true', timeout: {text}}}")
+    assert workflow.root.executable.timeout == seconds  # type: ignore[attr-defined]
+
+
+def test_retries_as_a_number() -> None:
+    workflow = load("name: w\nroot: {name: a, command: 'true', retries: 3}")
+    assert workflow.root.retries == Retry(max=3)  # type: ignore[attr-defined]
+
+
+def test_unknown_key_suggests_the_right_one_at_its_position() -> None:
+    assert error_of("name: w\nroot:\n  name: a\n  comand: echo\n") == "wf.yml:4:3: unknown key 'comand'; did you mean 'command'?"
+
+
+def test_unknown_top_level_key_lists_nothing_close() -> None:
+    message = error_of("name: w\nzzz: 1\nroot: {name: a}\n")
+    assert message.startswith("wf.yml:2:1: unknown key 'zzz'; known keys: env, max_parallel, name, nodes, root")
+
+
+def test_wrong_types_are_reported_each_at_its_value() -> None:
+    message = error_of("name: w\nroot:\n  name: a\n  command: 5\n  parallel: 'yes'\n  needs: a\n")
+    assert message.splitlines() == [
+        "wf.yml:4:12: command must be a string or a list of strings",
+        "wf.yml:5:13: parallel: expected true or false, got string 'yes'",
+        "wf.yml:6:10: needs: expected a list, got string 'a'",
+    ]
+
+
+def test_missing_name_is_reported_at_the_node() -> None:
+    assert error_of("name: w\nroot:\n  command: echo\n") == "wf.yml:3:3: missing required key 'name'"
+
+
+def test_duplicate_names_point_at_both() -> None:
+    message = error_of("name: w\nroot:\n  name: a\n  children:\n    - name: b\n    - name: b\n")
+    assert message == "wf.yml:6:13: node name 'b' is used twice (first at wf.yml:5:13); node names must be unique"
+
+
+def test_unknown_needs_suggests_a_node() -> None:
+    message = error_of("name: w\nnodes:\n  - {name: build}\n  - {name: test, needs: [biuld]}\n")
+    assert message == "wf.yml:4:26: node 'test' needs 'biuld', which is not a node of this workflow; did you mean 'build'?"
+
+
+def test_cycle_is_printed() -> None:
+    message = error_of("name: w\nnodes:\n  - {name: a, needs: [b]}\n  - {name: b, needs: [a]}\n")
+    assert message.startswith("wf.yml:")
+    assert "dependency cycle: " in message
+    assert "a -> b -> a" in message or "b -> a -> b" in message
+
+
+@pytest.mark.parametrize(
+    "text", ["name: w\n", "name: w\nroot: {name: a}\nnodes: [{name: b}]\n"], ids=["neither", "both"]
+)
+def test_exactly_one_of_root_and_nodes(text: str) -> None:
+    assert "exactly one of root (a tree) and nodes (a graph)" in error_of(text)
+
+
+def test_bad_duration_explains_the_format() -> None:
+    message = error_of("name: w\nroot: {name: a, command: x, timeout: 5 minutes}\n")
+    assert message == "wf.yml:2:38: '5 minutes' is not a duration; write seconds (90) or e.g. 90s, 5m, 1h30m"
+
+
+def test_unresolvable_function_is_reported_at_its_key() -> None:
+    message = error_of("name: w\nroot: {name: a, function: 'no_such_module_wtflow:run'}\n")
+    assert message.startswith("wf.yml:2:27: function 'no_such_module_wtflow:run': cannot import")
+
+
+def test_function_attribute_must_exist() -> None:
+    assert "'os.path' has no attribute 'nope'" in error_of("name: w\nroot: {name: a, function: 'os.path:nope'}\n")
+
+
+def test_function_must_be_module_colon_attribute() -> None:
+    assert "function must be written module:attribute" in error_of("name: w\nroot: {name: a, function: os.path.join}\n")
+
+
+def test_artifact_of_unknown_node_is_reported() -> None:
+    message = error_of("name: w\nroot: {name: a, function: 'os.path:join', args: [{artifact: lnt.stdout}]}\n")
+    assert "artifact 'lnt.stdout' names node 'lnt', which is not a node of this workflow" in message
+
+
+def test_group_node_cannot_have_a_timeout() -> None:
+    assert "timeout needs a command or a function" in error_of("name: w\nroot: {name: a, timeout: 5}\n")
+
+
+def test_working_directory_is_relative_to_the_file(tmp_path: Path) -> None:
+    workflow = load("name: w\nroot: {name: a, command: ls, working_directory: sub}\n", tmp_path)
+    assert workflow.root.executable.cwd == (tmp_path / "sub").resolve()  # type: ignore[attr-defined]
+
+
+def test_python_tags_are_refused() -> None:
+    message = error_of("name: w\nroot: !!python/object:os.system {name: a}\n")
+    assert message == "wf.yml:2:7: YAML tag 'tag:yaml.org,2002:python/object:os.system' is not allowed in workflow files; remove it"
+
+
+def test_duplicate_yaml_keys_are_refused() -> None:
+    assert error_of("name: w\nname: v\nroot: {name: a}\n") == "wf.yml:2:1: duplicate key 'name'"
+
+
+def test_anchors_aliases_and_merge_keys_work() -> None:
+    workflow = load(
+        """
+        name: w
+        root:
+          name: r
+          children:
+            - &base {name: a, command: echo, timeout: 5}
+            - <<: *base
+              name: b
+        """
+    )
+    assert workflow.nodes["b"].executable.timeout == 5  # type: ignore[attr-defined]
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    lines = ["name: w", 'a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    lines.append("root: {name: r}")
+    assert "expands to too many values" in error_of("\n".join(lines) + "\n")
+
+
+def test_empty_file_is_explained() -> None:
+    assert error_of("") == "wf.yml:1:1: the file is empty; a workflow needs at least a name and a root"
+
+
+def test_top_level_list_is_explained() -> None:
+    assert error_of("- a\n- b\n") == "wf.yml:1:1: a workflow file holds a mapping (name:, root: or nodes:), not a list"
+
+
+def test_yaml_syntax_error_has_its_position() -> None:
+    assert error_of("name: w\nroot: {name: a\n").startswith("wf.yml:3:1: invalid YAML:")
+
+
+def test_non_utf8_file_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yml"
+    path.write_bytes(b"name: w\nroot: {name: \xff}\n")
+    with pytest.raises(WorkflowError, match=r"wf.yml:2:14: the file is not UTF-8 text \(byte 0xff\)"):
+        read_text(path)
+
+
+def test_binary_file_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yml"
+    path.write_bytes(b"name: w\0\0")
+    with pytest.raises(WorkflowError, match="NUL character"):
+        read_text(path)
+
+
+def test_directory_without_workflow_file_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(WorkflowError, match="no workflow file here; expected one of wtflow.yml, wtflow.yaml, wtflow.py"):
+        find_file(tmp_path)
+
+
+PY_WORKFLOW = """
+import wtflow
+
+def greet():
+    print("hi")
+
+RAN = []
+main = wtflow.Workflow("py", wtflow.Node("a", executable=wtflow.PyFunc(greet)))
+other = wtflow.Workflow("other", wtflow.Node("b", executable=wtflow.Command("echo b")))
+"""
+
+
+def test_python_file_yields_its_module_level_workflows_without_running_them(tmp_path: Path) -> None:
+    path = tmp_path / "wtflow_py_file_test.py"
+    path.write_text(PY_WORKFLOW)
+    workflows = load_file(path)
+    assert [w.name for w in workflows] == ["py", "other"]
+
+
+def test_python_file_error_has_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "wtflow_py_broken_test.py"
+    path.write_text("import wtflow\n\nx = 1 / 0\n")
+    with pytest.raises(WorkflowError, match=r"wtflow_py_broken_test.py:3:1: loading failed: ZeroDivisionError"):
+        load_file(path)
