@@ -11,7 +11,17 @@ import re
 from typing import Annotated, Any
 
 import durationpy
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.functional_validators import BeforeValidator
 
 FUNCTION_PATTERN = (
@@ -45,11 +55,11 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
-    Field(
-        json_schema_extra={
+    WithJsonSchema(
+        {
             "anyOf": [
                 {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h)?)+$"},
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ns|us|µs|ms|s|m|h)?)+\s*$"},
             ]
         }
     ),

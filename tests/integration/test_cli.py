@@ -185,7 +185,9 @@ def test_runs_list_filters_by_status(project: Path) -> None:
 
 
 def test_nodes_get_run_id_node_and_run_dir_in_their_environment(project: Path) -> None:
-    write(project / "env.yml", 'name: e\nroot: {name: a, command: "echo $WTFLOW_RUN_ID $WTFLOW_NODE $WTFLOW_RUN_DIR"}\n')
+    write(
+        project / "env.yml", 'name: e\nroot: {name: a, command: "echo $WTFLOW_RUN_ID $WTFLOW_NODE $WTFLOW_RUN_DIR"}\n'
+    )
     result = cli("run", "env.yml")
     run_dir = last_run_dir(project)
     assert result.stdout == f"{run_dir.name} a {run_dir}\n"
@@ -223,7 +225,12 @@ def test_retries_rerun_a_failing_node(project: Path) -> None:
 def test_continue_on_error_node_does_not_fail_the_run(project: Path) -> None:
     write(
         project / "coe.yml",
-        "name: c\nnodes:\n  - {name: a, command: 'exit 1', continue_on_error: true}\n  - {name: b, command: 'true', needs: [a]}\n",
+        """
+        name: c
+        nodes:
+          - {name: a, command: 'exit 1', continue_on_error: true}
+          - {name: b, command: 'true', needs: [a]}
+        """,
     )
     assert cli("run", "coe.yml").exit_code == 0
 

@@ -31,7 +31,12 @@ root:
 def wtflow(*args: str, cwd: Path, **kwargs: object) -> subprocess.Popen[bytes]:
     env = {**os.environ, "WTFLOW_LOG_FORMAT": "json"}
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-        [sys.executable, "-m", "wtflow", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
+        [sys.executable, "-m", "wtflow", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
     )
 
 

@@ -27,3 +27,21 @@ def test_reference_program_prints_exactly_the_nodes_output(tmp_path: Path) -> No
 def test_python_dash_m_wtflow_runs_the_cli() -> None:
     done = subprocess.run([sys.executable, "-m", "wtflow", "--version"], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout, done.stderr) == (0, f"wtflow, version {wtflow.__version__}\n", "")
+
+
+def test_graph_example_runs_with_its_function_and_artifacts(tmp_path: Path) -> None:
+    examples = tmp_path / "examples"
+    shutil.copytree(EXAMPLE.parent, examples, ignore=shutil.ignore_patterns("__pycache__", "build"))
+    done = subprocess.run(
+        [sys.executable, "-m", "wtflow", "run", "build.yml", "--db-url", "", "--artifacts-dir", str(tmp_path / "arts")],
+        cwd=examples,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[summary] summary: ALPHA\n[summary] summary: BETA\n" in done.stdout
+    run_dir = next((tmp_path / "arts").iterdir())
+    assert (run_dir / "summary" / "result.json").read_text() == '{"lines": 3, "first": ["ALPHA", "BETA"]}'
+    assert (run_dir / "shout" / "files" / "shouted" / "build" / "shout.txt").read_text() == "ALPHA\nBETA\nGAMMA\n"
+    assert not (examples / "build").exists()  # the last node cleaned up

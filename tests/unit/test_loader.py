@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -99,7 +100,10 @@ def test_retries_as_a_number() -> None:
 
 
 def test_unknown_key_suggests_the_right_one_at_its_position() -> None:
-    assert error_of("name: w\nroot:\n  name: a\n  comand: echo\n") == "wf.yml:4:3: unknown key 'comand'; did you mean 'command'?"
+    assert (
+        error_of("name: w\nroot:\n  name: a\n  comand: echo\n")
+        == "wf.yml:4:3: unknown key 'comand'; did you mean 'command'?"
+    )
 
 
 def test_unknown_top_level_key_lists_nothing_close() -> None:
@@ -127,7 +131,9 @@ def test_duplicate_names_point_at_both() -> None:
 
 def test_unknown_needs_suggests_a_node() -> None:
     message = error_of("name: w\nnodes:\n  - {name: build}\n  - {name: test, needs: [biuld]}\n")
-    assert message == "wf.yml:4:26: node 'test' needs 'biuld', which is not a node of this workflow; did you mean 'build'?"
+    assert (
+        message == "wf.yml:4:26: node 'test' needs 'biuld', which is not a node of this workflow; did you mean 'build'?"
+    )
 
 
 def test_cycle_is_printed() -> None:
@@ -178,7 +184,10 @@ def test_working_directory_is_relative_to_the_file(tmp_path: Path) -> None:
 
 def test_python_tags_are_refused() -> None:
     message = error_of("name: w\nroot: !!python/object:os.system {name: a}\n")
-    assert message == "wf.yml:2:7: YAML tag 'tag:yaml.org,2002:python/object:os.system' is not allowed in workflow files; remove it"
+    assert (
+        message == "wf.yml:2:7: YAML tag 'tag:yaml.org,2002:python/object:os.system' is not allowed in workflow files; "
+        "remove it"
+    )
 
 
 def test_duplicate_yaml_keys_are_refused() -> None:
@@ -234,7 +243,9 @@ def test_binary_file_is_explained(tmp_path: Path) -> None:
 
 
 def test_directory_without_workflow_file_is_explained(tmp_path: Path) -> None:
-    with pytest.raises(WorkflowError, match="no workflow file here; expected one of wtflow.yml, wtflow.yaml, wtflow.py"):
+    with pytest.raises(
+        WorkflowError, match=re.escape("no workflow file here; expected one of wtflow.yml, wtflow.yaml, wtflow.py")
+    ):
         find_file(tmp_path)
 
 
