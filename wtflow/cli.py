@@ -8,8 +8,11 @@ current directory: the SQLite database ``.wtflow/wtflow.db`` and the artifacts `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
+import resource
 import shutil
 import signal
 import sys
@@ -183,7 +186,12 @@ def log_options(function: F) -> F:
     )(function)
 
 
-@click.group(cls=WtflowGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.group(
+    cls=WtflowGroup,
+    # Options without an explicit variable get one too: WTFLOW_<COMMAND>_<OPTION>, e.g. WTFLOW_RUNS_LIST_LIMIT.
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "WTFLOW", "show_default": True},
+    epilog=EXIT_CODES_HELP,
+)
 @click.version_option(__version__, prog_name="wtflow")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -328,6 +336,8 @@ def run_interruptibly(engine: Any) -> int:
             for number in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(number)
 
+    _use_pidfd_child_watcher()
+    _raise_open_files_limit()
     try:
         return asyncio.run(main())
     except asyncio.CancelledError:
@@ -335,6 +345,20 @@ def run_interruptibly(engine: Any) -> int:
             raise
         name = signal.Signals(received[0]).name
         raise Interrupted(f"interrupted by {name}", signal_number=received[0]) from None
+
+
+def _raise_open_files_limit() -> None:
+    """Each running node holds a few descriptors: lift the soft limit (often 1024) to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+
+
+def _use_pidfd_child_watcher() -> None:
+    """On Python 3.11, learn of child exits from pidfds instead of a thread per child (3.12 does this itself)."""
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        asyncio.get_event_loop_policy().set_child_watcher(asyncio.PidfdChildWatcher())
 
 
 # -- inspecting workflow files --------------------------------------------------------------

@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
-import aiofiles
+import aiofiles.threadpool
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from wtflow.artifacts import RunLayout
@@ -91,16 +92,25 @@ class _Sink:
                 self._pending[stream] = b""
 
 
-async def _open_for_writing(*paths: Path) -> list[AsyncBufferedIOBase]:
-    handles: list[AsyncBufferedIOBase] = []
+def _open_files(paths: tuple[Path, ...]) -> list[BinaryIO]:
+    """Open (create or truncate) each file for writing, making its directory if needed."""
+    files: list[BinaryIO] = []
     try:
         for path in paths:
-            handles.append(await aiofiles.open(path, "wb"))  # noqa: PERF401 - each one closes if a later one fails
+            try:
+                files.append(open(path, "wb"))  # noqa: SIM115 - closed by _close_files
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                files.append(open(path, "wb"))  # noqa: SIM115 - closed by _close_files
     except BaseException:
-        for handle in handles:
-            await handle.close()
+        _close_files(files)
         raise
-    return handles
+    return files
+
+
+def _close_files(files: list[BinaryIO]) -> None:
+    for handle in files:
+        handle.close()
 
 
 class Scheduler:
@@ -126,7 +136,7 @@ class Scheduler:
         self._emit = emit
         self._ignore_failure = ignore_failure
         self._kill_grace = kill_grace
-        self._environ = environ
+        self._environ = dict(environ)  # a snapshot: os.environ decodes on every read
         self._slots = asyncio.Semaphore(max_parallel)
         self.states = {name: NodeState(node, workflow.path(name)) for name, node in workflow.nodes.items()}
         self._deps = dependencies(workflow)
@@ -270,7 +280,6 @@ class Scheduler:
         retries = node.retries
         attempts = 1 + (retries.max if retries else 0)
         node_dir = self.layout.node_dir(node.name)
-        node_dir.mkdir(parents=True, exist_ok=True)
         job = self._job(node, node.executable, node_dir)
         outcome = Outcome(exit_code=None)
         for attempt in range(1, attempts + 1):
@@ -293,24 +302,27 @@ class Scheduler:
         return outcome
 
     async def _attempt(self, job: Job, node_dir: Path) -> Outcome:
-        stdout_path = self.layout.path(job.node, STDOUT)
-        stderr_path = self.layout.path(job.node, STDERR)
-        opening = asyncio.ensure_future(_open_for_writing(stdout_path, stderr_path))
+        paths = (self.layout.path(job.node, STDOUT), self.layout.path(job.node, STDERR))
+        # Creating files can be slow (on some disks a millisecond each) and must not block the
+        # loop: one thread hop creates the node's directory and opens both files.
+        opening = asyncio.ensure_future(asyncio.to_thread(_open_files, paths))
         try:
-            out, err = await asyncio.shield(opening)
+            files = await asyncio.shield(opening)
         except asyncio.CancelledError:
-            # Cancelled while the files were opening in a thread: let them open, then close them.
+            # Cancelled while the files were opening: let them open, then close them.
             with contextlib.suppress(OSError):
-                for handle in await opening:
-                    await handle.close()
+                _close_files(await opening)
             raise
-        sink = _Sink(self.run_id, job.node, {STDOUT: out, STDERR: err}, self._emit)
         try:
-            return await self._executor.execute(job, sink)
+            loop = asyncio.get_running_loop()
+            out, err = (aiofiles.threadpool.wrap(handle, loop=loop) for handle in files)
+            sink = _Sink(self.run_id, job.node, {STDOUT: out, STDERR: err}, self._emit)
+            try:
+                return await self._executor.execute(job, sink)
+            finally:
+                sink.flush()
         finally:
-            sink.flush()
-            await out.close()
-            await err.close()
+            _close_files(files)  # closing a file without fsync does not block
 
     def _keep_attempt_output(self, node: Node, attempt: int) -> None:
         """Keep a failed attempt's output beside the next attempt's, as ``stdout.attempt-N.log``."""

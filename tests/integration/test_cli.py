@@ -361,3 +361,10 @@ def test_help_documents_exit_codes() -> None:
     result = cli("run", "--help")
     assert "3    a backend is unavailable" in result.stdout
     assert "WTFLOW_MAX_PARALLEL" in result.stdout
+
+
+def test_options_without_their_own_variable_still_have_one(project: Path) -> None:
+    cli("run")
+    cli("run")
+    result = cli("runs", "list", env={"WTFLOW_RUNS_LIST_LIMIT": "1"})
+    assert len(result.stdout.splitlines()) == 2

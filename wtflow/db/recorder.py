@@ -26,6 +26,17 @@ from wtflow.events import BaseObserver, Event, NodeFinished, NodeStarted, NodeSt
 _STOP = object()
 # How long the writer keeps retrying an unreachable database after the run has ended.
 CLOSE_RETRY_SECONDS = 30.0
+# How long the writer gathers events before writing them in one transaction.
+BATCH_SECONDS = 0.2
+_NODE_DEFAULTS: dict[str, Any] = {
+    "path": "",
+    "status": "pending",
+    "exit_code": None,
+    "attempts": 0,
+    "started_at": None,
+    "finished_at": None,
+    "error": None,
+}
 _Item = Event | object
 
 
@@ -84,125 +95,110 @@ class DatabaseRecorder(BaseObserver):
         pending: list[Event] = []
         stopping = False
         give_up_at = 0.0
-        delay = 0.1
+        retry_delay = 0.1
         while True:
-            item = self._queue.get() if not pending else self._get(timeout=delay)
-            batch: list[_Item] = [] if item is None else [item]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
+            # Wait for work (or for the next retry), then gather what else arrives for a moment,
+            # so a busy run costs a few transactions instead of one per event.
+            first = self._get(timeout=retry_delay if pending else None)
+            batch: list[_Item] = [] if first is None else [first]
+            deadline = time.monotonic() + BATCH_SECONDS
+            while _STOP not in batch and (remaining := deadline - time.monotonic()) > 0:
+                item = self._get(timeout=remaining)
+                if item is None:
                     break
+                batch.append(item)
+            while (item := self._get(timeout=0)) is not None:
+                batch.append(item)
             if _STOP in batch and not stopping:
                 stopping = True
                 give_up_at = time.monotonic() + CLOSE_RETRY_SECONDS
             pending.extend(event for event in batch if event is not _STOP)  # type: ignore[misc]
-            if not pending:
-                if stopping:
-                    return
-                continue
-            try:
-                self._write(pending)
-            except (OperationalError, DBAPIError) as exc:
-                self.last_error = str(exc.orig or exc)
-                if stopping and time.monotonic() >= give_up_at:
+            if pending:
+                try:
+                    self._write(pending)
+                except (OperationalError, DBAPIError) as exc:
+                    self.last_error = str(exc.orig or exc)
+                    if not (stopping and time.monotonic() >= give_up_at):
+                        retry_delay = min(retry_delay * 2, 5.0)
+                        continue
                     self.lost.extend(pending)
-                    return
-                delay = min(delay * 2, 5.0)
-                continue
-            pending = []
-            delay = 0.1
+                pending = []
+                retry_delay = 0.1
             if stopping:
                 return
 
-    def _get(self, timeout: float) -> _Item | None:
+    def _get(self, timeout: float | None) -> _Item | None:
         try:
+            if timeout == 0:
+                return self._queue.get_nowait()
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
 
     def _write(self, events: list[Event]) -> None:
+        """Write ``events`` in one transaction, merging each node's events into one row change."""
         assert self._engine is not None
-        inserted: set[tuple[str, str]] = set()
-        with Session(self._engine) as session, session.begin():
-            for event in events:
-                self._apply(session, event, inserted)
-        self._known_nodes |= inserted
-
-    def _apply(self, session: Session, event: Event, inserted: set[tuple[str, str]]) -> None:
-        if isinstance(event, RunStarted):
-            session.execute(
-                insert(RunRow).values(
-                    id=event.run_id,
-                    workflow=event.workflow.name,
-                    status="running",
-                    started_at=event.started_at,
-                    host=event.host,
-                    pid=event.pid,
-                    heartbeat_at=event.started_at,
+        new_runs: list[dict[str, Any]] = []
+        run_changes: dict[str, dict[str, Any]] = {}
+        node_changes: dict[tuple[str, str], dict[str, Any]] = {}
+        artifacts: list[dict[str, Any]] = []
+        for event in events:
+            if isinstance(event, RunStarted):
+                new_runs.append(
+                    {
+                        "id": event.run_id,
+                        "workflow": event.workflow.name,
+                        "status": "running",
+                        "started_at": event.started_at,
+                        "host": event.host,
+                        "pid": event.pid,
+                        "heartbeat_at": event.started_at,
+                    }
                 )
-            )
-        elif isinstance(event, NodeStarted):
-            self._upsert_node(
-                session,
-                event.run_id,
-                event.node,
-                inserted,
-                path=event.path,
-                status=str(NodeStatus.RUNNING),
-                attempts=event.attempt,
-                started_at=event.started_at,
-            )
-        elif isinstance(event, NodeFinished):
-            self._upsert_node(
-                session,
-                event.run_id,
-                event.node,
-                inserted,
-                path=event.path,
-                status=str(event.status),
-                exit_code=event.exit_code,
-                attempts=event.attempt,
-                finished_at=event.finished_at,
-                error=event.error,
-                **({"started_at": event.started_at} if event.started_at else {}),
-            )
-            if event.artifacts:
-                session.execute(
-                    insert(ArtifactRow),
-                    [
-                        {
-                            "run_id": event.run_id,
-                            "node": event.node,
-                            "name": a.name,
-                            "path": str(a.path),
-                            "size": a.size,
-                        }
-                        for a in event.artifacts
-                    ],
+            elif isinstance(event, NodeStarted):
+                node_changes.setdefault((event.run_id, event.node), {}).update(
+                    path=event.path, status=str(NodeStatus.RUNNING), attempts=event.attempt, started_at=event.started_at
                 )
-        elif isinstance(event, RunFinished):
-            session.execute(
-                update(RunRow)
-                .where(RunRow.id == event.run_id)
-                .values(
+            elif isinstance(event, NodeFinished):
+                change = node_changes.setdefault((event.run_id, event.node), {})
+                change.update(
+                    path=event.path,
                     status=str(event.status),
                     exit_code=event.exit_code,
+                    attempts=event.attempt,
                     finished_at=event.finished_at,
                     error=event.error,
                 )
-            )
-
-    def _upsert_node(
-        self, session: Session, run_id: str, name: str, inserted: set[tuple[str, str]], **values: Any
-    ) -> None:
-        key = (run_id, name)
-        if key in self._known_nodes or key in inserted:
-            session.execute(
-                update(NodeRunRow).where(NodeRunRow.run_id == run_id, NodeRunRow.name == name).values(**values)
-            )
-        else:
-            session.execute(
-                insert(NodeRunRow).values(run_id=run_id, name=name, position=self._positions.get(name, 0), **values)
-            )
-            inserted.add(key)
+                if event.started_at is not None:
+                    change["started_at"] = event.started_at
+                artifacts.extend(
+                    {"run_id": event.run_id, "node": event.node, "name": a.name, "path": str(a.path), "size": a.size}
+                    for a in event.artifacts
+                )
+            elif isinstance(event, RunFinished):
+                run_changes[event.run_id] = {
+                    "status": str(event.status),
+                    "exit_code": event.exit_code,
+                    "finished_at": event.finished_at,
+                    "error": event.error,
+                }
+        inserts = [
+            {**_NODE_DEFAULTS, "run_id": run_id, "name": name, "position": self._positions.get(name, 0), **change}
+            for (run_id, name), change in node_changes.items()
+            if (run_id, name) not in self._known_nodes
+        ]
+        with Session(self._engine) as session, session.begin():
+            if new_runs:
+                session.execute(insert(RunRow), new_runs)
+            if inserts:
+                session.execute(insert(NodeRunRow), inserts)
+            for (run_id, name), change in node_changes.items():
+                if (run_id, name) in self._known_nodes:
+                    session.execute(
+                        update(NodeRunRow).where(NodeRunRow.run_id == run_id, NodeRunRow.name == name).values(**change)
+                    )
+            if artifacts:
+                session.execute(insert(ArtifactRow), artifacts)
+            for run_id, change in run_changes.items():
+                session.execute(update(RunRow).where(RunRow.id == run_id).values(**change))
+        self._known_nodes.update(node_changes)

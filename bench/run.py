@@ -1,0 +1,265 @@
+"""wtflow's benchmark suite: every workload and its baselines, interleaved, repeated, compared.
+
+    .venv/bin/python bench/run.py              # 3 repetitions of everything
+    .venv/bin/python bench/run.py --reps 1 W1 W3
+
+Each repetition runs every contender of every workload once, in turn, so machine noise hits
+all of them alike. Reported: the median wall time, the ratio wtflow / baseline, and the peak
+RSS of the runner process (from wait4). Results also go to bench/results/<time>.json.
+wtflow is always run through its CLI, as users run it, with artifacts stored and SQLite
+tracking on unless a workload says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+GIB = 1 << 30
+
+
+@dataclass
+class Measure:
+    seconds: float
+    max_rss_mib: float
+    ok: bool
+    note: str = ""
+
+
+@dataclass
+class Contender:
+    name: str
+    argv: Callable[[Path], list[str]]  # given a fresh scratch dir
+    cwd: Path | None = None
+    check: Callable[[Path], str] | None = None  # returns "" when the output is complete, else why not
+
+
+@dataclass
+class Workload:
+    id: str
+    title: str
+    target: str
+    contenders: list[Contender]
+    # (numerator, denominator, limit): wtflow's median over a baseline's, at most limit
+    ratios: list[tuple[str, str, float]] = field(default_factory=list)
+    results: dict[str, list[Measure]] = field(default_factory=dict)
+
+
+def run(argv: list[str], cwd: Path | None, scratch: Path) -> Measure:
+    start = time.perf_counter()
+    with open(scratch / "stdout", "wb") as out, open(scratch / "stderr", "wb") as err:
+        process = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    note = ""
+    if process.returncode != 0:
+        note = f"exit {process.returncode}: " + (scratch / "stderr").read_text(errors="replace")[-300:]
+    if b"Too many open files" in (scratch / "stderr").read_bytes():
+        note += " too many open files"
+    return Measure(seconds, usage.ru_maxrss / 1024, process.returncode == 0 and not note, note)
+
+
+def wtflow(workflow: Path, *extra: str) -> Callable[[Path], list[str]]:
+    def argv(scratch: Path) -> list[str]:
+        return [
+            PYTHON, "-m", "wtflow", "run", str(workflow),
+            "--artifacts-dir", str(scratch / "artifacts"),
+            "--db-url", f"sqlite:///{scratch / 'wtflow.db'}",
+            "--log-format", "json",
+            *extra,
+        ]  # fmt: skip
+
+    return argv
+
+
+def write_graph(path: Path, commands: list[str], *, chain: bool = False, max_parallel: int | None = None,
+                functions: bool = False) -> Path:  # fmt: skip
+    lines = [f"name: {path.stem}"]
+    if max_parallel:
+        lines.append(f"max_parallel: {max_parallel}")
+    lines.append("nodes:")
+    for index, command in enumerate(commands):
+        needs = f", needs: [n{index - 1}]" if chain and index else ""
+        if functions:
+            lines.append(f"  - {{name: n{index}, function: 'benchfuncs:noop', args: [{index}]{needs}}}")
+        else:
+            lines.append(f"  - {{name: n{index}, command: {json.dumps(command)}{needs}}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def reference(commands: list[str], parallel: int, folder: Path) -> Callable[[Path], list[str]]:
+    listing = folder / f"commands-{len(commands)}-{parallel}-{abs(hash(tuple(commands))) % 10**8}.txt"
+    listing.write_text("\n".join(commands) + "\n")
+    return lambda scratch: [PYTHON, str(HERE / "reference.py"), str(listing), str(parallel), str(scratch / "ref")]
+
+
+def xargs(count: int, parallel: int) -> Callable[[Path], list[str]]:
+    return lambda _: ["sh", "-c", f"seq {count} | xargs -P{parallel} -n1 sh -c 'true' _"]
+
+
+def bash_loop(count: int) -> Callable[[Path], list[str]]:
+    return lambda _: ["bash", "-c", f"for i in $(seq {count}); do /bin/true; done"]
+
+
+def w8_check(lines: int, nodes: int) -> Callable[[Path], str]:
+    expected = sum(len(f"{n} {i}\n") for n in range(1) for i in range(lines))
+
+    def check(scratch: Path) -> str:
+        runs = list((scratch / "artifacts").iterdir())
+        sizes = [p.stat().st_size for p in runs[0].glob("*/stdout.log")]
+        if len(sizes) != nodes or set(sizes) != {expected}:
+            return f"artifacts incomplete: {len(sizes)} files, sizes {sorted(set(sizes))[:3]}"
+        return ""
+
+    return check
+
+
+def workloads(folder: Path, quick: bool) -> list[Workload]:
+    n = 1000
+    trues = ["true"] * n
+    w1 = write_graph(folder / "w1.yml", trues, max_parallel=2)
+    w2 = write_graph(folder / "w2.yml", trues, chain=True)
+    shutil.copy(HERE / "benchfuncs.py", folder / "benchfuncs.py")
+    w4 = write_graph(folder / "w4.yml", ["-"] * n, max_parallel=2, functions=True)
+    line_cmd = "yes 012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678 | head -c 1073741824"  # noqa: E501 - 99 characters and a newline: 100-byte lines
+    binary_cmd = "head -c 1073741824 /dev/zero"
+    w3_lines = write_graph(folder / "w3-lines.yml", [line_cmd])
+    w3_binary = write_graph(folder / "w3-binary.yml", [binary_cmd])
+    empty = write_graph(folder / "empty.yml", ["true"])
+    big10 = write_graph(folder / "w5-10k.yml", ["true"] * 10_000)
+    big20 = write_graph(folder / "w5-20k.yml", ["true"] * 20_000)
+    sleeps = ["sleep 1"] * 500
+    w7 = write_graph(folder / "w7.yml", sleeps, max_parallel=500)
+    printer = "i=0; while [ $i -lt 10000 ]; do echo \"0 $i\"; i=$((i+1)); done"
+    printer = "seq 0 9999 | sed 's/^/0 /'"
+    w8 = write_graph(folder / "w8.yml", [printer] * 100, max_parallel=8)
+    return [
+        Workload("W1", "1,000 independent `true`, max_parallel 2", "<= 1.25 x reference", [
+            Contender("wtflow", wtflow(w1)),
+            Contender("reference", reference(trues, 2, folder)),
+            Contender("xargs -P2", xargs(n, 2)),
+            Contender("bash loop", bash_loop(n)),
+        ], [("wtflow", "reference", 1.25)]),
+        Workload("W2", "a chain of 1,000 `true`", "<= 1.25 x reference", [
+            Contender("wtflow", wtflow(w2)),
+            Contender("reference", reference(trues, 1, folder)),
+            Contender("bash loop", bash_loop(n)),
+        ], [("wtflow", "reference", 1.25)]),
+        Workload("W3a", "1 GiB of 100-byte lines on stdout", "<= 1.5 x reference; RSS <= empty + 64 MiB", [
+            Contender("wtflow", wtflow(w3_lines)),
+            Contender("reference", reference([line_cmd], 1, folder)),
+            Contender("wtflow empty run", wtflow(empty)),
+        ], [("wtflow", "reference", 1.5)]),
+        Workload("W3b", "1 GiB binary, no newline, on stdout", "<= 1.5 x reference; RSS <= empty + 64 MiB", [
+            Contender("wtflow", wtflow(w3_binary)),
+            Contender("reference", reference([binary_cmd], 1, folder)),
+        ], [("wtflow", "reference", 1.5)]),
+        Workload("W4", "1,000 PyFunc nodes returning at once, max_parallel 2", "<= 3 x W1's wtflow", [
+            Contender("wtflow", wtflow(w4), cwd=folder),
+            Contender("W1 wtflow", wtflow(w1)),
+        ], [("wtflow", "W1 wtflow", 3.0)]),
+        Workload("W5", "load, validate, --dry-run 10,000 then 20,000 nodes", "10k <= 2 s, <= 300 MiB; 20k <= 2.2 x 10k", [
+            Contender("wtflow 10k", wtflow(big10, "--dry-run")),
+            Contender("wtflow 20k", wtflow(big20, "--dry-run")),
+        ], [("wtflow 20k", "wtflow 10k", 2.2)]),
+        Workload("W6", "W1 with SQLite tracking on vs off", "<= 1.10 x", [
+            Contender("wtflow sqlite", wtflow(w1)),
+            Contender("wtflow no db", lambda s: [*wtflow(w1)(s), "--db-url", ""]),
+        ], [("wtflow sqlite", "wtflow no db", 1.10)]),
+        Workload("W7", "500 `sleep 1`, max_parallel 500", "<= 1.5 s wall, no 'too many open files'", [
+            Contender("wtflow", wtflow(w7)),
+            Contender("reference", reference(sleeps, 500, folder)),
+        ]),
+        Workload("W8", "100 nodes x 10,000 lines, max_parallel 8, console on", "<= 1.5 x reference, every byte kept", [
+            Contender("wtflow", wtflow(w8, "--output", "prefixed"), check=w8_check(10_000, 100)),
+            Contender("reference", reference([printer] * 100, 8, folder)),
+        ], [("wtflow", "reference", 1.5)]),
+    ]  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("only", nargs="*", help="workload ids to run (default: all)")
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="wtflow-bench-"))
+    try:
+        chosen = [w for w in workloads(folder, args.reps == 1) if not args.only or w.id in args.only]
+        for rep in range(args.reps):
+            for workload in chosen:
+                for contender in workload.contenders:
+                    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+                    measure = run(contender.argv(scratch), contender.cwd or folder, scratch)
+                    if contender.check is not None and measure.ok:
+                        problem = contender.check(scratch)
+                        if problem:
+                            measure.ok, measure.note = False, problem
+                    workload.results.setdefault(contender.name, []).append(measure)
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    status = "ok" if measure.ok else f"FAILED {measure.note}"
+                    print(f"rep {rep + 1} {workload.id:4} {contender.name:18} {measure.seconds:8.3f}s "
+                          f"{measure.max_rss_mib:7.1f} MiB {status}", file=sys.stderr, flush=True)  # fmt: skip
+        report(chosen)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+def report(chosen: list[Workload]) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    lines = [f"commit {commit}, {os.cpu_count()} cores, Python {sys.version.split()[0]}", ""]
+    lines.append("| id | workload | contender | median s | peak RSS MiB | ok |")
+    lines.append("|---|---|---|---:|---:|---|")
+    data: dict[str, object] = {"commit": commit, "python": sys.version.split()[0], "workloads": {}}
+    for workload in chosen:
+        for name, measures in workload.results.items():
+            median = statistics.median(m.seconds for m in measures)
+            rss = max(m.max_rss_mib for m in measures)
+            ok = all(m.ok for m in measures)
+            lines.append(f"| {workload.id} | {workload.title} | {name} | {median:.3f} | {rss:.0f} | {'yes' if ok else 'NO'} |")
+            data["workloads"].setdefault(workload.id, {})[name] = {  # type: ignore[union-attr]
+                "median_s": median, "peak_rss_mib": rss, "ok": ok, "runs": [m.seconds for m in measures],
+                "notes": [m.note for m in measures if m.note],
+            }  # fmt: skip
+    lines += ["", "| id | ratio | value | target | met |", "|---|---|---:|---|---|"]
+    for workload in chosen:
+        med = {name: statistics.median(m.seconds for m in ms) for name, ms in workload.results.items()}
+        for numerator, denominator, limit in workload.ratios:
+            if numerator in med and denominator in med:
+                value = med[numerator] / med[denominator]
+                lines.append(f"| {workload.id} | {numerator} / {denominator} | {value:.2f} | <= {limit} | "
+                             f"{'yes' if value <= limit else 'NO'} |")  # fmt: skip
+        rss = {name: max(m.max_rss_mib for m in ms) for name, ms in workload.results.items()}
+        if workload.id == "W3a" and "wtflow empty run" in rss:
+            extra = rss["wtflow"] - rss["wtflow empty run"]
+            lines.append(f"| W3a | peak RSS over an empty run | {extra:.0f} MiB | <= 64 MiB | {'yes' if extra <= 64 else 'NO'} |")
+        if workload.id == "W5" and "wtflow 10k" in med:
+            lines.append(f"| W5 | 10k wall / RSS | {med['wtflow 10k']:.2f} s / {rss['wtflow 10k']:.0f} MiB | "
+                         f"<= 2 s / 300 MiB | {'yes' if med['wtflow 10k'] <= 2 and rss['wtflow 10k'] <= 300 else 'NO'} |")  # fmt: skip
+        if workload.id == "W7" and "wtflow" in med:
+            lines.append(f"| W7 | wall | {med['wtflow']:.2f} s | <= 1.5 s | {'yes' if med['wtflow'] <= 1.5 else 'NO'} |")
+    text = "\n".join(lines)
+    print(text)
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (results / f"{stamp}.json").write_text(json.dumps(data, indent=2))
+    (results / "latest.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
