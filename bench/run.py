@@ -144,7 +144,7 @@ def workloads(folder: Path, quick: bool) -> list[Workload]:
     big20 = write_graph(folder / "w5-20k.yml", ["true"] * 20_000)
     sleeps = ["sleep 1"] * 500
     w7 = write_graph(folder / "w7.yml", sleeps, max_parallel=500)
-    printer = "i=0; while [ $i -lt 10000 ]; do echo \"0 $i\"; i=$((i+1)); done"
+    printer = 'i=0; while [ $i -lt 10000 ]; do echo "0 $i"; i=$((i+1)); done'
     printer = "seq 0 9999 | sed 's/^/0 /'"
     w8 = write_graph(folder / "w8.yml", [printer] * 100, max_parallel=8)
     return [
@@ -220,7 +220,9 @@ def main() -> int:
 
 
 def report(chosen: list[Workload]) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+    ).stdout.strip()
     lines = [f"commit {commit}, {os.cpu_count()} cores, Python {sys.version.split()[0]}", ""]
     lines.append("| id | workload | contender | median s | peak RSS MiB | ok |")
     lines.append("|---|---|---|---:|---:|---|")
@@ -230,7 +232,9 @@ def report(chosen: list[Workload]) -> None:
             median = statistics.median(m.seconds for m in measures)
             rss = max(m.max_rss_mib for m in measures)
             ok = all(m.ok for m in measures)
-            lines.append(f"| {workload.id} | {workload.title} | {name} | {median:.3f} | {rss:.0f} | {'yes' if ok else 'NO'} |")
+            lines.append(
+                f"| {workload.id} | {workload.title} | {name} | {median:.3f} | {rss:.0f} | {'yes' if ok else 'NO'} |"
+            )
             data["workloads"].setdefault(workload.id, {})[name] = {  # type: ignore[union-attr]
                 "median_s": median, "peak_rss_mib": rss, "ok": ok, "runs": [m.seconds for m in measures],
                 "notes": [m.note for m in measures if m.note],
@@ -246,12 +250,16 @@ def report(chosen: list[Workload]) -> None:
         rss = {name: max(m.max_rss_mib for m in ms) for name, ms in workload.results.items()}
         if workload.id == "W3a" and "wtflow empty run" in rss:
             extra = rss["wtflow"] - rss["wtflow empty run"]
-            lines.append(f"| W3a | peak RSS over an empty run | {extra:.0f} MiB | <= 64 MiB | {'yes' if extra <= 64 else 'NO'} |")
+            lines.append(
+                f"| W3a | peak RSS over an empty run | {extra:.0f} MiB | <= 64 MiB | {'yes' if extra <= 64 else 'NO'} |"
+            )
         if workload.id == "W5" and "wtflow 10k" in med:
             lines.append(f"| W5 | 10k wall / RSS | {med['wtflow 10k']:.2f} s / {rss['wtflow 10k']:.0f} MiB | "
                          f"<= 2 s / 300 MiB | {'yes' if med['wtflow 10k'] <= 2 and rss['wtflow 10k'] <= 300 else 'NO'} |")  # fmt: skip
         if workload.id == "W7" and "wtflow" in med:
-            lines.append(f"| W7 | wall | {med['wtflow']:.2f} s | <= 1.5 s | {'yes' if med['wtflow'] <= 1.5 else 'NO'} |")
+            lines.append(
+                f"| W7 | wall | {med['wtflow']:.2f} s | <= 1.5 s | {'yes' if med['wtflow'] <= 1.5 else 'NO'} |"
+            )
     text = "\n".join(lines)
     print(text)
     results = HERE / "results"

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,45 @@ def test_signal_stops_the_run_and_records_it_cancelled(tmp_path: Path, sig: sign
     run_json = json.loads(next((tmp_path / ".wtflow" / "artifacts").glob("*/run.json")).read_text())
     assert run_json["nodes"]["sleeper"]["status"] == "cancelled"
     assert run_json["nodes"]["after"]["status"] == "skipped"
+
+
+def test_run_of_a_killed_wtflow_is_marked_crashed_by_the_next_one(tmp_path: Path) -> None:
+    pid_file = tmp_path / "node.pid"
+    (tmp_path / "wtflow.yml").write_text(
+        f'name: doomed\nroot: {{name: sleeper, command: "echo $$ > {pid_file}; exec sleep 300"}}\n'
+    )
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    process = wtflow("run", "--db-url", url, cwd=tmp_path)
+    assert process.stderr is not None
+    engine = create_engine(normalise_url(url))
+    try:
+        for line in process.stderr:  # wait until the node runs and its start is recorded
+            if json.loads(line)["event"] == "node_started":
+                break
+        with Session(engine) as session:
+            for _ in range(600):
+                if session.scalar(select(func.count()).select_from(NodeRunRow)):
+                    break
+                session.expire_all()
+                time.sleep(0.05)  # poll: the writer batches events for 0.2 s
+        process.kill()
+        process.wait(timeout=30)
+        listing = subprocess.run(
+            [sys.executable, "-m", "wtflow", "runs", "list", "--db-url", url],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert listing.stdout.splitlines()[1].split()[1:3] == ["doomed", "crashed"]
+        with Session(engine) as session:
+            assert session.scalars(select(NodeRunRow.status)).all() == ["cancelled"]
+    finally:
+        engine.dispose()
+        if pid_file.exists():
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        if process.stderr:
+            process.stderr.close()
+        if process.stdout:
+            process.stdout.close()

@@ -118,7 +118,10 @@ def test_unwritable_artifacts_directory_fails_the_node_clearly(run_workflow: Run
     # The first node puts a file where the second node's artifacts directory must go.
     root = Node(
         "root",
-        children=[Node("a", executable=Command('rm -rf "$WTFLOW_RUN_DIR/b"; touch "$WTFLOW_RUN_DIR/b"')), Node("b", executable=Command("true"))],
+        children=[
+            Node("a", executable=Command('rm -rf "$WTFLOW_RUN_DIR/b"; touch "$WTFLOW_RUN_DIR/b"')),
+            Node("b", executable=Command("true")),
+        ],
     )
     engine = run_workflow(root)
     assert engine.result is not None

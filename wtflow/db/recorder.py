@@ -8,12 +8,15 @@ the database stops answering, events stay queued and are written when it answers
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
+import socket
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -26,6 +29,9 @@ from wtflow.events import BaseObserver, Event, NodeFinished, NodeStarted, NodeSt
 _STOP = object()
 # How long the writer keeps retrying an unreachable database after the run has ended.
 CLOSE_RETRY_SECONDS = 30.0
+# The writer refreshes its run's heartbeat this often; runs silent for STALE_AFTER count as crashed.
+HEARTBEAT_SECONDS = 15.0
+STALE_AFTER = timedelta(minutes=5)
 # How long the writer gathers events before writing them in one transaction.
 BATCH_SECONDS = 0.2
 _NODE_DEFAULTS: dict[str, Any] = {
@@ -41,15 +47,58 @@ _Item = Event | object
 
 
 def connect(url: str) -> Engine:
-    """Open ``url``, make sure the schema exists; :class:`BackendUnavailable` if it cannot be reached."""
+    """Open ``url``, bring the schema up to date and mark crashed runs; :class:`BackendUnavailable` if unreachable."""
     engine = open_engine(url)
     try:
         upgrade(engine)
+        mark_crashed(engine)
     except (OperationalError, DBAPIError) as exc:
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise BackendUnavailable(f"database {display_url(url)} is unavailable: {reason}") from None
     return engine
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def mark_crashed(engine: Engine, now: datetime | None = None) -> int:
+    """Mark ``running`` runs whose owner is gone as ``crashed``; return how many.
+
+    A run's owner is gone when it ran on this host and its pid no longer exists, or when its
+    heartbeat is older than :data:`STALE_AFTER` (runs of other hosts).
+    """
+    now = now or datetime.now(UTC)
+    host = socket.gethostname()
+    stale_before = now - STALE_AFTER
+    crashed: list[str] = []
+    with Session(engine) as session:
+        for run_id, run_host, pid, heartbeat in session.execute(
+            select(RunRow.id, RunRow.host, RunRow.pid, RunRow.heartbeat_at).where(RunRow.status == "running")
+        ):
+            beat = heartbeat.replace(tzinfo=UTC) if heartbeat is not None and heartbeat.tzinfo is None else heartbeat
+            if (run_host == host and not _alive(pid)) or (beat is not None and beat < stale_before):
+                crashed.append(run_id)
+    if crashed:
+        with Session(engine) as session, session.begin():
+            session.execute(
+                update(RunRow)
+                .where(RunRow.id.in_(crashed), RunRow.status == "running")
+                .values(status="crashed", finished_at=now, error="the process running it ended without closing it")
+            )
+            session.execute(
+                update(NodeRunRow)
+                .where(NodeRunRow.run_id.in_(crashed), NodeRunRow.status.in_(["running", "pending"]))
+                .values(status="cancelled", finished_at=now)
+            )
+    return len(crashed)
 
 
 class DatabaseRecorder(BaseObserver):
@@ -63,6 +112,7 @@ class DatabaseRecorder(BaseObserver):
         self._known_nodes: set[tuple[str, str]] = set()
         self._positions: dict[str, int] = {}
         self.lost: list[Event] = []
+        self._run_id: str | None = None
         self.last_error: str | None = None
 
     async def aopen(self) -> None:
@@ -76,6 +126,7 @@ class DatabaseRecorder(BaseObserver):
         """Queue the events that change rows."""
         if isinstance(event, RunStarted):
             self._positions = {name: index for index, name in enumerate(event.workflow.nodes)}
+            self._run_id = event.run_id
         if isinstance(event, RunStarted | NodeStarted | NodeFinished | RunFinished) and self._thread is not None:
             self._queue.put(event)
 
@@ -99,7 +150,10 @@ class DatabaseRecorder(BaseObserver):
         while True:
             # Wait for work (or for the next retry), then gather what else arrives for a moment,
             # so a busy run costs a few transactions instead of one per event.
-            first = self._get(timeout=retry_delay if pending else None)
+            first = self._get(timeout=retry_delay if pending else HEARTBEAT_SECONDS)
+            if first is None and not pending:
+                self._beat()
+                continue
             batch: list[_Item] = [] if first is None else [first]
             deadline = time.monotonic() + BATCH_SECONDS
             while _STOP not in batch and (remaining := deadline - time.monotonic()) > 0:
@@ -126,6 +180,16 @@ class DatabaseRecorder(BaseObserver):
                 retry_delay = 0.1
             if stopping:
                 return
+
+    def _beat(self) -> None:
+        """Tell other processes this run's owner is alive (see :func:`mark_crashed`)."""
+        if self._engine is None or self._run_id is None:
+            return
+        try:
+            with Session(self._engine) as session, session.begin():
+                session.execute(update(RunRow).where(RunRow.id == self._run_id).values(heartbeat_at=datetime.now(UTC)))
+        except (OperationalError, DBAPIError) as exc:
+            self.last_error = str(exc.orig or exc)
 
     def _get(self, timeout: float | None) -> _Item | None:
         try:
