@@ -7,7 +7,8 @@ Each repetition runs every contender of every workload once, in turn, so machine
 all of them alike. Reported: the median wall time, the ratio wtflow / baseline, and the peak
 RSS of the runner process (from wait4). Results also go to bench/results/<time>.json.
 wtflow is always run through its CLI, as users run it, with artifacts stored and SQLite
-tracking on unless a workload says otherwise.
+tracking on unless a workload says otherwise. wtflow's logs go to a file (JSON lines, as in CI);
+node output to the console is on and goes to /dev/null.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ class Workload:
 
 def run(argv: list[str], cwd: Path | None, scratch: Path) -> Measure:
     start = time.perf_counter()
-    with open(scratch / "stdout", "wb") as out, open(scratch / "stderr", "wb") as err:
-        process = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err)
+    # Console output goes to /dev/null: printed, as in CI, but not written to this disk twice.
+    with open(scratch / "stderr", "wb") as err:
+        process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -78,7 +80,6 @@ def wtflow(workflow: Path, *extra: str) -> Callable[[Path], list[str]]:
             PYTHON, "-m", "wtflow", "run", str(workflow),
             "--artifacts-dir", str(scratch / "artifacts"),
             "--db-url", f"sqlite:///{scratch / 'wtflow.db'}",
-            "--log-format", "json",
             *extra,
         ]  # fmt: skip
 

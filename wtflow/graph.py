@@ -28,24 +28,22 @@ def dependencies(workflow: Workflow) -> dict[Vertex, set[Vertex]]:
     from wtflow.model import PyFunc
 
     deps: dict[Vertex, set[Vertex]] = {}
-    parents = workflow.parents
     for node in workflow.root.walk():
-        own: set[Vertex] = set()
-        parent = parents[node.name]
-        if parent is not None:
+        deps[(node.name, SELF)] = set()
+        deps[(node.name, TREE)] = {(node.name, SELF)} | {(child.name, TREE) for child in node.children}
+    for parent in workflow.root.walk():
+        for index, child in enumerate(parent.children):
+            own = deps[(child.name, SELF)]
             own.add((parent.name, SELF))
-            if not parent.parallel:
-                index = next(i for i, child in enumerate(parent.children) if child is node)
-                if index:
-                    own.add((parent.children[index - 1].name, TREE))
-        ancestors = _ancestors(workflow, node.name)
-        for need in node.needs:
-            if need not in ancestors:
-                own.add((need, TREE))
+            if not parent.parallel and index:
+                own.add((parent.children[index - 1].name, TREE))
+    for node in workflow.root.walk():
+        own = deps[(node.name, SELF)]
+        if node.needs:
+            ancestors = _ancestors(workflow, node.name)
+            own.update((need, TREE) for need in node.needs if need not in ancestors)
         if isinstance(node.executable, PyFunc):
             own.update((ref.node, SELF) for ref in node.executable.artifacts())
-        deps[(node.name, SELF)] = own
-        deps[(node.name, TREE)] = {(node.name, SELF)} | {(child.name, TREE) for child in node.children}
     return deps
 
 

@@ -38,6 +38,9 @@ _PLAIN_TAGS = {
 }
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+MAX_MESSAGES = 50  # problems reported per file; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -56,15 +59,53 @@ class _Document:
     data: Any = None
     values: dict[Loc, Position] = field(default_factory=dict)
     keys: dict[Loc, Position] = field(default_factory=dict)
+    # Positions not recorded yet, found on demand by walking the YAML events (fast path).
+    pending: Iterator[None] | None = None
 
     def where(self, loc: Loc, *, key: bool = False) -> str:
         """``FILE:LINE:COL`` of ``loc``, or of its nearest enclosing value."""
+        if self.pending is not None:
+            while loc not in self.values:
+                if next(self.pending, StopIteration) is StopIteration:
+                    self.pending = None
+                    break
         table = self.keys if key and loc in self.keys else self.values
         while loc and loc not in table:
             loc = loc[:-1]
             table = self.values
         position = table.get(loc, Position(1, 1))
         return f"{self.file}:{position.line}:{position.column}"
+
+
+def _walk_positions(text: str, document: _Document) -> Iterator[None]:
+    """Record the position of every value and key of an alias-free document, one node at a time."""
+    frames: list[list[Any]] = []  # [loc, is_mapping, pending key or None, next index]
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            frames.pop()
+            continue
+        if not isinstance(event, yaml.NodeEvent):
+            continue
+        loc: Loc = ()
+        if frames:
+            frame = frames[-1]
+            if frame[1]:  # in a mapping: a key, then its value
+                if frame[2] is None:
+                    key = event.value if isinstance(event, yaml.ScalarEvent) else "<key>"
+                    frame[2] = key
+                    document.keys[(*frame[0], key)] = _position(event.start_mark)
+                    continue
+                loc = (*frame[0], frame[2])
+                frame[2] = None
+            else:
+                loc = (*frame[0], frame[3])
+                frame[3] += 1
+        document.values.setdefault(loc, _position(event.start_mark))
+        if isinstance(event, yaml.MappingStartEvent):
+            frames.append([loc, True, None, 0])
+        elif isinstance(event, yaml.SequenceStartEvent):
+            frames.append([loc, False, None, 0])
+        yield None
 
 
 def _position(mark: Any) -> Position:
@@ -86,7 +127,10 @@ class _Builder:
                 "the document expands to too many values (an alias bomb?); write the values out or use fewer aliases",
                 location=self.document.where(loc),
             )
-        self.document.values.setdefault(loc, _position(node.start_mark))
+        if loc not in self.document.values:
+            self.document.values[loc] = _position(node.start_mark)
+        if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG:
+            return node.value  # most scalars: no need for the constructor's machinery
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):
@@ -248,7 +292,8 @@ def validation_messages(exc: ValidationError, document: _Document) -> list[str]:
     """One ``FILE:LINE:COL: message`` per problem pydantic found, most specific first."""
     found: dict[Loc, tuple[str, str]] = {}
     union_errors: dict[Loc, list[tuple[Loc, dict[str, Any]]]] = {}
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for error in errors[: MAX_MESSAGES * 4]:  # a union's members report one problem several times
         loc, union_at = _clean(error["loc"], document.data, last_is_key=error["type"] == "extra_forbidden")
         if union_at is not None:
             union_errors.setdefault(union_at, []).append((loc, dict(error)))
@@ -262,7 +307,12 @@ def validation_messages(exc: ValidationError, document: _Document) -> list[str]:
                     found.setdefault(loc, _message(loc, member, document))
         else:
             found.setdefault(union_at, (document.where(union_at), _union_message(union_at)))
-    return [f"{where}: {message}" for where, message in sorted(found.values(), key=lambda item: _sort_key(item[0]))]
+    messages = [f"{where}: {message}" for where, message in sorted(found.values(), key=lambda item: _sort_key(item[0]))]
+    if len(messages) > MAX_MESSAGES or len(errors) > MAX_MESSAGES * 4:
+        shown = messages[:MAX_MESSAGES]
+        shown.append(f"{document.file}:1:1: ... and more problems ({exc.error_count()} in all); fix these first")
+        return shown
+    return messages
 
 
 def _sort_key(where: str) -> tuple[int, int]:
@@ -517,14 +567,52 @@ def _add_to_path(directory: Path) -> None:
 # -- entry points -------------------------------------------------------------------------
 
 
+class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
+    """libyaml's safe loader that also refuses duplicate keys (PyYAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [
+            key.value
+            for key, _ in node.value
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge"
+        ]
+        if len(keys) != len(set(keys)):
+            raise yaml.constructor.ConstructorError(None, None, "duplicate key", node.start_mark)
+        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+
+
+def _fast_data(text: str) -> Any:
+    """The document's data without positions, or ``None`` when only the careful parser may read it.
+
+    Aliases (a way to build huge documents from small files) and anything unusual go to the
+    careful parser, which counts what it builds and knows where every value stands.
+    """
+    if "*" in text or "!" in text:
+        return None
+    try:
+        return yaml.load(text, Loader=_FastLoader)  # noqa: S506 - a safe loader (libyaml's CSafeLoader)
+    except (yaml.YAMLError, RecursionError):
+        return None
+
+
 def load_yaml(text: str, file: str = "<string>", base_dir: Path | None = None) -> Workflow:
-    """Parse, validate and build the workflow in ``text``; ``base_dir`` anchors relative paths."""
-    document = parse_yaml(text, file)
+    """Parse, validate and build the workflow in ``text``; ``base_dir`` anchors relative paths.
+
+    Ordinary files are read by libyaml at full speed; positions for messages are found only
+    when a problem needs them. Files with aliases or tags go through the careful parser.
+    """
+    base = (base_dir or Path.cwd()).resolve()
+    data = _fast_data(text)
+    if isinstance(data, dict):
+        document = _Document(file, data)
+        document.pending = _walk_positions(text, document)  # positions only if a problem needs them
+    else:
+        document = parse_yaml(text, file)
     try:
         spec = WorkflowSpec.model_validate(document.data)
     except ValidationError as exc:
         raise WorkflowError("\n".join(validation_messages(exc, document))) from None
-    return _Build(spec, document, (base_dir or Path.cwd()).resolve()).workflow()
+    return _Build(spec, document, base).workflow()
 
 
 def read_text(path: Path) -> str:
