@@ -187,10 +187,15 @@ def parse_yaml(text: str, file: str) -> _Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else f"{file}:1:1"
-        problem = " ".join(part for part in (exc.context, exc.problem) if part)
+        problem = " ".join(" ".join(part.split()) for part in (exc.context, exc.problem) if part)
         raise WorkflowError(f"invalid YAML: {problem}", location=where) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        problem = f"invalid YAML: character {exc.character!r} is not allowed ({exc.reason})"
+        raise WorkflowError(problem, location=f"{file}:{line}:{column}") from None
     except yaml.YAMLError as exc:
-        raise WorkflowError(f"invalid YAML: {exc}", location=f"{file}:1:1") from None
+        raise WorkflowError(f"invalid YAML: {' '.join(str(exc).split())}", location=f"{file}:1:1") from None
     except RecursionError:
         raise WorkflowError("invalid YAML: nested too deeply", location=f"{file}:1:1") from None
     if root is None:

@@ -29,7 +29,7 @@ def run_wtflow(path: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=TIME_LIMIT,
-        preexec_fn=_limit_memory,  # noqa: PLW1509 - the child sets its own limit before exec
+        preexec_fn=_limit_memory,
         check=False,
     )
 
