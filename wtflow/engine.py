@@ -104,11 +104,12 @@ class Engine:
 
         started_at = now()
         emit(RunStarted(run_id, self.workflow, run_dir, started_at, socket.gethostname(), os.getpid()))
+        executor = self._executor or DispatchExecutor()
         scheduler = self.scheduler = Scheduler(
             self.workflow,
             run_id=run_id,
             layout=layout,
-            executor=self._executor or DispatchExecutor(),
+            executor=executor,
             emit=emit,
             max_parallel=self.max_parallel,
             ignore_failure=self.config.run.ignore_failure,
@@ -122,6 +123,8 @@ class Engine:
             status = RunStatus.FAILED if scheduler.failed else RunStatus.SUCCEEDED
             error = None
         finally:
+            if (close := getattr(executor, "aclose", None)) is not None:
+                await close()
             finished_at = now()
             emit(RunFinished(run_id, self.workflow.name, status, EXIT_CODES[status], started_at, finished_at, error))
             self.result = RunResult(

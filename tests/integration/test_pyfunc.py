@@ -153,3 +153,35 @@ def test_example_reader_gets_bytes(run_workflow: Runner, name: str) -> None:
     reader = Node("reader", executable=PyFunc(pyfuncs.reads, args=({"many": []}, source.artifact(name))))
     run_workflow(Node("root", children=[source, reader]))
     assert result_of(run_workflow, "reader") == {"nested": [], "single": "out\n" if name == "stdout" else "err\n"}
+
+
+def test_functions_also_run_without_the_fork_server(run_workflow: Runner, tmp_path: Path) -> None:
+    from wtflow import Config, Engine, StorageConfig, Workflow
+    from wtflow.executors.base import DispatchExecutor
+    from wtflow.executors.pyfunc import PyFuncExecutor
+    from wtflow.executors.shell import CommandExecutor
+
+    executor = DispatchExecutor({PyFunc: PyFuncExecutor(fork_server=False), Command: CommandExecutor()})
+    workflow = Workflow("wf", Node("f", executable=PyFunc(pyfuncs.low_level_output)))
+    engine = Engine(workflow, Config(storage=StorageConfig(tmp_path)), observers=[], executor=executor)
+    assert engine.run() == 0
+    assert engine.result is not None
+    assert engine.result["f"].artifacts["stdout"].data == b"fd one\nfrom C\nfrom a subprocess\n"
+
+
+def test_fork_server_is_gone_after_the_run(run_workflow: Runner) -> None:
+    before = _forkservers()
+    run_workflow(Node("f", executable=PyFunc(pyfuncs.hello)))
+    assert _forkservers() == before
+
+
+def _forkservers() -> set[int]:
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"forkserver_main.py" in (proc / "cmdline").read_bytes():
+                    found.add(int(proc.name))
+            except OSError:
+                continue
+    return found

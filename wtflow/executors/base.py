@@ -67,6 +67,13 @@ class DispatchExecutor:
             executors = {Command: CommandExecutor(), PyFunc: PyFuncExecutor()}
         self._executors = dict(executors)
 
+    async def aclose(self) -> None:
+        """Release what the executors hold for the run (the fork server)."""
+        for executor in self._executors.values():
+            close = getattr(executor, "aclose", None)
+            if close is not None:
+                await close()
+
     async def execute(self, job: Job, sink: OutputSink) -> Outcome:
         """Run ``job`` with the executor for its type."""
         executor = self._executors.get(type(job.executable))

@@ -51,21 +51,23 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
 
 
 class Child:
-    """A started process: its streams, its exit, and how to stop its group."""
+    """A started process leading its own process group: its output streams, its exit, how to stop it."""
 
-    def __init__(self, process: asyncio.subprocess.Process, protocol: _Protocol) -> None:
-        self.process = process
-        self.pid = process.pid
-        self._protocol = protocol
+    pid: int
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader
 
     @property
     def returncode(self) -> int | None:
         """The exit status (negative for a signal), once the process has exited."""
-        return self.process.returncode
+        raise NotImplementedError
 
     async def exited(self) -> None:
         """Wait until the process itself has exited (its pipes may still be open)."""
-        await asyncio.shield(self._protocol.exited)
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the pipes (a process that left the group may still hold their other ends)."""
 
     async def terminate(self, grace: float) -> None:
         """SIGTERM the process's group, then SIGKILL it if the process outlives ``grace`` seconds."""
@@ -78,7 +80,33 @@ class Child:
             await self.exited()
 
 
-async def start(argv: Sequence[str], *, stdin: bool, env: dict[str, str], cwd: Path | None) -> Child:
+class SubprocessChild(Child):
+    """A child started with asyncio's subprocess machinery."""
+
+    def __init__(self, process: asyncio.subprocess.Process, protocol: _Protocol) -> None:
+        self.process = process
+        self.pid = process.pid
+        assert process.stdout is not None
+        assert process.stderr is not None
+        self.stdout = process.stdout
+        self.stderr = process.stderr
+        self._protocol = protocol
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status (negative for a signal), once the process has exited."""
+        return self.process.returncode
+
+    async def exited(self) -> None:
+        """Wait until the process itself has exited (its pipes may still be open)."""
+        await asyncio.shield(self._protocol.exited)
+
+    def close(self) -> None:
+        """Close the transport and its pipes."""
+        self.process._transport.close()  # type: ignore[attr-defined]
+
+
+async def start(argv: Sequence[str], *, stdin: bool, env: dict[str, str], cwd: Path | None) -> SubprocessChild:
     """Start ``argv`` as the leader of a new process group, with piped stdout and stderr."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.subprocess_exec(
@@ -91,7 +119,7 @@ async def start(argv: Sequence[str], *, stdin: bool, env: dict[str, str], cwd: P
         cwd=cwd,
         start_new_session=True,
     )
-    return Child(asyncio.subprocess.Process(transport, protocol, loop), protocol)
+    return SubprocessChild(asyncio.subprocess.Process(transport, protocol, loop), protocol)
 
 
 async def _pump(reader: asyncio.StreamReader, stream: str, sink: OutputSink) -> BaseException | None:
@@ -130,19 +158,30 @@ async def run_process(argv: Sequence[str], job: Job, sink: OutputSink, stdin: by
     try:
         child = await start(argv, stdin=stdin is not None, env=dict(job.env), cwd=job.cwd)
     except OSError as exc:
-        where = f" in {job.cwd}" if job.cwd is not None else ""
-        message = f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}"
-        await sink.write(STDERR, f"wtflow: {message}\n".encode())
-        return Outcome(exit_code=127 if isinstance(exc, FileNotFoundError) else 126, error=message)
+        return await start_failed(argv[0], job, sink, exc)
+    feeder = asyncio.create_task(_feed(child.process, stdin)) if stdin is not None else None
+    try:
+        return await supervise(child, job, sink)
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
 
-    process = child.process
-    assert process.stdout is not None
-    assert process.stderr is not None
+
+async def start_failed(program: str, job: Job, sink: OutputSink, exc: OSError) -> Outcome:
+    """The outcome of a process that could not start, explained in its stderr."""
+    where = f" in {job.cwd}" if job.cwd is not None else ""
+    message = f"cannot start {program!r}{where}: {exc.strerror or exc}"
+    await sink.write(STDERR, f"wtflow: {message}\n".encode())
+    return Outcome(exit_code=127 if isinstance(exc, FileNotFoundError) else 126, error=message)
+
+
+async def supervise(child: Child, job: Job, sink: OutputSink) -> Outcome:
+    """Stream ``child``'s output into ``sink`` until it ends; stop it on timeout or cancellation."""
     pumps = [
-        asyncio.create_task(_pump(process.stdout, STDOUT, sink)),
-        asyncio.create_task(_pump(process.stderr, STDERR, sink)),
+        asyncio.create_task(_pump(child.stdout, STDOUT, sink)),
+        asyncio.create_task(_pump(child.stderr, STDERR, sink)),
     ]
-    feeder = asyncio.create_task(_feed(process, stdin)) if stdin is not None else None
     timed_out = False
     try:
         try:
@@ -159,10 +198,7 @@ async def run_process(argv: Sequence[str], job: Job, sink: OutputSink, stdin: by
             signal_group(child.pid, signal.SIGKILL)
             await child.exited()
         await _finish(child, pumps, job.kill_grace)
-        if feeder is not None:
-            feeder.cancel()
-            await asyncio.gather(feeder, return_exceptions=True)
-        process._transport.close()  # type: ignore[attr-defined]
+        child.close()
 
     returncode = child.returncode
     assert returncode is not None

@@ -18,7 +18,8 @@ import traceback
 import types
 
 
-def _load_main(header: dict) -> None:  # type: ignore[type-arg]
+def load_main(header: dict) -> None:  # type: ignore[type-arg]
+    """Load the parent's main script or module as ``__mp_main__``, so its functions unpickle."""
     if header.get("main_module"):
         content = runpy.run_module(header["main_module"], run_name="__mp_main__", alter_sys=False)
     elif header.get("main_path"):
@@ -30,21 +31,8 @@ def _load_main(header: dict) -> None:  # type: ignore[type-arg]
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
 
 
-def main() -> int:
-    """Read the function from stdin, run it, keep its result; return the exit code."""
-    stdin = sys.stdin.buffer
-    header = json.loads(stdin.readline())
-    sys.path[:] = header["sys_path"]
-    try:
-        _load_main(header)
-        func, args, kwargs = pickle.load(stdin)
-    except BaseException as exc:  # noqa: BLE001 - reported to the node's stderr, like any failure
-        traceback.print_exception(exc)
-        return 1
-    # The function gets an empty stdin, not the rest of our protocol.
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
+def run(func, args, kwargs, result_path: str) -> int:  # type: ignore[no-untyped-def]
+    """Call the function; keep a JSON-serialisable return value at ``result_path``; return the exit code."""
     try:
         result = func(*args, **kwargs)
     except SystemExit:
@@ -61,12 +49,33 @@ def main() -> int:
             file=sys.stderr,
         )
         return 0
-    result_path = header["result_path"]
     tmp = f"{result_path}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, result_path)
     return 0
+
+
+def empty_stdin() -> None:
+    """Give the function an empty stdin, not the rest of our protocol."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+def main() -> int:
+    """Read the function from stdin, run it, keep its result; return the exit code."""
+    stdin = sys.stdin.buffer
+    header = json.loads(stdin.readline())
+    sys.path[:] = header["sys_path"]
+    try:
+        load_main(header)
+        func, args, kwargs = pickle.load(stdin)
+    except BaseException as exc:  # noqa: BLE001 - reported to the node's stderr, like any failure
+        traceback.print_exception(exc)
+        return 1
+    empty_stdin()
+    return run(func, args, kwargs, header["result_path"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,144 @@
+"""The fork server: one per run, it forks a child for each PyFunc job.
+
+Started by file path (only the stdlib is used until it has taken the parent's ``sys.path``).
+Starting a Python interpreter costs tens of milliseconds; forking a warm one costs one or two.
+
+Protocol on the socket given as argv[1], each message a 4-byte length and a pickle:
+parent -> server: the header (``sys_path``, ``main_path``/``main_module``), then jobs
+``(job_id, payload, result_path, cwd, env)`` with the write ends of the job's stdout and
+stderr pipes attached (SCM_RIGHTS). Server -> parent: ``("started", job_id, pid)``,
+``("exited", job_id, returncode)`` or ``("failed", job_id, message)``.
+"""
+
+import os
+import pickle
+import selectors
+import signal
+import socket
+import struct
+import sys
+import traceback
+import warnings
+
+import pychild  # type: ignore[import-not-found]  # beside this file: sys.path[0] until the parent's path is taken
+
+_LENGTH = struct.Struct("!I")
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def _receive(sock: socket.socket) -> tuple[object, list[int]]:
+    head, fds, _, _ = socket.recv_fds(sock, _LENGTH.size, 4)
+    if not head:
+        raise EOFError
+    head += _read_exactly(sock, _LENGTH.size - len(head))
+    (length,) = _LENGTH.unpack(head)
+    return pickle.loads(_read_exactly(sock, length)), fds  # noqa: S301 - our own parent's messages
+
+
+def _send(sock: socket.socket, message: object) -> None:
+    body = pickle.dumps(message)
+    sock.sendall(_LENGTH.pack(len(body)) + body)
+
+
+def _child(sock: socket.socket, wakeup: int, job: tuple, fds: list[int]) -> int:  # type: ignore[type-arg]
+    _, payload, result_path, cwd, env = job
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sock.close()
+    os.close(wakeup)
+    out, err = fds
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    os.close(out)
+    os.close(err)
+    pychild.empty_stdin()
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        func, args, kwargs = pickle.loads(payload)  # noqa: S301 - our own parent's payload
+    except BaseException as exc:  # noqa: BLE001 - reported to the node's stderr
+        traceback.print_exception(exc)
+        return 1
+    try:
+        code: int = pychild.run(func, args, kwargs, result_path)
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    return code
+
+
+def _exit_code(code: object) -> int:
+    """What ``SystemExit(code)`` makes the exit code, as the interpreter does."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def main() -> None:
+    """Serve jobs until the parent closes the socket."""
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    header, _ = _receive(sock)
+    sys.path[:] = header["sys_path"]  # type: ignore[index]
+    warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads a loaded module may start
+    try:
+        pychild.load_main(header)
+    except BaseException:  # noqa: BLE001 - jobs will fail to unpickle and say why
+        traceback.print_exc()
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ)
+    selector.register(read_end, selectors.EVENT_READ)
+    jobs: dict[int, object] = {}
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is sock:
+                try:
+                    job, fds = _receive(sock)
+                except (EOFError, ConnectionError):
+                    return
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    code = 1
+                    try:
+                        code = _child(sock, write_end, job, fds)  # type: ignore[arg-type]
+                    finally:
+                        sys.stdout.flush()
+                        sys.stderr.flush()
+                        os._exit(code & 0xFF)
+                for fd in fds:
+                    os.close(fd)
+                jobs[pid] = job[0]  # type: ignore[index]
+                _send(sock, ("started", job[0], pid))  # type: ignore[index]
+            else:
+                os.read(read_end, 4096)
+                while jobs:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                    if pid == 0:
+                        break
+                    job_id = jobs.pop(pid, None)
+                    if job_id is not None:
+                        _send(sock, ("exited", job_id, os.waitstatus_to_exitcode(status)))
+
+
+if __name__ == "__main__":
+    main()
