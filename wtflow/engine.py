@@ -12,6 +12,7 @@ from pathlib import Path
 
 from wtflow.artifacts import RunLayout, create_run_dir, new_run_id
 from wtflow.config import Config, default_max_parallel
+from wtflow.errors import BackendUnavailable
 from wtflow.events import Event, NodeStatus, Observer, RunFinished, RunStarted, RunStatus
 from wtflow.executors.base import DispatchExecutor, Executor
 from wtflow.model import Artifact, Workflow
@@ -90,7 +91,14 @@ class Engine:
     async def run_async(self) -> int:
         """:meth:`run` for callers already inside an event loop."""
         run_id = new_run_id()
-        run_dir = await asyncio.to_thread(create_run_dir, self.config.storage.artifacts_dir, run_id)
+        try:
+            run_dir = await asyncio.to_thread(create_run_dir, self.config.storage.artifacts_dir, run_id)
+        except OSError as exc:
+            where = self.config.storage.artifacts_dir or "the temporary directory"
+            raise BackendUnavailable(
+                f"artifacts directory {where} cannot be written: {exc.strerror or exc}; "
+                "choose another with --artifacts-dir or WTFLOW_ARTIFACTS_DIR"
+            ) from None
         layout = RunLayout(run_dir, self.workflow.nodes)
         observers = [
             *record_observers(self.config, layout.run_file),

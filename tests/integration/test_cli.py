@@ -368,3 +368,11 @@ def test_options_without_their_own_variable_still_have_one(project: Path) -> Non
     cli("run")
     result = cli("runs", "list", env={"WTFLOW_RUNS_LIST_LIMIT": "1"})
     assert len(result.stdout.splitlines()) == 2
+
+
+def test_unwritable_artifacts_directory_exits_3_before_running(project: Path) -> None:
+    (project / "blocked").write_text("a file, not a directory")
+    result = cli("run", "--artifacts-dir", "blocked/arts", "--log-format", "console", "--db-url", "")
+    assert result.exit_code == 3
+    assert "artifacts directory blocked/arts cannot be written: Not a directory" in result.stderr
+    assert result.stdout == ""

@@ -62,13 +62,13 @@ def run_concurrently(tmp_path: Path, db_url: str, count: int) -> None:
         engine.dispose()
 
 
-def test_twenty_concurrent_runs_into_one_sqlite_file(tmp_path: Path) -> None:
-    run_concurrently(tmp_path, f"sqlite:///{tmp_path / 'shared.db'}", 20)
+def test_fifty_concurrent_runs_into_one_sqlite_file(tmp_path: Path) -> None:
+    run_concurrently(tmp_path, f"sqlite:///{tmp_path / 'shared.db'}", 50)
 
 
 @pytest.mark.postgres
-def test_twenty_concurrent_runs_into_postgres(tmp_path: Path, postgres_url: str) -> None:
-    run_concurrently(tmp_path, postgres_url, 20)
+def test_fifty_concurrent_runs_into_postgres(tmp_path: Path, postgres_url: str) -> None:
+    run_concurrently(tmp_path, postgres_url, 50)
 
 
 SLOW = """
