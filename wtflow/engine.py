@@ -127,39 +127,52 @@ class Engine:
         status = RunStatus.CANCELLED
         error: str | None = "interrupted"
         try:
-            await scheduler.run()
-            status = RunStatus.FAILED if scheduler.failed else RunStatus.SUCCEEDED
-            error = None
-        finally:
-            if (close := getattr(executor, "aclose", None)) is not None:
-                await close()
-            finished_at = now()
-            emit(RunFinished(run_id, self.workflow.name, status, EXIT_CODES[status], started_at, finished_at, error))
-            self.result = RunResult(
-                run_id,
-                self.workflow.name,
-                status,
-                EXIT_CODES[status],
-                run_dir,
-                started_at,
-                finished_at,
-                {
-                    name: NodeResult(
-                        name,
-                        state.path,
-                        state.status,
-                        state.exit_code,
-                        state.attempt,
-                        state.started_at,
-                        state.finished_at,
-                        state.error,
-                        {info.name: Artifact(name, info.name, info.path) for info in state.artifacts},
+            try:
+                await scheduler.run()
+                status = RunStatus.FAILED if scheduler.failed else RunStatus.SUCCEEDED
+                error = None
+            except Exception as exc:  # a bug: still close the run, and say what happened
+                status, error = RunStatus.FAILED, f"internal error: {exc!r}"
+                raise
+            finally:
+                try:
+                    if (close := getattr(executor, "aclose", None)) is not None:
+                        await close()
+                finally:
+                    finished = RunFinished(
+                        run_id, self.workflow.name, status, EXIT_CODES[status], started_at, now(), error
                     )
-                    for name, state in scheduler.states.items()
-                },
-            )
+                    emit(finished)
+                    self.result = _result(finished, run_dir, scheduler)
+        finally:
             await _close_all(observers)
         return EXIT_CODES[status]
+
+
+def _result(finished: RunFinished, run_dir: Path, scheduler: Scheduler) -> RunResult:
+    return RunResult(
+        finished.run_id,
+        finished.workflow,
+        finished.status,
+        finished.exit_code,
+        run_dir,
+        finished.started_at,
+        finished.finished_at,
+        {
+            name: NodeResult(
+                name,
+                state.path,
+                state.status,
+                state.exit_code,
+                state.attempt,
+                state.started_at,
+                state.finished_at,
+                state.error,
+                {info.name: Artifact(name, info.name, info.path) for info in state.artifacts},
+            )
+            for name, state in scheduler.states.items()
+        },
+    )
 
 
 async def _open_all(observers: list[Observer]) -> None:
@@ -174,5 +187,12 @@ async def _open_all(observers: list[Observer]) -> None:
 
 
 async def _close_all(observers: list[Observer]) -> None:
+    """Close every observer, even when one fails (the first failure is raised afterwards)."""
+    failure: BaseException | None = None
     for observer in observers:
-        await observer.aclose()
+        try:
+            await observer.aclose()
+        except BaseException as exc:  # noqa: BLE001 - the others must still close
+            failure = failure or exc
+    if failure is not None:
+        raise failure

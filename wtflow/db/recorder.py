@@ -152,8 +152,11 @@ class DatabaseRecorder(BaseObserver):
             # so a busy run costs a few transactions instead of one per event.
             first = self._get(timeout=retry_delay if pending else HEARTBEAT_SECONDS)
             if first is None and not pending:
-                self._beat()
-                continue
+                if not threading.main_thread().is_alive():
+                    first = _STOP  # the program ended without closing us: write what is queued, then stop
+                else:
+                    self._beat()
+                    continue
             batch: list[_Item] = [] if first is None else [first]
             deadline = time.monotonic() + BATCH_SECONDS
             while _STOP not in batch and (remaining := deadline - time.monotonic()) > 0:
