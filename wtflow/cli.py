@@ -84,6 +84,8 @@ class App:
     max_parallel: int | None = None
     ignore_failure: bool | None = None
     kill_grace: float | None = None
+    secrets: tuple[str, ...] = ()
+    mask_artifacts: bool = True
     log_format: LogFormat = LogFormat.AUTO
     log_format_given: bool = False
     log_level: str = "info"
@@ -105,6 +107,8 @@ class App:
                 ignore_failure=run.ignore_failure if self.ignore_failure is None else self.ignore_failure,
                 max_parallel=self.max_parallel or run.max_parallel,
                 kill_grace=run.kill_grace if self.kill_grace is None else self.kill_grace,
+                secrets=self.secrets,
+                mask_artifacts=self.mask_artifacts,
             ),
         )
 
@@ -253,6 +257,24 @@ def _load(path: Path | None, workflow: str | None) -> Any:
     help="Seconds between SIGTERM and SIGKILL when stopping nodes.  [default: 10] [env: WTFLOW_KILL_GRACE]",
 )
 @click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    envvar="WTFLOW_SECRET",
+    expose_value=False,
+    callback=lambda ctx, param, value: _store("secrets")(ctx, param, tuple(n for v in value for n in v.split())),
+    help="Mask the value of this environment variable (***) everywhere; repeatable.  "
+    "[env: WTFLOW_SECRET, space-separated]",
+)
+@click.option(
+    "--no-mask-artifacts",
+    is_flag=True,
+    envvar="WTFLOW_NO_MASK_ARTIFACTS",
+    expose_value=False,
+    callback=lambda ctx, param, value: _store("mask_artifacts")(ctx, param, not value),
+    help="Store nodes' output unmasked (console, logs and database stay masked).",
+)
+@click.option(
     "--output",
     type=click.Choice(["interleaved", "prefixed", "grouped", "quiet"]),
     envvar="WTFLOW_OUTPUT",
@@ -275,14 +297,16 @@ def run(  # noqa: PLR0917 - click passes each option positionally
         loaded = subset(loaded, target_list)
     config = app.config()
     if dry_run:
-        _print_plan(loaded, config)
+        from wtflow.engine import Engine
+
+        _print_plan(loaded, config, Engine(loaded, config).masker())
         return
     mode = output or ("prefixed" if any(len(stage) > 1 for stage in stages(loaded)) else "interleaved")
     code = _run(loaded, config, app, mode)
     sys.exit(code)
 
 
-def _print_plan(workflow: Any, config: Config) -> None:
+def _print_plan(workflow: Any, config: Config, masker: Any) -> None:
     from wtflow.graph import stages
     from wtflow.model import Command
 
@@ -297,7 +321,7 @@ def _print_plan(workflow: Any, config: Config) -> None:
         if executable is None:
             continue
         what = executable.cmd if isinstance(executable, Command) else f"function {executable.name}"
-        click.echo(f"  {name}: {what if isinstance(what, str) else ' '.join(what)}")
+        click.echo(masker.text(f"  {name}: {what if isinstance(what, str) else ' '.join(what)}"))
 
 
 def _run(workflow: Any, config: Config, app: App, mode: str) -> int:

@@ -91,11 +91,15 @@ class RunConfig:
 
     ``max_parallel`` left at ``None`` means the workflow's own ``max_parallel`` if it sets one,
     else :func:`default_max_parallel`. ``kill_grace`` is the seconds between SIGTERM and SIGKILL.
+    ``secrets`` names environment variables to mask besides the workflow's own;
+    ``mask_artifacts=False`` keeps stored output unmasked (the console and logs stay masked).
     """
 
     ignore_failure: bool = False
     max_parallel: int | None = None
     kill_grace: float = 10.0
+    secrets: tuple[str, ...] = ()
+    mask_artifacts: bool = True
 
     def __post_init__(self) -> None:
         if self.max_parallel is not None and (not isinstance(self.max_parallel, int) or self.max_parallel < 1):

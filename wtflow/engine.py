@@ -15,6 +15,7 @@ from wtflow.config import Config, default_max_parallel
 from wtflow.errors import BackendUnavailable
 from wtflow.events import Event, NodeStatus, Observer, RunFinished, RunStarted, RunStatus
 from wtflow.executors.base import DispatchExecutor, Executor
+from wtflow.masking import Masker
 from wtflow.model import Artifact, Workflow
 from wtflow.observers import console_observers, record_observers
 from wtflow.scheduler import Scheduler, now
@@ -84,6 +85,11 @@ class Engine:
         """The concurrency cap: configured, else the workflow's, else the default."""
         return self.config.run.max_parallel or self.workflow.max_parallel or default_max_parallel()
 
+    def masker(self) -> Masker:
+        """The masker for this run: the values of the workflow's and the configuration's secrets."""
+        names = [*self.workflow.secrets, *self.config.run.secrets]
+        return Masker(os.environ[name] for name in names if os.environ.get(name))
+
     def run(self) -> int:
         """Run the workflow to the end; 0 if it succeeded, 1 if it failed."""
         return asyncio.run(self.run_async())
@@ -113,6 +119,7 @@ class Engine:
         started_at = now()
         emit(RunStarted(run_id, self.workflow, run_dir, started_at, socket.gethostname(), os.getpid()))
         executor = self._executor or DispatchExecutor()
+        masker = self.masker()
         scheduler = self.scheduler = Scheduler(
             self.workflow,
             run_id=run_id,
@@ -123,6 +130,8 @@ class Engine:
             ignore_failure=self.config.run.ignore_failure,
             kill_grace=self.config.run.kill_grace,
             environ=os.environ,
+            masker=masker,
+            mask_files=self.config.run.mask_artifacts,
         )
         status = RunStatus.CANCELLED
         error: str | None = "interrupted"
@@ -139,6 +148,7 @@ class Engine:
                     if (close := getattr(executor, "aclose", None)) is not None:
                         await close()
                 finally:
+                    error = masker.text(error) if error else None
                     finished = RunFinished(
                         run_id, self.workflow.name, status, EXIT_CODES[status], started_at, now(), error
                     )

@@ -137,7 +137,13 @@ def subset(workflow: Workflow, targets: list[str]) -> Workflow:
         children = [prune(child) for child in node.children if child.name in keep]
         return dataclasses.replace(node, children=children)
 
-    return Workflow(workflow.name, prune(workflow.root), env=workflow.env, max_parallel=workflow.max_parallel)
+    return Workflow(
+        workflow.name,
+        prune(workflow.root),
+        env=workflow.env,
+        max_parallel=workflow.max_parallel,
+        secrets=workflow.secrets,
+    )
 
 
 def edges(workflow: Workflow) -> list[tuple[str, str, str]]:

@@ -409,7 +409,9 @@ class _Build:
             name = self.spec.name if self.spec.name not in self.locs else f"{self.spec.name} (workflow)"
             root = Node(name, parallel=True, children=nodes)
         try:
-            return Workflow(self.spec.name, root, env=self.spec.env, max_parallel=self.spec.max_parallel)
+            return Workflow(
+                self.spec.name, root, env=self.spec.env, max_parallel=self.spec.max_parallel, secrets=self.spec.secrets
+            )
         except WorkflowError as exc:
             loc = self.locs.get(exc.node or "", ())
             raise WorkflowError(exc.message, location=self.document.where((*loc, "name"))) from None

@@ -309,15 +309,18 @@ class Workflow:
     """A named tree of nodes, checked when built: unique names, resolved references, no cycles.
 
     ``env`` is added to every node's environment; ``max_parallel`` caps this workflow's
-    concurrency (the engine's configuration caps it too).
+    concurrency unless the configuration sets it. ``secrets`` names environment variables whose
+    values are masked (``***``) in everything wtflow writes.
     """
 
     name: str
     root: Node
     env: Mapping[str, str] = field(default_factory=dict)
     max_parallel: int | None = None
+    secrets: Sequence[str] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "secrets", tuple(self.secrets))
         if not isinstance(self.root, Node):
             raise WorkflowError(f"workflow {self.name!r}: root must be a Node, got {type(self.root).__name__}")
         object.__setattr__(self, "env", _check_env(self.env))

@@ -37,6 +37,7 @@ from wtflow.events import (
 )
 from wtflow.executors.base import Executor, Job, Outcome
 from wtflow.graph import SELF, Vertex, dependencies
+from wtflow.masking import Masker
 from wtflow.model import RESULT, STDERR, STDOUT, Artifact, Command, Node, PyFunc, Workflow, replace_artifacts
 
 # A partial line longer than this is passed on without waiting for its newline.
@@ -64,32 +65,46 @@ class NodeState:
 
 
 class _Sink:
-    """Writes a node's output to its artifact files and emits it as whole lines."""
+    """Writes a node's output to its artifact files and emits it, in whole lines, with secrets masked."""
 
     def __init__(
-        self, run_id: str, node: str, files: Mapping[str, AsyncBufferedIOBase], emit: Callable[[Event], None]
+        self,
+        run_id: str,
+        node: str,
+        files: Mapping[str, AsyncBufferedIOBase],
+        emit: Callable[[Event], None],
+        *,
+        masker: Masker,
+        mask_files: bool,
     ) -> None:
         self._run_id = run_id
         self._node = node
         self._files = files
         self._emit = emit
+        self._masker = masker
+        self._mask_files = mask_files
         self._pending = {STDOUT: b"", STDERR: b""}
 
     async def write(self, stream: str, data: bytes) -> None:
-        await self._files[stream].write(data)
         pending = self._pending[stream] + data
         cut = pending.rfind(b"\n") + 1
         if len(pending) - cut > MAX_PENDING_LINE:
             cut = len(pending)
-        if cut:
-            self._emit(NodeOutput(self._run_id, self._node, stream, pending[:cut]))
         self._pending[stream] = pending[cut:]
+        if cut:
+            await self._forward(stream, pending[:cut])
 
-    def flush(self) -> None:
+    async def _forward(self, stream: str, lines: bytes) -> None:
+        self._masker.scan(lines)
+        masked = self._masker.bytes(lines)
+        await self._files[stream].write(masked if self._mask_files else lines)
+        self._emit(NodeOutput(self._run_id, self._node, stream, masked))
+
+    async def flush(self) -> None:
         for stream, pending in self._pending.items():
             if pending:
-                self._emit(NodeOutput(self._run_id, self._node, stream, pending))
                 self._pending[stream] = b""
+                await self._forward(stream, pending)
 
 
 def _open_files(paths: tuple[Path, ...]) -> list[BinaryIO]:
@@ -128,6 +143,8 @@ class Scheduler:
         ignore_failure: bool,
         kill_grace: float,
         environ: Mapping[str, str],
+        masker: Masker | None = None,
+        mask_files: bool = True,
     ) -> None:
         self.workflow = workflow
         self.run_id = run_id
@@ -137,6 +154,8 @@ class Scheduler:
         self._ignore_failure = ignore_failure
         self._kill_grace = kill_grace
         self._environ = dict(environ)  # a snapshot: os.environ decodes on every read
+        self._masker = masker or Masker()
+        self._mask_files = mask_files
         self._slots = asyncio.Semaphore(max_parallel)
         self.states = {name: NodeState(node, workflow.path(name)) for name, node in workflow.nodes.items()}
         self._deps = dependencies(workflow)
@@ -209,7 +228,7 @@ class Scheduler:
                 state.started_at,
                 state.finished_at,
                 state.attempt,
-                state.error,
+                self._masker.text(state.error) if state.error else None,
                 state.artifacts,
             )
         )
@@ -316,11 +335,12 @@ class Scheduler:
         try:
             loop = asyncio.get_running_loop()
             out, err = (aiofiles.threadpool.wrap(handle, loop=loop) for handle in files)
-            sink = _Sink(self.run_id, job.node, {STDOUT: out, STDERR: err}, self._emit)
+            streams = {STDOUT: out, STDERR: err}
+            sink = _Sink(self.run_id, job.node, streams, self._emit, masker=self._masker, mask_files=self._mask_files)
             try:
                 return await self._executor.execute(job, sink)
             finally:
-                sink.flush()
+                await sink.flush()
         finally:
             _close_files(files)  # closing a file without fsync does not block
 

@@ -157,6 +157,9 @@ class WorkflowSpec(_Spec):
     name: StrictStr = Field(min_length=1, description="Name of the workflow")
     env: Env = Field(default_factory=dict, description="Environment variables for every node")
     max_parallel: StrictInt | None = Field(default=None, ge=1, description="Nodes running at once, at most")
+    secrets: list[EnvName] = Field(
+        default_factory=list, description="Environment variables whose values are masked (***) in all output"
+    )
     root: NodeSpec | None = Field(default=None, description="The tree form: one root node with children")
     nodes: list[NodeSpec] | None = Field(default=None, description="The graph form: nodes ordered by needs")
 

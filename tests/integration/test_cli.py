@@ -376,3 +376,45 @@ def test_unwritable_artifacts_directory_exits_3_before_running(project: Path) ->
     assert result.exit_code == 3
     assert "artifacts directory blocked/arts cannot be written: Not a directory" in result.stderr
     assert result.stdout == ""
+
+
+SECRET_WORKFLOW = """
+name: s
+secrets: [API_TOKEN]
+root:
+  name: leak
+  command: 'echo "token=$API_TOKEN"; echo "::add-mask::later-value"; echo "then later-value"; echo "$OTHER" >&2'
+  children:
+    - {name: missing, command: ["tok-12345-program"]}  # its error text holds the secret
+"""
+
+
+def test_secrets_are_masked_in_console_logs_events_artifacts_and_database(project: Path) -> None:
+    write(project / "s.yml", SECRET_WORKFLOW)
+    env = {"API_TOKEN": "tok-12345", "OTHER": "other-secret"}
+    result = cli("run", "s.yml", "--secret", "OTHER", "--log-format", "json", env=env)
+    assert result.exit_code == 1
+    run_dir = last_run_dir(project)
+    everything = [
+        result.stdout,
+        result.stderr,
+        (run_dir / "events.jsonl").read_text(),
+        (run_dir / "run.json").read_text(),
+    ]
+    everything += [p.read_text() for p in run_dir.glob("*/*.log")]
+    everything += [(project / ".wtflow" / "wtflow.db").read_bytes().decode("latin-1")]
+    for text in everything:
+        assert "tok-12345" not in text
+        assert "other-secret" not in text
+        assert "then later-value" not in text
+    assert (run_dir / "leak" / "stdout.log").read_text() == "token=***\n::add-mask::***\nthen ***\n"
+    assert "cannot start '***-program'" in (run_dir / "missing" / "stderr.log").read_text()
+    shown = cli("runs", "show", run_dir.name).stdout
+    assert "missing: cannot start '***-program'" in shown
+
+
+def test_no_mask_artifacts_keeps_stored_output_raw_but_the_console_masked(project: Path) -> None:
+    write(project / "s.yml", "name: s\nsecrets: [API_TOKEN]\nroot: {name: a, command: 'echo $API_TOKEN'}\n")
+    result = cli("run", "s.yml", "--no-mask-artifacts", env={"API_TOKEN": "tok-12345"})
+    assert result.stdout == "***\n"
+    assert (last_run_dir(project) / "a" / "stdout.log").read_text() == "tok-12345\n"

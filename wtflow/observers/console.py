@@ -82,10 +82,11 @@ class PrefixedPrinter(BaseObserver):
         if not isinstance(event, NodeOutput):
             return
         prefix = self._prefix(event.node, event.stream)
-        lines = event.data.splitlines(keepends=True)
-        if lines and not lines[-1].endswith((b"\n", b"\r")):
-            lines[-1] += b"\n"  # a piece without its newline still ends its own line here
-        write_bytes(_console(event.stream), b"".join(prefix + line for line in lines))
+        data = event.data
+        if not data.endswith(b"\n"):
+            data += b"\n"  # a piece without its newline still ends its own line here
+        # One C-level replace instead of a Python loop over lines: output can be millions of lines.
+        write_bytes(_console(event.stream), prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n")
 
 
 class GroupedPrinter(BaseObserver):
