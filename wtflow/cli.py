@@ -334,7 +334,10 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
     observers: list[Observer] = [LogObserver(output=json_output and mode != "quiet")]
     if not json_output and (printer := console_observer(OutputMode(mode))) is not None:
         observers.append(printer)
-    engine = Engine(workflow, config, observers=observers)
+    from wtflow.orphans import become_subreaper
+
+    # Adopt processes that escape their node (setsid, double fork) so the run can stop them.
+    engine = Engine(workflow, config, observers=observers, stop_orphans=become_subreaper())
     return run_interruptibly(engine)
 
 
@@ -349,7 +352,10 @@ def run_interruptibly(engine: Any) -> int:
 
         def on_signal(number: int) -> None:
             received.append(number)
-            task.cancel()  # the first stops nodes with their grace; a second cuts the grace short
+            if len(received) == 1:
+                task.cancel()  # stop the run: nodes get SIGTERM, then SIGKILL after the grace period
+            elif engine.scheduler is not None:
+                engine.scheduler.kill()  # a second signal: SIGKILL now
 
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(number, on_signal, number)

@@ -63,6 +63,8 @@ class Engine:
     ``config.db.url`` is set. By default the nodes' output goes to this process's stdout and
     stderr and nothing else is printed; ``observers`` replaces that console output. ``executor``
     runs nodes differently (tests use :class:`~wtflow.executors.fake.FakeExecutor`).
+    ``stop_orphans`` stops, when the run ends, processes that escaped their node's process group
+    and were adopted by this process (see :mod:`wtflow.orphans`; the CLI turns it on).
     """
 
     def __init__(
@@ -72,11 +74,13 @@ class Engine:
         *,
         observers: Iterable[Observer] | None = None,
         executor: Executor | None = None,
+        stop_orphans: bool = False,
     ) -> None:
         self.workflow = workflow
         self.config = config if config is not None else Config.from_env()
         self._observers = list(observers) if observers is not None else None
         self._executor = executor
+        self._stop_orphans = stop_orphans
         self.result: RunResult | None = None
         self.scheduler: Scheduler | None = None
 
@@ -147,6 +151,8 @@ class Engine:
                 try:
                     if (close := getattr(executor, "aclose", None)) is not None:
                         await close()
+                    if self._stop_orphans:
+                        await asyncio.to_thread(_stop_orphans, self.config.run.kill_grace)
                 finally:
                     error = masker.text(error) if error else None
                     finished = RunFinished(
@@ -157,6 +163,12 @@ class Engine:
         finally:
             await _close_all(observers)
         return EXIT_CODES[status]
+
+
+def _stop_orphans(grace: float) -> None:
+    from wtflow import orphans
+
+    orphans.stop(orphans.children(), grace)
 
 
 def _result(finished: RunFinished, run_dir: Path, scheduler: Scheduler) -> RunResult:

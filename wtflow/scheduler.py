@@ -249,6 +249,12 @@ class Scheduler:
             else:
                 self._finish(state, NodeStatus.SKIPPED)
 
+    def kill(self) -> None:
+        """Stop running nodes at once: cancel them again, which cuts their grace period short."""
+        self.stopping = True
+        for task in self._tasks.values():
+            task.cancel()
+
     def stop(self) -> None:
         """Stop the run: cancel running nodes, start no more."""
         if self.stopping:

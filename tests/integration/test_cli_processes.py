@@ -146,3 +146,56 @@ def test_run_of_a_killed_wtflow_is_marked_crashed_by_the_next_one(tmp_path: Path
             process.stderr.close()
         if process.stdout:
             process.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_daemons_that_left_their_process_group_are_stopped_when_the_run_ends(tmp_path: Path) -> None:
+    pid_file = tmp_path / "daemon.pid"
+    (tmp_path / "wtflow.yml").write_text(
+        "name: d\nroot:\n  name: starter\n"
+        f"  command: \"setsid sh -c 'echo $$ > {pid_file}; exec sleep 300' > /dev/null 2>&1 < /dev/null &"
+        f' while [ ! -s {pid_file} ]; do sleep 0.01; done"\n'
+    )
+    process = wtflow("run", "--kill-grace", "2", cwd=tmp_path)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    daemon = int(pid_file.read_text())
+    try:
+        assert not _alive(daemon)
+    finally:
+        if _alive(daemon):
+            os.kill(daemon, signal.SIGKILL)
+
+
+STUBBORN = """
+name: stubborn
+root:
+  name: ignores-term
+  command: "trap 'echo got-term' TERM; echo started; while true; do sleep 0.1; done"
+"""
+
+
+def test_a_second_signal_stops_nodes_without_waiting_for_the_grace_period(tmp_path: Path) -> None:
+    (tmp_path / "wtflow.yml").write_text(STUBBORN)
+    process = wtflow("run", "--kill-grace", "600", cwd=tmp_path)
+    assert process.stderr is not None
+    lines = iter(process.stderr)
+    for wanted in ("started", "got-term"):  # the node's output arrives as JSON output events
+        for line in lines:
+            if json.loads(line).get("line") == wanted:
+                break
+        process.send_signal(signal.SIGINT)  # first: SIGTERM to the node, which ignores it; second: kill now
+    _, stderr = process.communicate(timeout=60)  # far below the 600 s grace
+    assert process.returncode == 130
+    finished = [json.loads(line) for line in stderr.decode().splitlines() if '"run_finished"' in line]
+    assert finished[0]["status"] == "cancelled"
