@@ -16,7 +16,7 @@ import resource
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -334,11 +334,12 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
     observers: list[Observer] = [LogObserver(output=json_output and mode != "quiet")]
     if not json_output and (printer := console_observer(OutputMode(mode))) is not None:
         observers.append(printer)
-    from wtflow.orphans import become_subreaper
+    from wtflow.orphans import adopting_orphans
 
     # Adopt processes that escape their node (setsid, double fork) so the run can stop them.
-    engine = Engine(workflow, config, observers=observers, stop_orphans=become_subreaper())
-    return run_interruptibly(engine)
+    with adopting_orphans() as adopting:
+        engine = Engine(workflow, config, observers=observers, stop_orphans=adopting)
+        return run_interruptibly(engine)
 
 
 def run_interruptibly(engine: Any) -> int:
@@ -366,10 +367,10 @@ def run_interruptibly(engine: Any) -> int:
             for number in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(number)
 
-    _use_pidfd_child_watcher()
     _raise_open_files_limit()
     try:
-        return asyncio.run(main())
+        with _pidfd_child_watcher():
+            return asyncio.run(main())
     except asyncio.CancelledError:
         if not received:
             raise
@@ -385,10 +386,22 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
 
 
-def _use_pidfd_child_watcher() -> None:
-    """On Python 3.11, learn of child exits from pidfds instead of a thread per child (3.12 does this itself)."""
-    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
-        asyncio.get_event_loop_policy().set_child_watcher(asyncio.PidfdChildWatcher())
+@contextlib.contextmanager
+def _pidfd_child_watcher() -> Iterator[None]:
+    """On Python 3.11, learn of child exits from pidfds instead of a thread per child (3.12 does this itself).
+
+    The watcher is process-wide: the previous one is put back afterwards.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        yield
+        return
+    policy = asyncio.get_event_loop_policy()
+    previous = policy.get_child_watcher()
+    policy.set_child_watcher(asyncio.PidfdChildWatcher())
+    try:
+        yield
+    finally:
+        policy.set_child_watcher(previous)
 
 
 # -- inspecting workflow files --------------------------------------------------------------

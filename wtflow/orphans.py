@@ -14,20 +14,35 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
 
 
-def become_subreaper() -> bool:
-    """Adopt orphaned descendants (Linux); ``False`` where the platform cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
+def _prctl(option: int, value: int | ctypes.c_int) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+        return int(libc.prctl(option, value, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+
+
+@contextlib.contextmanager
+def adopting_orphans() -> Iterator[bool]:
+    """Within the block, adopt orphaned descendants (Linux); yields whether that is on."""
+    if not sys.platform.startswith("linux"):
+        yield False
+        return
+    before = ctypes.c_int(0)
+    had = _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(before))  # type: ignore[arg-type]
+    on = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        yield on
+    finally:
+        if on and had and not before.value:
+            _prctl(_PR_SET_CHILD_SUBREAPER, 0)
 
 
 def children(parent: int | None = None) -> list[int]:
