@@ -135,33 +135,47 @@ def _store(attribute: str) -> Callable[[click.Context, click.Parameter, Any], An
     return callback
 
 
+def app_option(
+    *decls: str,
+    attribute: str,
+    envvar: str,
+    help: str,
+    convert: Callable[[Any], Any] | None = None,
+    **kwargs: Any,
+) -> Callable[[F], F]:
+    """An option stored on the :class:`App` (not passed to the command), its variable named in its help."""
+    store = _store(attribute)
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        return store(ctx, param, convert(value) if convert is not None and value is not None else value)
+
+    return click.option(
+        *decls, envvar=envvar, expose_value=False, callback=callback, help=f"{help}  [env: {envvar}]", **kwargs
+    )
+
+
 def state_options(function: F) -> F:
     """Options saying where run history lives: --config, --db-url, --artifacts-dir."""
     options = [
-        click.option(
+        app_option(
             "--config",
-            "config_file",
-            type=click.Path(path_type=Path, dir_okay=False),
+            attribute="config_file",
             envvar="WTFLOW_CONFIG",
-            expose_value=False,
-            callback=_store("config_file"),
-            help="INI file with [database], [storage] and [run] sections.  [env: WTFLOW_CONFIG]",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="INI file with [database], [storage] and [run] sections.",
         ),
-        click.option(
+        app_option(
             "--db-url",
+            attribute="db_url",
             envvar="WTFLOW_DB_URL",
-            expose_value=False,
-            callback=_store("db_url"),
-            help="sqlite:///path or postgresql://user@host/db; empty for none.  "
-            "[default: sqlite:///.wtflow/wtflow.db] [env: WTFLOW_DB_URL]",
+            help="sqlite:///path or postgresql://user@host/db; empty for none.  [default: sqlite:///.wtflow/wtflow.db]",
         ),
-        click.option(
+        app_option(
             "--artifacts-dir",
-            type=click.Path(path_type=Path, file_okay=False),
+            attribute="artifacts_dir",
             envvar="WTFLOW_ARTIFACTS_DIR",
-            expose_value=False,
-            callback=_store("artifacts_dir"),
-            help="Where runs keep their output.  [default: .wtflow/artifacts] [env: WTFLOW_ARTIFACTS_DIR]",
+            type=click.Path(path_type=Path, file_okay=False),
+            help="Where runs keep their output.  [default: .wtflow/artifacts]",
         ),
     ]
     for option in reversed(options):
@@ -171,22 +185,21 @@ def state_options(function: F) -> F:
 
 def log_options(function: F) -> F:
     """Options for wtflow's own logs: --log-format, --log-level."""
-    function = click.option(
+    function = app_option(
         "--log-level",
-        type=click.Choice(LEVELS, case_sensitive=False),
+        attribute="log_level",
         envvar="WTFLOW_LOG_LEVEL",
-        expose_value=False,
-        callback=_store("log_level"),
-        help="Least severe log level shown.  [default: info] [env: WTFLOW_LOG_LEVEL]",
+        type=click.Choice(LEVELS, case_sensitive=False),
+        help="Least severe log level shown.  [default: info]",
     )(function)
-    return click.option(
+    return app_option(
         "--log-format",
+        attribute="log_format",
+        envvar="WTFLOW_LOG_FORMAT",
+        convert=LogFormat,
         type=click.Choice([f.value for f in LogFormat]),
         default="auto",
-        envvar="WTFLOW_LOG_FORMAT",
-        expose_value=False,
-        callback=lambda ctx, param, value: _store("log_format")(ctx, param, LogFormat(value)),
-        help="auto: readable on a terminal, JSON lines otherwise.  [default: auto] [env: WTFLOW_LOG_FORMAT]",
+        help="auto: readable on a terminal, JSON lines otherwise.",
     )(function)
 
 
@@ -232,46 +245,41 @@ def _load(path: Path | None, workflow: str | None) -> Any:
     help="Run only this node and what it needs; repeatable.  [env: WTFLOW_TARGET, space-separated]",
 )
 @click.option("--dry-run", is_flag=True, envvar="WTFLOW_DRY_RUN", help="Print the plan and run nothing.")
-@click.option(
+@app_option(
     "--max-parallel",
-    type=click.IntRange(min=1),
+    attribute="max_parallel",
     envvar="WTFLOW_MAX_PARALLEL",
-    expose_value=False,
-    callback=_store("max_parallel"),
-    help="Nodes running at once, at most.  [env: WTFLOW_MAX_PARALLEL]",
+    type=click.IntRange(min=1),
+    help="Nodes running at once, at most.",
 )
-@click.option(
+@app_option(
     "--ignore-failure/--no-ignore-failure",
-    default=None,
+    attribute="ignore_failure",
     envvar="WTFLOW_IGNORE_FAILURE",
-    expose_value=False,
-    callback=_store("ignore_failure"),
-    help="Keep going after a failed node (the run still fails).  [env: WTFLOW_IGNORE_FAILURE]",
+    default=None,
+    help="Keep going after a failed node (the run still fails).",
 )
-@click.option(
+@app_option(
     "--kill-grace",
-    type=click.FloatRange(min=0),
+    attribute="kill_grace",
     envvar="WTFLOW_KILL_GRACE",
-    expose_value=False,
-    callback=_store("kill_grace"),
-    help="Seconds between SIGTERM and SIGKILL when stopping nodes.  [default: 10] [env: WTFLOW_KILL_GRACE]",
+    type=click.FloatRange(min=0),
+    help="Seconds between SIGTERM and SIGKILL when stopping nodes.  [default: 10]",
 )
-@click.option(
+@app_option(
     "--secret",
-    "secrets",
-    multiple=True,
+    attribute="secrets",
     envvar="WTFLOW_SECRET",
-    expose_value=False,
-    callback=lambda ctx, param, value: _store("secrets")(ctx, param, tuple(n for v in value for n in v.split())),
-    help="Mask the value of this environment variable (***) everywhere; repeatable.  "
-    "[env: WTFLOW_SECRET, space-separated]",
+    multiple=True,
+    convert=lambda values: tuple(name for value in values for name in value.split()),
+    help="Mask the value of this environment variable (***) everywhere; repeatable, space-separated in the variable.",
 )
-@click.option(
+@app_option(
     "--no-mask-artifacts",
-    is_flag=True,
+    attribute="mask_artifacts",
     envvar="WTFLOW_NO_MASK_ARTIFACTS",
-    expose_value=False,
-    callback=lambda ctx, param, value: _store("mask_artifacts")(ctx, param, not value),
+    is_flag=True,
+    convert=lambda value: not value,
     help="Store nodes' output unmasked (console, logs and database stay masked).",
 )
 @click.option(

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from tests.conftest import process_alive
 from wtflow.db.connect import normalise_url
 from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
 
@@ -148,17 +149,6 @@ def test_run_of_a_killed_wtflow_is_marked_crashed_by_the_next_one(tmp_path: Path
             process.stdout.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 def test_daemons_that_left_their_process_group_are_stopped_when_the_run_ends(tmp_path: Path) -> None:
     pid_file = tmp_path / "daemon.pid"
     (tmp_path / "wtflow.yml").write_text(
@@ -171,9 +161,9 @@ def test_daemons_that_left_their_process_group_are_stopped_when_the_run_ends(tmp
     assert process.returncode == 0, stderr.decode()
     daemon = int(pid_file.read_text())
     try:
-        assert not _alive(daemon)
+        assert not process_alive(daemon)
     finally:
-        if _alive(daemon):
+        if process_alive(daemon):
             os.kill(daemon, signal.SIGKILL)
 
 

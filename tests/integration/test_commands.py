@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from tests.conftest import process_alive
 from tests.integration.conftest import Runner
 from wtflow import Command, Node, NodeStatus
 
@@ -56,7 +56,7 @@ def test_timeout_kills_the_whole_process_group(run_workflow: Runner, tmp_path: P
     assert engine.result["a"].status is NodeStatus.TIMED_OUT
     assert engine.result["a"].error == "timed out after 0.5s"
     grandchild = int(pid_file.read_text())
-    assert not _alive(grandchild)
+    assert not process_alive(grandchild)
 
 
 def test_background_process_left_by_a_finished_command_is_stopped(run_workflow: Runner, tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_background_process_left_by_a_finished_command_is_stopped(run_workflow: 
     assert engine.result is not None
     assert engine.result["a"].status is NodeStatus.SUCCEEDED
     assert output(run_workflow, "a") == b"done\n"
-    assert not _alive(int(pid_file.read_text()))
+    assert not process_alive(int(pid_file.read_text()))
 
 
 def test_large_output_is_stored_completely(run_workflow: Runner) -> None:
@@ -89,7 +89,7 @@ def test_failure_cancels_sibling_process_promptly(run_workflow: Runner, tmp_path
     assert engine.result is not None
     assert engine.result["sleeper"].status is NodeStatus.CANCELLED
     assert engine.result["bad"].status is NodeStatus.FAILED
-    assert not _alive(int(pid_file.read_text()))
+    assert not process_alive(int(pid_file.read_text()))
 
 
 def test_process_ignoring_sigterm_is_killed_after_the_grace_period(run_workflow: Runner, tmp_path: Path) -> None:
@@ -99,19 +99,6 @@ def test_process_ignoring_sigterm_is_killed_after_the_grace_period(run_workflow:
     assert engine.result is not None
     assert engine.result["a"].status is NodeStatus.TIMED_OUT
     assert engine.result["a"].exit_code == 137  # SIGKILL
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes: it only waits for its parent to reap it.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_unwritable_artifacts_directory_fails_the_node_clearly(run_workflow: Runner) -> None:
