@@ -89,6 +89,19 @@ class Engine:
         """The concurrency cap: configured, else the workflow's, else the default."""
         return self.config.run.max_parallel or self.workflow.max_parallel or default_max_parallel()
 
+    async def _record_failed_start(self, run_id: str, run_dir: Path, error: str) -> None:
+        """Record a run that could not start (no artifacts directory) as failed, if a database is set."""
+        if not self.config.db.url:
+            return
+        from wtflow.db.recorder import DatabaseRecorder
+
+        recorder = DatabaseRecorder(self.config.db.url)
+        await recorder.aopen()
+        started = now()
+        recorder.notify(RunStarted(run_id, self.workflow, run_dir, started, socket.gethostname(), os.getpid()))
+        recorder.notify(RunFinished(run_id, self.workflow.name, RunStatus.FAILED, 1, started, now(), error))
+        await recorder.aclose()
+
     def masker(self) -> Masker:
         """The masker for this run: the values of the workflow's and the configuration's secrets."""
         names = [*self.workflow.secrets, *self.config.run.secrets]
@@ -105,9 +118,10 @@ class Engine:
             run_dir = await asyncio.to_thread(create_run_dir, self.config.storage.artifacts_dir, run_id)
         except OSError as exc:
             where = self.config.storage.artifacts_dir or "the temporary directory"
+            message = f"artifacts directory {where} cannot be written: {exc.strerror or exc}"
+            await self._record_failed_start(run_id, Path(where) / run_id, message)
             raise BackendUnavailable(
-                f"artifacts directory {where} cannot be written: {exc.strerror or exc}; "
-                "choose another with --artifacts-dir or WTFLOW_ARTIFACTS_DIR"
+                f"{message}; choose another with --artifacts-dir or WTFLOW_ARTIFACTS_DIR"
             ) from None
         layout = RunLayout(run_dir, self.workflow.nodes)
         observers = [

@@ -372,10 +372,12 @@ def test_options_without_their_own_variable_still_have_one(project: Path) -> Non
 
 def test_unwritable_artifacts_directory_exits_3_before_running(project: Path) -> None:
     (project / "blocked").write_text("a file, not a directory")
-    result = cli("run", "--artifacts-dir", "blocked/arts", "--log-format", "console", "--db-url", "")
+    result = cli("run", "--artifacts-dir", "blocked/arts", "--log-format", "console")
     assert result.exit_code == 3
     assert "artifacts directory blocked/arts cannot be written: Not a directory" in result.stderr
     assert result.stdout == ""
+    listing = cli("runs", "list").stdout.splitlines()
+    assert listing[1].split()[1:4] == ["ci", "failed", "1"]  # the run is recorded, as failed
 
 
 SECRET_WORKFLOW = """
