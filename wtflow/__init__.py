@@ -18,7 +18,7 @@ from wtflow.errors import (
     WtflowError,
 )
 from wtflow.events import NodeStatus, RunStatus
-from wtflow.model import Artifact, Command, FileArtifact, Node, PyFunc, Retry, Workflow
+from wtflow.model import Artifact, Command, Container, FileArtifact, Node, PyFunc, Retry, Workflow
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "Command",
     "Config",
     "ConfigError",
+    "Container",
     "DatabaseConfig",
     "Engine",
     "FileArtifact",

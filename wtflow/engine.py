@@ -113,6 +113,9 @@ class Engine:
 
     async def run_async(self) -> int:
         """:meth:`run` for callers already inside an event loop."""
+        executor = self._executor or DispatchExecutor()
+        if (preflight := getattr(executor, "preflight", None)) is not None:
+            await preflight(self.workflow)  # e.g. the docker engine must answer before anything runs
         run_id = new_run_id()
         try:
             run_dir = await asyncio.to_thread(create_run_dir, self.config.storage.artifacts_dir, run_id)
@@ -136,7 +139,6 @@ class Engine:
 
         started_at = now()
         emit(RunStarted(run_id, self.workflow, run_dir, started_at, socket.gethostname(), os.getpid()))
-        executor = self._executor or DispatchExecutor()
         masker = self.masker()
         scheduler = self.scheduler = Scheduler(
             self.workflow,

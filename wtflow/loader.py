@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from wtflow.errors import WorkflowError
-from wtflow.model import Artifact, Command, FileArtifact, Node, PyFunc, Retry, Workflow
+from wtflow.model import Artifact, Command, Container, FileArtifact, Node, PyFunc, Retry, Workflow
 from wtflow.spec import ArtifactRefSpec, FileArtifactSpec, NodeSpec, RetriesSpec, WorkflowSpec
 
 DEFAULT_FILES = ("wtflow.yml", "wtflow.yaml", "wtflow.py")
@@ -487,7 +487,11 @@ class _Build:
         if spec.working_directory is not None:
             cwd = (self.base_dir / spec.working_directory).resolve()
         if spec.command is not None:
-            return Command(spec.command, timeout=spec.timeout or None, env=spec.env, cwd=cwd)
+            container = None
+            if spec.container is not None:
+                c = spec.container
+                container = Container(c.image, c.env, c.volumes, c.workdir, c.network, c.user, c.pull)
+            return Command(spec.command, timeout=spec.timeout or None, env=spec.env, cwd=cwd, container=container)
         if spec.function is not None:
             func = self._import(spec.function, (*loc, "function"))
             try:

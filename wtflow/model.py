@@ -77,18 +77,53 @@ def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return dict(env)
 
 
+PULL_POLICIES = ("missing", "always", "never")
+
+
+@dataclass(frozen=True)
+class Container:
+    """Where a :class:`Command` runs when not on this machine: a container of ``image``.
+
+    Only the declared environment reaches it (workflow, node and ``env`` here, plus the
+    ``WTFLOW_*`` variables). The node's working directory is mounted at the same path and is
+    the container's working directory unless ``workdir`` says otherwise. ``pull`` is
+    ``missing`` (the default), ``always`` or ``never``.
+    """
+
+    image: str
+    env: Mapping[str, str] | None = None
+    volumes: Sequence[str] = ()
+    workdir: str | None = None
+    network: str | None = None
+    user: str | None = None
+    pull: str = "missing"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image, str) or not self.image.strip():
+            raise WorkflowError("container image is empty")
+        if self.pull not in PULL_POLICIES:
+            raise WorkflowError(f"container pull must be one of {', '.join(PULL_POLICIES)}, got {self.pull!r}")
+        object.__setattr__(self, "env", _check_env(self.env))
+        object.__setattr__(self, "volumes", tuple(self.volumes))
+        for volume in self.volumes:
+            if not isinstance(volume, str) or volume.count(":") not in {1, 2}:
+                raise WorkflowError(f"container volume {volume!r} must be HOST:CONTAINER or HOST:CONTAINER:MODE")
+
+
 @dataclass(frozen=True)
 class Command:
     """A process to run: a string goes through ``/bin/sh -c``; a list is executed directly.
 
     ``timeout`` (seconds) kills the whole process group and marks the node ``timed_out``.
     ``env`` is added to the inherited environment; ``cwd`` is the working directory.
+    With ``container``, the command runs in a container instead (see :class:`Container`).
     """
 
     cmd: str | Sequence[str]
     timeout: float | None = None
     env: Mapping[str, str] | None = None
     cwd: str | Path | None = None
+    container: Container | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.cmd, str):
@@ -103,6 +138,8 @@ class Command:
         object.__setattr__(self, "env", _check_env(self.env))
         if self.cwd is not None:
             object.__setattr__(self, "cwd", Path(self.cwd))
+        if self.container is not None and not isinstance(self.container, Container):
+            raise WorkflowError(f"container must be a Container, got {type(self.container).__name__}")
 
     @property
     def argv(self) -> tuple[str, ...]:

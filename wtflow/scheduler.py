@@ -367,14 +367,14 @@ class Scheduler:
                 env=executable.env,
                 cwd=executable.cwd,
             )
-        env = dict(self._environ)
-        env.update(self.workflow.env)
-        env.update(executable.env or {})
-        env["WTFLOW_RUN_ID"] = self.run_id
-        env["WTFLOW_NODE"] = node.name
-        env["WTFLOW_RUN_DIR"] = str(self.layout.run_dir)
+        declared = dict(self.workflow.env)
+        declared.update(executable.env or {})
+        declared["WTFLOW_RUN_ID"] = self.run_id
+        declared["WTFLOW_NODE"] = node.name
+        declared["WTFLOW_RUN_DIR"] = str(self.layout.run_dir)
+        env = {**self._environ, **declared}
         cwd = Path(executable.cwd) if executable.cwd is not None else None
-        return Job(self.run_id, node.name, executable, env, cwd, node_dir, self._kill_grace)
+        return Job(self.run_id, node.name, executable, env, cwd, node_dir, self._kill_grace, declared)
 
     def _resolve(self, ref: Artifact) -> Artifact:
         return ref.resolved(self.layout.path(ref.node, ref.name))

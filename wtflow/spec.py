@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import durationpy
 from pydantic import (
@@ -93,6 +93,22 @@ class ArtifactRefSpec(_Spec):
     artifact: StrictStr = Field(pattern=r"^.+\.[^.]+$", description="NODE.NAME, e.g. lint.stdout")
 
 
+class ContainerSpec(_Spec):
+    """Run the node's command in a container of this image."""
+
+    image: StrictStr = Field(min_length=1, description="Image, e.g. python:3.12-slim")
+    env: Env = Field(default_factory=dict, description="Environment for the container only")
+    volumes: list[StrictStr] = Field(
+        default_factory=list, description="HOST:CONTAINER[:MODE]; HOST relative to the workflow"
+    )
+    workdir: StrictStr | None = Field(
+        default=None, description="Default: the node's working directory, at the same path"
+    )
+    network: StrictStr | None = Field(default=None, description="none or host here; default: the engine's default")
+    user: StrictStr | None = Field(default=None, description="e.g. 1000:1000")
+    pull: Literal["missing", "always", "never"] = Field(default="missing", description="When to pull the image")
+
+
 class NodeSpec(_Spec):
     """One node: a command, a function, or neither (a group of children)."""
 
@@ -114,6 +130,7 @@ class NodeSpec(_Spec):
     retries: StrictInt | RetriesSpec | None = Field(default=None, description="A number, or {max, delay, backoff}")
     continue_on_error: StrictBool = Field(default=False, description="May fail without failing the run")
     artifacts: list[FileArtifactSpec] = Field(default_factory=list, description="Files the node produces")
+    container: ContainerSpec | None = Field(default=None, description="Run the command in a container")
 
     @field_validator("command")
     @classmethod
@@ -133,6 +150,8 @@ class NodeSpec(_Spec):
     def _one_executable(self) -> NodeSpec:
         if self.command is not None and self.function is not None:
             raise ValueError("a node has at most one of command and function")
+        if self.container is not None and self.command is None:
+            raise ValueError("container needs a command")
         if self.function is None and (self.args or self.kwargs):
             raise ValueError("args and kwargs need a function")
         if self.command is None and self.function is None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from wtflow.model import Command, PyFunc
+from wtflow.model import Command, PyFunc, Workflow
 
 
 @dataclass(frozen=True)
 class Job:
-    """One attempt at one node's executable, with everything needed to run it."""
+    """One attempt at one node's executable, with everything needed to run it.
+
+    ``env`` is the full environment of a local process; ``declared_env`` only what the workflow
+    declares plus the ``WTFLOW_*`` variables (what a container gets).
+    """
 
     run_id: str
     node: str
@@ -21,6 +25,7 @@ class Job:
     cwd: Path | None
     node_dir: Path
     kill_grace: float
+    declared_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def timeout(self) -> float | None:
@@ -66,16 +71,33 @@ class DispatchExecutor:
 
             executors = {Command: CommandExecutor(), PyFunc: PyFuncExecutor()}
         self._executors = dict(executors)
+        self._containers: Executor | None = None
+
+    def _container_executor(self) -> Executor:
+        if self._containers is None:
+            from wtflow.executors.container import ContainerExecutor
+
+            self._containers = ContainerExecutor()
+        return self._containers
+
+    async def preflight(self, workflow: Workflow) -> None:
+        """Check, before any node runs, what the workflow's containers need (an engine, images)."""
+        from wtflow.executors.container import containers_of
+
+        if containers_of(workflow):
+            await self._container_executor().preflight(workflow)  # type: ignore[attr-defined]
 
     async def aclose(self) -> None:
         """Release what the executors hold for the run (the fork server)."""
-        for executor in self._executors.values():
+        for executor in [*self._executors.values(), self._containers]:
             close = getattr(executor, "aclose", None)
             if close is not None:
                 await close()
 
     async def execute(self, job: Job, sink: OutputSink) -> Outcome:
         """Run ``job`` with the executor for its type."""
+        if isinstance(job.executable, Command) and job.executable.container is not None:
+            return await self._container_executor().execute(job, sink)
         executor = self._executors.get(type(job.executable))
         if executor is None:
             return Outcome(exit_code=None, error=f"no executor for {type(job.executable).__name__}")
