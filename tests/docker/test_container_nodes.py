@@ -116,3 +116,36 @@ def test_a_workflow_file_can_run_a_command_in_a_container(tmp_path: Path, image:
     )
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("hi from ")
+
+
+def test_sigterm_to_wtflow_removes_its_running_containers(tmp_path: Path, image: str, docker_client: Any) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "wtflow.yml").write_text(
+        "name: c\nroot:\n  name: inside\n  command: echo begun; sleep 300\n"
+        f"  container: {{image: '{image}', network: none, pull: never}}\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wtflow", "run", "--db-url", "", "--kill-grace", "2"],
+        cwd=tmp_path,
+        env={**os.environ, "WTFLOW_LOG_FORMAT": "json"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    run_id = ""
+    for line in process.stderr:
+        event = json.loads(line)
+        run_id = event.get("run_id", run_id)
+        if event.get("line") == "begun":
+            break
+    assert run_id
+    assert docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}) != []
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}) == []
