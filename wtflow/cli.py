@@ -309,7 +309,10 @@ def run(  # noqa: PLR0917 - click passes each option positionally
 
         _print_plan(loaded, config, Engine(loaded, config).masker())
         return
-    mode = output or ("prefixed" if any(len(stage) > 1 for stage in stages(loaded)) else "interleaved")
+    parallel = any(len(stage) > 1 for stage in stages(loaded))
+    # Under GitHub Actions each node's output goes in a ::group:: block by default.
+    default = "grouped" if os.environ.get("GITHUB_ACTIONS") == "true" else "prefixed" if parallel else "interleaved"
+    mode = output or default
     code = _run(loaded, config, app, mode)
     sys.exit(code)
 
@@ -340,7 +343,15 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
 
     json_output = app.log_format_given and app.log_format is LogFormat.JSON
     observers: list[Observer] = [LogObserver(output=json_output and mode != "quiet")]
-    if not json_output and (printer := console_observer(OutputMode(mode))) is not None:
+    github = os.environ.get("GITHUB_ACTIONS") == "true"
+    if github:
+        from wtflow.observers.console import GroupedPrinter
+        from wtflow.observers.github import GitHubObserver
+
+        observers.append(GitHubObserver(Engine(workflow, config).masker()))
+        if not json_output and mode == "grouped":
+            observers.append(GroupedPrinter(github=True))
+    if not (json_output or (github and mode == "grouped")) and (printer := console_observer(OutputMode(mode))):
         observers.append(printer)
     from wtflow.orphans import adopting_orphans
 

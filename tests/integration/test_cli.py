@@ -420,3 +420,32 @@ def test_no_mask_artifacts_keeps_stored_output_raw_but_the_console_masked(projec
     result = cli("run", "s.yml", "--no-mask-artifacts", env={"API_TOKEN": "tok-12345"})
     assert result.stdout == "***\n"
     assert (last_run_dir(project) / "a" / "stdout.log").read_text() == "tok-12345\n"
+
+
+GITHUB_WORKFLOW = """
+name: gh
+root:
+  name: gh
+  parallel: true
+  children:
+    - {name: good, command: echo fine}
+    - {name: bad, command: 'echo oops-line >&2; exit 4', continue_on_error: true}
+"""
+
+
+def test_under_github_actions_outputs_summary_annotations_and_groups(project: Path) -> None:
+    write(project / "gh.yml", GITHUB_WORKFLOW)
+    output, summary = project / "output.txt", project / "summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)}
+    result = cli("run", "gh.yml", env=env)
+    assert result.exit_code == 0
+    run_dir = last_run_dir(project)
+    assert output.read_text() == f"run-id={run_dir.name}\nstatus=succeeded\nartifacts-dir={run_dir.parent}\n"
+    text = summary.read_text()
+    assert "| good | ✅ succeeded |" in text
+    assert "| bad | ❌ failed |" in text
+    assert "```mermaid\nflowchart TD" in text
+    assert "classDef failed" in text
+    assert "### bad: last lines of stderr\n\n```\noops-line\n```" in text
+    assert "::error title=wtflow%3A node bad failed::exit code 4\n" in result.stdout
+    assert "::group::good (succeeded)\nfine\n::endgroup::\n" in result.stdout

@@ -92,9 +92,10 @@ class PrefixedPrinter(BaseObserver):
 class GroupedPrinter(BaseObserver):
     """Each node's output as one block when it ends, copied from its artifact files by a thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, github: bool = False) -> None:
         self._queue: queue.SimpleQueue[NodeFinished | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._github = github  # GitHub Actions folds ::group:: blocks
 
     async def aopen(self) -> None:
         """Start the copying thread."""
@@ -118,11 +119,14 @@ class GroupedPrinter(BaseObserver):
             paths = {info.name: info.path for info in event.artifacts if info.size}
             if not paths.get(STDOUT) and not paths.get(STDERR):
                 continue
-            header = f"── {event.node} ({event.status}) ──\n".encode()
-            write_bytes(sys.stdout, header)
+            title = f"{event.node} ({event.status})"
+            header = f"::group::{title}\n" if self._github else f"── {title} ──\n"
+            write_bytes(sys.stdout, header.encode())
             for name in (STDOUT, STDERR):
                 if name in paths:
-                    _copy_file(paths[name], _console(name))
+                    _copy_file(paths[name], sys.stdout if self._github else _console(name))
+            if self._github:
+                write_bytes(sys.stdout, b"::endgroup::\n")
 
 
 def _copy_file(path: Path, stream: TextIO) -> None:

@@ -1,0 +1,126 @@
+"""GitHub Actions: step outputs, a step summary, error annotations (under ``GITHUB_ACTIONS=true``).
+
+- ``$GITHUB_OUTPUT`` gets ``run-id``, ``status`` and ``artifacts-dir``;
+- ``$GITHUB_STEP_SUMMARY`` gets a table of nodes (status, duration, exit code), a Mermaid graph
+  coloured by status and the last lines of each failed node's stderr, kept under 1 MiB;
+- each failed node gets an ``::error title=...::`` annotation.
+Node output itself is printed in ``::group::`` blocks by :class:`~wtflow.observers.console.GroupedPrinter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections import deque
+from pathlib import Path
+
+from wtflow.events import BaseObserver, Event, NodeFinished, RunFinished, RunStarted
+from wtflow.graph import mermaid
+from wtflow.masking import Masker
+from wtflow.model import STDERR, Workflow
+
+SUMMARY_LIMIT = 1 << 20  # GitHub refuses step summaries over 1 MiB
+TAIL_LINES = 20
+_ICONS = {"succeeded": "✅", "failed": "❌", "timed_out": "⏱️", "cancelled": "🚫", "skipped": "⏭️"}
+
+
+def escape_data(text: str) -> str:
+    """A workflow command's message, escaped as GitHub requires."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command's property value, escaped as GitHub requires."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+class GitHubObserver(BaseObserver):
+    """Writes what GitHub Actions shows of a run; a no-op outside Actions."""
+
+    def __init__(self, masker: Masker | None = None, environ: dict[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.masker = masker or Masker()
+        self.workflow: Workflow | None = None
+        self.run_dir: Path | None = None
+        self.finished: dict[str, NodeFinished] = {}
+        self.result: RunFinished | None = None
+
+    def notify(self, event: Event) -> None:
+        """Annotate failures as they happen; keep what the summary needs."""
+        if isinstance(event, RunStarted):
+            self.workflow, self.run_dir = event.workflow, event.run_dir
+        elif isinstance(event, NodeFinished):
+            self.finished[event.node] = event
+            if event.status.is_failure and self.workflow and self.workflow.nodes[event.node].executable is not None:
+                detail = self.masker.text(event.error or f"exit code {event.exit_code}")
+                title = escape_property(f"wtflow: node {event.node} {event.status}")
+                sys.stdout.write(f"::error title={title}::{escape_data(detail)}\n")
+                sys.stdout.flush()
+        elif isinstance(event, RunFinished):
+            self.result = event
+
+    async def aclose(self) -> None:
+        """Write the step outputs and the summary (in a thread: reading tails and writing files)."""
+        await asyncio.to_thread(self.write_files)
+
+    def write_files(self) -> None:
+        """Append to ``$GITHUB_OUTPUT`` and ``$GITHUB_STEP_SUMMARY``."""
+        if self.result is None or self.run_dir is None:
+            return
+        if output := self.environ.get("GITHUB_OUTPUT"):
+            with open(output, "a", encoding="utf-8") as handle:
+                handle.write(
+                    f"run-id={self.result.run_id}\nstatus={self.result.status}\nartifacts-dir={self.run_dir.parent}\n"
+                )
+        if summary := self.environ.get("GITHUB_STEP_SUMMARY"):
+            text = self.summary()
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(text)
+
+    def summary(self) -> str:
+        """The step summary's Markdown, under :data:`SUMMARY_LIMIT` bytes."""
+        assert self.result is not None
+        assert self.workflow is not None
+        result = self.result
+        duration = (result.finished_at - result.started_at).total_seconds()
+        parts = [
+            f"## {_ICONS.get(str(result.status), '')} wtflow: {self.masker.text(result.workflow)} {result.status}\n\n",
+            f"Run `{result.run_id}`, exit code {result.exit_code}, {duration:.1f} s.\n\n",
+            "| node | status | duration | exit code |\n|---|---|---:|---:|\n",
+        ]
+        for name in self.workflow.nodes:
+            event = self.finished.get(name)
+            if event is None:
+                continue
+            seconds = f"{event.duration:.1f} s" if event.duration is not None else "-"
+            code = "-" if event.exit_code is None else str(event.exit_code)
+            label = self.masker.text(name).replace("|", "\\|")
+            parts.append(f"| {label} | {_ICONS.get(str(event.status), '')} {event.status} | {seconds} | {code} |\n")
+        statuses = {name: str(event.status) for name, event in self.finished.items()}
+        parts.append(f"\n```mermaid\n{self.masker.text(mermaid(self.workflow, statuses))}```\n")
+        for name, event in self.finished.items():
+            stderr = next((info.path for info in event.artifacts if info.name == STDERR), None)
+            if event.status.is_failure and stderr is not None:
+                tail = _tail(stderr, TAIL_LINES)
+                if tail:
+                    parts.append(
+                        f"\n### {self.masker.text(name)}: last lines of stderr\n\n```\n{self.masker.text(tail)}\n```\n"
+                    )
+        text = "".join(parts)
+        if len(text.encode()) > SUMMARY_LIMIT:
+            cut = text.encode()[: SUMMARY_LIMIT - 200].decode("utf-8", "ignore")
+            text = cut + "\n\n(summary cut to stay under GitHub's 1 MiB limit; see the run's artifacts)\n"
+        return text
+
+
+def _tail(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of a file, reading at most its last 64 KiB."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - (1 << 16)))
+            kept = deque(handle.read().decode("utf-8", "replace").splitlines(), maxlen=lines)
+    except OSError:
+        return ""
+    return "\n".join(kept)
