@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
 
-from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
+from wtflow.db.tables import NodeRunRow, RunRow
 from wtflow.errors import UsageError
 
 
@@ -51,5 +51,3 @@ def artifact_path(run: RunRow, node: str, name: str) -> Path:
     names = ", ".join(n.name for n in run.nodes)
     raise UsageError(f"run {run.id} has no node {node!r}; its nodes: {names}")
 
-
-__all__ = ["ArtifactRow", "artifact_path", "get_run", "list_runs"]
