@@ -112,6 +112,16 @@ class App:
             ),
         )
 
+    def prepare_state_dir(self, config: Config) -> None:
+        """Create ``.wtflow/`` with a ``.gitignore`` of ``*`` when the defaults keep state there."""
+        state = STATE_DIR.resolve()
+        uses_state = (config.db.url or "").endswith(str(state / "wtflow.db")) or (
+            config.storage.artifacts_dir is not None and config.storage.artifacts_dir.is_relative_to(state)
+        )
+        if uses_state and not (state / ".gitignore").exists():
+            state.mkdir(parents=True, exist_ok=True)
+            (state / ".gitignore").write_text("# wtflow's run history and artifacts: not for version control\n*\n")
+
     def configure_logging(self) -> None:
         """Set up structlog for this command (stderr)."""
         from wtflow.log import configure
@@ -313,6 +323,7 @@ def run(  # noqa: PLR0917 - click passes each option positionally
     # Under GitHub Actions each node's output goes in a ::group:: block by default.
     default = "grouped" if os.environ.get("GITHUB_ACTIONS") == "true" else "prefixed" if parallel else "interleaved"
     mode = output or default
+    app.prepare_state_dir(config)
     code = _run(loaded, config, app, mode)
     sys.exit(code)
 

@@ -449,3 +449,8 @@ def test_under_github_actions_outputs_summary_annotations_and_groups(project: Pa
     assert "### bad: last lines of stderr\n\n```\noops-line\n```" in text
     assert "::error title=wtflow%3A node bad failed::exit code 4\n" in result.stdout
     assert "::group::good (succeeded)\nfine\n::endgroup::\n" in result.stdout
+
+
+def test_the_state_directory_keeps_itself_out_of_version_control(project: Path) -> None:
+    cli("run")
+    assert (project / ".wtflow" / ".gitignore").read_text().splitlines()[-1] == "*"
