@@ -50,4 +50,3 @@ def artifact_path(run: RunRow, node: str, name: str) -> Path:
             raise UsageError(f"node {node!r} of run {run.id} has no {name} artifact (status {node_run.status})")
     names = ", ".join(n.name for n in run.nodes)
     raise UsageError(f"run {run.id} has no node {node!r}; its nodes: {names}")
-
