@@ -1,0 +1,28 @@
+# wtflow as an image: `docker run --rm -v "$PWD:/work" -w /work IMAGE run` runs wtflow.yml of the
+# mounted directory. BASE_IMAGE must provide python3 with venv and pip.
+ARG BASE_IMAGE=python:3.12-slim
+
+FROM ${BASE_IMAGE} AS build
+WORKDIR /src
+# Dependencies first: this layer is reused until pyproject.toml changes.
+COPY pyproject.toml README.md LICENSE ./
+RUN python3 -m venv /opt/wtflow \
+ && /opt/wtflow/bin/pip install --no-cache-dir --upgrade pip \
+ && /opt/wtflow/bin/pip install --no-cache-dir hatchling
+COPY wtflow ./wtflow
+RUN /opt/wtflow/bin/pip install --no-cache-dir ".[docker,postgres]" \
+ && /opt/wtflow/bin/pip uninstall --yes hatchling setuptools \
+ && /opt/wtflow/bin/python -m pip uninstall --yes pip \
+ && find /opt/wtflow -name '__pycache__' -prune -exec rm -rf {} +
+
+FROM ${BASE_IMAGE}
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="wtflow" \
+      org.opencontainers.image.description="What The Flow: an asynchronous workflow runner" \
+      org.opencontainers.image.source="https://github.com/ido123net/wtflow" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${VERSION}"
+COPY --from=build /opt/wtflow /opt/wtflow
+ENV PATH=/opt/wtflow/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENTRYPOINT ["wtflow"]
+CMD ["--help"]

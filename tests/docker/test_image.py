@@ -1,0 +1,63 @@
+"""The repository's Dockerfile builds an image that runs a mounted workspace's wtflow.yml."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import missing_backend
+
+pytestmark = pytest.mark.docker
+ROOT = Path(__file__).parents[2]
+TAG = "wtflow-test/wtflow:under-test"
+
+
+@pytest.fixture(scope="module")
+def wtflow_image() -> Iterator[str]:
+    base = os.environ.get("WTFLOW_TEST_PYTHON_IMAGE")
+    if not base:
+        missing_backend(
+            "WTFLOW_TEST_PYTHON_IMAGE is not set (../shared/tools/docker-up --env)", "WTFLOW_REQUIRE_DOCKER"
+        )
+    build = subprocess.run(
+        ["docker", "build", "-q", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", "-t", TAG, str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    yield TAG
+    subprocess.run(["docker", "image", "rm", "-f", TAG], capture_output=True, check=False)
+
+
+def test_image_runs_the_mounted_workspaces_workflow(tmp_path: Path, wtflow_image: str, docker_client: Any) -> None:
+    (tmp_path / "wtflow.yml").write_text("name: img\nroot: {name: hello, command: echo hello from the image}\n")
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "-v", f"{tmp_path}:/work", "-w", "/work", wtflow_image, "run"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello from the image\n"
+    (run_dir,) = (tmp_path / ".wtflow" / "artifacts").iterdir()
+    assert (run_dir / "hello" / "stdout.log").read_text() == "hello from the image\n"
+
+
+def test_image_is_lean(wtflow_image: str, docker_client: Any) -> None:
+    script = "ls /opt/wtflow/bin/pip /src 2>/dev/null; find /opt/wtflow -name __pycache__ | head -1"
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", wtflow_image, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (0, "")  # no pip, no build tree, no bytecode caches
