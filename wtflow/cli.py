@@ -13,6 +13,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import sys
@@ -432,6 +433,28 @@ def _pidfd_child_watcher() -> Iterator[None]:
         yield
     finally:
         policy.set_child_watcher(previous)
+
+
+@main.command(hidden=True)
+@click.pass_context
+def action(ctx: click.Context) -> None:
+    """Run as the GitHub Action: the options come from INPUT_* variables (hyphens kept)."""
+    environ = os.environ
+
+    def given(name: str) -> str:
+        return environ.get(f"INPUT_{name.upper()}", "").strip()
+
+    args = [given("workflow-file") or "wtflow.yml", "--artifacts-dir", given("artifacts-dir") or "wtflow-artifacts"]
+    for name, flag in (("workflow", "--workflow"), ("db-url", "--db-url"), ("max-parallel", "--max-parallel")):
+        if given(name):
+            args += [flag, given(name)]
+    args += [item for target in given("targets").split() for item in ("--target", target)]
+    if given("ignore-failure").lower() in {"1", "true", "yes"}:
+        args.append("--ignore-failure")
+    if given("log-format"):
+        args += ["--log-format", given("log-format")]
+    args += shlex.split(given("args"))
+    ctx.invoke(run, **run.make_context("run", args, parent=ctx.parent).params)
 
 
 # -- inspecting workflow files --------------------------------------------------------------

@@ -61,3 +61,37 @@ def test_image_is_lean(wtflow_image: str, docker_client: Any) -> None:
         timeout=120,
     )
     assert (done.returncode, done.stdout) == (0, "")  # no pip, no build tree, no bytecode caches
+
+
+def test_image_runs_as_a_github_docker_action(tmp_path: Path, wtflow_image: str, docker_client: Any) -> None:
+    """Like the runner: workspace and file commands mounted, the docker socket, INPUT_* and GITHUB_*."""
+    busybox = os.environ.get("WTFLOW_TEST_IMAGE", "")
+    workspace, commands = tmp_path / "workspace", tmp_path / "file_commands"
+    workspace.mkdir()
+    commands.mkdir()
+    (workspace / "ci.yml").write_text(
+        "name: action\nroot:\n  name: ci\n  command: echo from the action\n  children:\n"
+        "    - name: inside\n      command: echo made by a sibling > sibling.txt\n"
+        f"      container: {{image: '{busybox}', network: none, pull: never}}\n"
+    )
+    done = subprocess.run(
+        [
+            "docker", "run", "--rm", "--network", "none", "--workdir", "/github/workspace",
+            "-v", f"{workspace}:/github/workspace", "-v", f"{commands}:/github/file_commands",
+            "-v", "/var/run/docker.sock:/var/run/docker.sock",
+            "-e", "INPUT_WORKFLOW-FILE=ci.yml", "-e", "INPUT_ARTIFACTS-DIR=wtflow-artifacts",
+            "-e", "INPUT_IGNORE-FAILURE=false", "-e", "GITHUB_ACTIONS=true",
+            "-e", "GITHUB_OUTPUT=/github/file_commands/output",
+            "-e", "GITHUB_STEP_SUMMARY=/github/file_commands/summary",
+            wtflow_image, "action",
+        ],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "::group::ci (succeeded)\nfrom the action\n::endgroup::" in done.stdout
+    outputs = dict(line.split("=", 1) for line in (commands / "output").read_text().splitlines())
+    assert (outputs["status"], outputs["artifacts-dir"]) == ("succeeded", "/github/workspace/wtflow-artifacts")
+    assert "| inside | ✅ succeeded |" in (commands / "summary").read_text()
+    assert (workspace / "sibling.txt").read_text() == "made by a sibling\n"
+    run_dir = workspace / "wtflow-artifacts" / outputs["run-id"]
+    assert (run_dir / "ci" / "stdout.log").read_text() == "from the action\n"

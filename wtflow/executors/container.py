@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -136,13 +137,36 @@ class ContainerExecutor:
         result: dict[str, Any] = await asyncio.to_thread(created.wait)
         return result
 
+    def _host_path(self, path: Path) -> Path:
+        """Where ``path`` of this process is on the engine's host.
+
+        The path itself, unless wtflow runs in a container (a Docker action): then the mounts of
+        its own container translate it, so sibling containers see the same files.
+        """
+        mounts = self._own_mounts()
+        for destination, source in sorted(mounts.items(), key=lambda item: -len(item[0])):
+            if path == Path(destination) or path.is_relative_to(destination):
+                return Path(source) / path.relative_to(destination)
+        return path
+
+    def _own_mounts(self) -> dict[str, str]:
+        if not hasattr(self, "_mounts"):
+            self._mounts: dict[str, str] = {}
+            if Path("/.dockerenv").exists():
+                import docker
+
+                with contextlib.suppress(docker.errors.DockerException):
+                    own = self._docker().containers.get(socket.gethostname())
+                    self._mounts = {m["Destination"]: m["Source"] for m in own.attrs.get("Mounts", [])}
+        return self._mounts
+
     def _create(self, job: Job, command: Command, container: Container) -> Any:
         workdir = str(job.cwd or Path.cwd())
-        volumes = [f"{workdir}:{workdir}"]
+        volumes = [f"{self._host_path(Path(workdir))}:{workdir}"]
         for volume in container.volumes:
             host, _, rest = volume.partition(":")
             host_path = Path(host) if Path(host).is_absolute() else (Path(workdir) / host).resolve()
-            volumes.append(f"{host_path}:{rest}")
+            volumes.append(f"{self._host_path(host_path)}:{rest}")
         environment = dict(job.declared_env)
         environment.update(container.env or {})
         import docker
