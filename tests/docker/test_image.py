@@ -90,7 +90,7 @@ def test_image_runs_as_a_github_docker_action(tmp_path: Path, wtflow_image: str,
     assert done.returncode == 0, done.stderr
     assert "::group::ci (succeeded)\nfrom the action\n::endgroup::" in done.stdout
     outputs = dict(line.split("=", 1) for line in (commands / "output").read_text().splitlines())
-    assert (outputs["status"], outputs["artifacts-dir"]) == ("succeeded", "/github/workspace/wtflow-artifacts")
+    assert (outputs["status"], outputs["artifacts-dir"]) == ("succeeded", "wtflow-artifacts")
     assert "| inside | ✅ succeeded |" in (commands / "summary").read_text()
     assert (workspace / "sibling.txt").read_text() == "made by a sibling\n"
     run_dir = workspace / "wtflow-artifacts" / outputs["run-id"]

@@ -440,7 +440,7 @@ def test_under_github_actions_outputs_summary_annotations_and_groups(project: Pa
     result = cli("run", "gh.yml", env=env)
     assert result.exit_code == 0
     run_dir = last_run_dir(project)
-    assert output.read_text() == f"run-id={run_dir.name}\nstatus=succeeded\nartifacts-dir={run_dir.parent}\n"
+    assert output.read_text() == f"run-id={run_dir.name}\nstatus=succeeded\nartifacts-dir=.wtflow/artifacts\n"
     text = summary.read_text()
     assert "| good | ✅ succeeded |" in text
     assert "| bad | ❌ failed |" in text

@@ -10,6 +10,7 @@ Node output itself is printed in ``::group::`` blocks by :class:`~wtflow.observe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections import deque
@@ -69,10 +70,14 @@ class GitHubObserver(BaseObserver):
         if self.result is None or self.run_dir is None:
             return
         if output := self.environ.get("GITHUB_OUTPUT"):
+            # Relative to the workspace when inside it: paths inside a Docker action's container
+            # mean nothing to the steps that follow on the runner.
+            artifacts_dir = self.run_dir.parent
+            with contextlib.suppress(ValueError):
+                artifacts_dir = artifacts_dir.relative_to(Path.cwd().resolve())
             with open(output, "a", encoding="utf-8") as handle:
-                handle.write(
-                    f"run-id={self.result.run_id}\nstatus={self.result.status}\nartifacts-dir={self.run_dir.parent}\n"
-                )
+                handle.write(f"run-id={self.result.run_id}\nstatus={self.result.status}\n")
+                handle.write(f"artifacts-dir={artifacts_dir}\n")
         if summary := self.environ.get("GITHUB_STEP_SUMMARY"):
             text = self.summary()
             with open(summary, "a", encoding="utf-8") as handle:
