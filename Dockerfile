@@ -4,13 +4,16 @@ ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-# Dependencies first: this layer is reused until pyproject.toml changes.
+# Dependencies first, read from pyproject.toml: this layer is reused until pyproject.toml changes.
 COPY pyproject.toml README.md LICENSE ./
 RUN python3 -m venv /opt/wtflow \
- && /opt/wtflow/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/wtflow/bin/pip install --no-cache-dir hatchling
+ && /opt/wtflow/bin/python -c "import subprocess, sys, tomllib; \
+project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = project['optional-dependencies']; \
+deps = project['dependencies'] + extras['docker'] + extras['postgres']; \
+subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', 'hatchling', *deps])"
 COPY wtflow ./wtflow
-RUN /opt/wtflow/bin/pip install --no-cache-dir ".[docker,postgres]" \
+RUN /opt/wtflow/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
  && /opt/wtflow/bin/pip uninstall --yes hatchling setuptools \
  && /opt/wtflow/bin/python -m pip uninstall --yes pip \
  && find /opt/wtflow -name '__pycache__' -prune -exec rm -rf {} +

@@ -149,3 +149,18 @@ def test_sigterm_to_wtflow_removes_its_running_containers(tmp_path: Path, image:
     process.communicate(timeout=60)
     assert process.returncode == 143
     assert docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}) == []
+
+
+def test_no_reachable_engine_fails_before_any_node_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    marker = tmp_path / "ran"
+    root = Node(
+        "root",
+        children=[
+            Node("first", executable=Command(f"touch {marker}")),
+            Node("c", executable=Command("true", container=Container("busybox"))),
+        ],
+    )
+    with pytest.raises(BackendUnavailable, match="the docker engine is unavailable"):
+        run(tmp_path, root)
+    assert not marker.exists()

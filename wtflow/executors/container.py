@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import threading
 from pathlib import Path
@@ -28,10 +29,16 @@ def client() -> Any:
         import docker
     except ImportError:
         raise BackendUnavailable("container nodes need the docker SDK: pip install 'wtflow[docker]'") from None
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        raise BackendUnavailable(f"the docker engine is unavailable: no socket at {host} (is it running? DOCKER_HOST?)")
+    found = None
     try:
         found = docker.from_env()
         found.ping()
     except docker.errors.DockerException as exc:
+        if found is not None:
+            found.close()
         raise BackendUnavailable(f"the docker engine is unavailable: {exc}") from None
     return found
 
