@@ -74,7 +74,7 @@ def find_cycle(deps: dict[Vertex, set[Vertex]]) -> list[str] | None:
 
 def stages(workflow: Workflow) -> list[list[str]]:
     """Nodes with executables grouped by the earliest wave they could start in (for plans and graphs)."""
-    deps = dependencies(workflow)
+    deps = workflow.dependencies
     sorter = graphlib.TopologicalSorter(deps)
     sorter.prepare()
     position = {name: index for index, name in enumerate(workflow.nodes)}

@@ -379,6 +379,13 @@ class Workflow:
                 parents[child.name] = node
         return parents
 
+    @cached_property
+    def dependencies(self) -> dict[tuple[str, int], set[tuple[str, int]]]:
+        """Each vertex of the run order and what it waits for (see :mod:`wtflow.graph`); read only."""
+        from wtflow.graph import dependencies
+
+        return dependencies(self)
+
     def path(self, name: str) -> str:
         """The node's path in the tree, e.g. ``ci/tests/unit``."""
         parts = [name]
@@ -422,8 +429,8 @@ class Workflow:
                             node=node.name,
                         )
         # Imported here: graph builds on this module.
-        from wtflow.graph import dependencies, find_cycle
+        from wtflow.graph import find_cycle
 
-        cycle = find_cycle(dependencies(self))
+        cycle = find_cycle(self.dependencies)
         if cycle:
             raise WorkflowError("dependency cycle: " + " -> ".join(cycle), node=cycle[0])

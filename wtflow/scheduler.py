@@ -36,7 +36,7 @@ from wtflow.events import (
     NodeStatus,
 )
 from wtflow.executors.base import Executor, Job, Outcome
-from wtflow.graph import SELF, Vertex, dependencies
+from wtflow.graph import SELF, Vertex
 from wtflow.masking import Masker
 from wtflow.model import RESULT, STDERR, STDOUT, Artifact, Command, Node, PyFunc, Workflow, replace_artifacts
 
@@ -158,7 +158,7 @@ class Scheduler:
         self._mask_files = mask_files
         self._slots = asyncio.Semaphore(max_parallel)
         self.states = {name: NodeState(node, workflow.path(name)) for name, node in workflow.nodes.items()}
-        self._deps = dependencies(workflow)
+        self._deps = workflow.dependencies
         self._remaining = {vertex: len(deps) for vertex, deps in self._deps.items()}
         self._dependents: dict[Vertex, list[Vertex]] = {vertex: [] for vertex in self._deps}
         for vertex, deps in self._deps.items():
@@ -313,7 +313,7 @@ class Scheduler:
             if state.started_at is None:
                 state.started_at = now()
             self._emit(NodeStarted(self.run_id, node.name, state.path, now(), attempt))
-            outcome = await self._attempt(job, node_dir)
+            outcome = await self._attempt(job)
             if outcome.succeeded:
                 await asyncio.to_thread(self._collect_files, node, job.cwd)
                 return outcome
@@ -326,7 +326,7 @@ class Scheduler:
             await asyncio.sleep(delay)
         return outcome
 
-    async def _attempt(self, job: Job, node_dir: Path) -> Outcome:
+    async def _attempt(self, job: Job) -> Outcome:
         paths = (self.layout.path(job.node, STDOUT), self.layout.path(job.node, STDERR))
         # Creating files can be slow (on some disks a millisecond each) and must not block the
         # loop: one thread hop creates the node's directory and opens both files.
