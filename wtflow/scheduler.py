@@ -40,6 +40,7 @@ from wtflow.graph import SELF, Vertex
 from wtflow.masking import Masker
 from wtflow.model import RESULT, STDERR, STDOUT, Artifact, Command, Node, PyFunc, Workflow, replace_artifacts
 
+_FILES = frozenset({STDOUT, STDERR, RESULT})
 # A partial line longer than this is passed on without waiting for its newline.
 MAX_PENDING_LINE = 1 << 16
 
@@ -315,7 +316,8 @@ class Scheduler:
             self._emit(NodeStarted(self.run_id, node.name, state.path, now(), attempt))
             outcome = await self._attempt(job)
             if outcome.succeeded:
-                await asyncio.to_thread(self._collect_files, node, job.cwd)
+                if node.artifacts:
+                    await asyncio.to_thread(self._collect_files, node, job.cwd)
                 return outcome
             if attempt == attempts:
                 break
@@ -401,7 +403,7 @@ class Scheduler:
         for name in sorted(node.artifact_names()):
             path = self.layout.path(node.name, name)
             try:
-                if name in {STDOUT, STDERR, RESULT}:
+                if name in _FILES:
                     size = path.stat().st_size
                 elif path.is_dir():
                     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

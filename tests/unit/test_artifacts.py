@@ -1,13 +1,14 @@
-"""Run ids and node directory names."""
+"""Run ids, node directory names and the run file."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from wtflow.artifacts import RunLayout, new_run_id, node_dir_names, safe_dir_name
+from wtflow.artifacts import RunLayout, new_run_id, node_dir_names, safe_dir_name, write_json_atomic
 
 
 def test_run_ids_sort_by_start_time() -> None:
@@ -53,3 +54,19 @@ def test_layout_puts_streams_and_result_in_the_node_dir(tmp_path: Path) -> None:
     assert layout.path("Node 1", "result") == node_dir / "result.json"
     assert layout.path("Node 1", "report") == node_dir / "files" / "report"
     assert layout.run_file == tmp_path / "run.json"
+
+
+def test_json_file_has_a_line_per_node_and_reads_back_unchanged(tmp_path: Path) -> None:
+    data = {
+        "run_id": "r1",
+        "status": "succeeded",
+        "nodes": {"a": {"status": "succeeded", "artifacts": {"stdout": {"size": 3}}}, 'b "quoted"': {"exit_code": 1}},
+        "empty": {},
+        "error": None,
+    }
+    path = tmp_path / "run.json"
+    write_json_atomic(path, data)
+    text = path.read_text()
+    assert json.loads(text) == data
+    assert '    "a": {"status": "succeeded", "artifacts": {"stdout": {"size": 3}}},\n' in text
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temporary file left

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,26 @@ def display_url(url: URL | str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch to WAL, retrying while the file is locked.
+
+    SQLite answers "database is locked" here without waiting for its busy timeout while
+    another connection opens the same new file.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        else:
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 def _sqlite_settings(engine: Engine) -> None:
     # WAL lets readers run beside the one writer; BEGIN IMMEDIATE takes the write lock up front,
     # so a transaction never fails half-way upgrading a read lock ("database is locked").
@@ -46,7 +68,7 @@ def _sqlite_settings(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
