@@ -5,22 +5,66 @@ A :class:`Workflow` is a tree of :class:`Node` objects, each running a :class:`C
 :class:`Artifact` files and, when configured, recording the run in a database.
 """
 
-from wtflow.config import Config, DatabaseConfig, RunConfig, StorageConfig
-from wtflow.engine import Engine, NodeResult, RunResult
-from wtflow.errors import (
-    ArtifactError,
-    BackendUnavailable,
-    ConfigError,
-    Interrupted,
-    NodeFailed,
-    UsageError,
-    WorkflowError,
-    WtflowError,
-)
-from wtflow.events import NodeStatus, RunStatus
-from wtflow.model import Artifact, Command, Container, FileArtifact, Node, PyFunc, Retry, Workflow
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wtflow.config import Config, DatabaseConfig, RunConfig, StorageConfig
+    from wtflow.engine import Engine, NodeResult, RunResult
+    from wtflow.errors import (
+        ArtifactError,
+        BackendUnavailable,
+        ConfigError,
+        Interrupted,
+        NodeFailed,
+        UsageError,
+        WorkflowError,
+        WtflowError,
+    )
+    from wtflow.events import NodeStatus, RunStatus
+    from wtflow.model import Artifact, Command, Container, FileArtifact, Node, PyFunc, Retry, Workflow
 
 __version__ = "0.1.0"
+
+# Imported on first use, so helper processes (the database writer, the fork server) that
+# import one submodule do not pay for the engine.
+_HOMES = {
+    **dict.fromkeys(["Config", "DatabaseConfig", "RunConfig", "StorageConfig"], "wtflow.config"),
+    **dict.fromkeys(["Engine", "NodeResult", "RunResult"], "wtflow.engine"),
+    **dict.fromkeys(
+        [
+            "ArtifactError",
+            "BackendUnavailable",
+            "ConfigError",
+            "Interrupted",
+            "NodeFailed",
+            "UsageError",
+            "WorkflowError",
+            "WtflowError",
+        ],
+        "wtflow.errors",
+    ),
+    **dict.fromkeys(["NodeStatus", "RunStatus"], "wtflow.events"),
+    **dict.fromkeys(
+        ["Artifact", "Command", "Container", "FileArtifact", "Node", "PyFunc", "Retry", "Workflow"], "wtflow.model"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'wtflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Artifact",

@@ -310,22 +310,31 @@ def run(  # noqa: PLR0917 - click passes each option positionally
     from wtflow.graph import stages, subset
 
     app.configure_logging()
-    loaded = _load(path, workflow)
-    target_list = [name for target in targets for name in target.split()]
-    if target_list:
-        loaded = subset(loaded, target_list)
     config = app.config()
-    if dry_run:
-        from wtflow.engine import Engine
+    if config.db.url and not dry_run:
+        from wtflow.db import recorder
 
-        _print_plan(loaded, config, Engine(loaded, config).masker())
-        return
-    parallel = any(len(stage) > 1 for stage in stages(loaded))
-    # Under GitHub Actions each node's output goes in a ::group:: block by default.
-    default = "grouped" if os.environ.get("GITHUB_ACTIONS") == "true" else "prefixed" if parallel else "interleaved"
-    mode = output or default
-    app.prepare_state_dir(config)
-    code = _run(loaded, config, app, mode)
+        # The database writer imports SQLAlchemy while the workflow loads.
+        recorder.prestart(config.db.url)
+    try:
+        loaded = _load(path, workflow)
+        target_list = [name for target in targets for name in target.split()]
+        if target_list:
+            loaded = subset(loaded, target_list)
+        if dry_run:
+            from wtflow.engine import Engine
+
+            _print_plan(loaded, config, Engine(loaded, config).masker())
+            return
+        parallel = any(len(stage) > 1 for stage in stages(loaded))
+        # Under GitHub Actions each node's output goes in a ::group:: block by default.
+        default = "grouped" if os.environ.get("GITHUB_ACTIONS") == "true" else "prefixed" if parallel else "interleaved"
+        mode = output or default
+        app.prepare_state_dir(config)
+        code = _run(loaded, config, app, mode)
+    finally:
+        if config.db.url and not dry_run:
+            recorder.discard_prestarted()
     sys.exit(code)
 
 
@@ -541,7 +550,7 @@ def runs() -> None:
 
 
 def _history_engine(app: App) -> Any:
-    from wtflow.db.recorder import connect
+    from wtflow.db.writer import connect
 
     url = app.config().db.url
     if not url:

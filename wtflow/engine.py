@@ -12,6 +12,7 @@ from pathlib import Path
 
 from wtflow.artifacts import RunLayout, create_run_dir, new_run_id
 from wtflow.config import Config, default_max_parallel
+from wtflow.db.recorder import DatabaseRecorder
 from wtflow.errors import BackendUnavailable
 from wtflow.events import Event, NodeStatus, Observer, RunFinished, RunStarted, RunStatus
 from wtflow.executors.base import DispatchExecutor, Executor
@@ -93,8 +94,6 @@ class Engine:
         """Record a run that could not start (no artifacts directory) as failed, if a database is set."""
         if not self.config.db.url:
             return
-        from wtflow.db.recorder import DatabaseRecorder
-
         recorder = DatabaseRecorder(self.config.db.url)
         await recorder.aopen()
         started = now()
@@ -168,7 +167,8 @@ class Engine:
                     if (close := getattr(executor, "aclose", None)) is not None:
                         await close()
                     if self._stop_orphans:
-                        await asyncio.to_thread(_stop_orphans, self.config.run.kill_grace)
+                        helpers = {o.pid for o in observers if isinstance(o, DatabaseRecorder) and o.pid is not None}
+                        await asyncio.to_thread(_stop_orphans, self.config.run.kill_grace, helpers)
                 finally:
                     error = masker.text(error) if error else None
                     finished = RunFinished(
@@ -181,10 +181,10 @@ class Engine:
         return EXIT_CODES[status]
 
 
-def _stop_orphans(grace: float) -> None:
+def _stop_orphans(grace: float, helpers: set[int]) -> None:
     from wtflow import orphans
 
-    orphans.stop(orphans.children(), grace)
+    orphans.stop([pid for pid in orphans.children() if pid not in helpers], grace)
 
 
 def _result(finished: RunFinished, run_dir: Path, scheduler: Scheduler) -> RunResult:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from tests.conftest import process_alive
 from wtflow.db.connect import normalise_url
 from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
+from wtflow.orphans import children
 
 WORKFLOW = """
 name: many
@@ -105,6 +106,52 @@ def test_signal_stops_the_run_and_records_it_cancelled(tmp_path: Path, sig: sign
     run_json = json.loads(next((tmp_path / ".wtflow" / "artifacts").glob("*/run.json")).read_text())
     assert run_json["nodes"]["sleeper"]["status"] == "cancelled"
     assert run_json["nodes"]["after"]["status"] == "skipped"
+
+
+def test_run_of_a_killed_wtflow_is_marked_crashed_by_its_database_writer(tmp_path: Path) -> None:
+    # The writer process sees its input end without the run being closed: it closes the run
+    # itself, without waiting for another wtflow command, and then exits.
+    pid_file = tmp_path / "node.pid"
+    (tmp_path / "wtflow.yml").write_text(
+        f'name: doomed\nroot: {{name: sleeper, command: "echo $$ > {pid_file}; exec sleep 300"}}\n'
+    )
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    process = wtflow("run", "--db-url", url, cwd=tmp_path)
+    assert process.stderr is not None
+    engine = create_engine(normalise_url(url))
+    try:
+        for line in process.stderr:
+            if json.loads(line)["event"] == "node_started":
+                break
+        for _ in range(600):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.05)
+        helpers = [pid for pid in children(process.pid) if pid != int(pid_file.read_text())]
+        process.kill()
+        process.wait(timeout=30)
+        statuses: tuple[str | None, list[str]] = (None, [])
+        with Session(engine) as session:
+            for _ in range(600):  # poll: the writer retries for a while, then closes the run
+                statuses = (session.scalar(select(RunRow.status)), list(session.scalars(select(NodeRunRow.status))))
+                if statuses[0] == "crashed":
+                    break
+                session.expire_all()
+                time.sleep(0.05)
+        assert statuses == ("crashed", ["cancelled"])
+        assert helpers, "the writer process was not found"
+        for _ in range(600):
+            if not any(process_alive(pid) for pid in helpers):
+                break
+            time.sleep(0.05)
+        assert not any(process_alive(pid) for pid in helpers)
+    finally:
+        engine.dispose()
+        if pid_file.exists():
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        process.stderr.close()
+        if process.stdout:
+            process.stdout.close()
 
 
 def test_run_of_a_killed_wtflow_is_marked_crashed_by_the_next_one(tmp_path: Path) -> None:

@@ -1,104 +1,111 @@
-"""Records a run's events in the database from one writer thread, in batched transactions.
+"""Records a run in the database through a writer process (see :mod:`wtflow.db.writer`).
 
-The event loop only puts events on a queue. The writer thread drains whatever has queued up
-and writes it in one transaction, so a busy run costs a few commits, not one per event. If
-the database stops answering, events stay queued and are written when it answers again.
+The event loop only pickles the events that change rows and hands them to a pipe; the
+writer process does the SQL. This module does not import SQLAlchemy, so a run pays for it
+in the writer, in parallel, and not on its own start-up. The CLI starts the writer before it
+loads the workflow (:func:`prestart`), so the writer's imports overlap with loading.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import socket
-import threading
-import time
-from datetime import UTC, datetime, timedelta
-from typing import Any
+import contextlib
+import json
+import pickle
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any
 
-from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session
-
-from wtflow.db.connect import display_url, open_engine
-from wtflow.db.schema import upgrade
-from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
-from wtflow.errors import BackendUnavailable
-from wtflow.events import BaseObserver, Event, NodeFinished, NodeStarted, NodeStatus, RunFinished, RunStarted
-
-_STOP = object()
-# How long the writer keeps retrying an unreachable database after the run has ended.
-CLOSE_RETRY_SECONDS = 30.0
-# The writer refreshes its run's heartbeat this often; runs silent for STALE_AFTER count as crashed.
-HEARTBEAT_SECONDS = 15.0
-STALE_AFTER = timedelta(minutes=5)
-# How long the writer gathers events before writing them in one transaction.
-BATCH_SECONDS = 0.2
-_NODE_DEFAULTS: dict[str, Any] = {
-    "path": "",
-    "status": "pending",
-    "exit_code": None,
-    "attempts": 0,
-    "started_at": None,
-    "finished_at": None,
-    "error": None,
-}
-_Item = Event | object
+from wtflow.errors import BackendUnavailable, ConfigError
+from wtflow.events import BaseObserver, Event, NodeFinished, NodeStarted, RunFinished, RunStarted
 
 
-def connect(url: str) -> Engine:
-    """Open ``url``, bring the schema up to date and mark crashed runs; :class:`BackendUnavailable` if unreachable."""
-    engine = open_engine(url)
+@dataclass(frozen=True)
+class RunOpened:
+    """A run has started: what its row needs (``RunStarted`` without the workflow itself)."""
+
+    run_id: str
+    workflow: str
+    started_at: datetime
+    host: str
+    pid: int
+    nodes: tuple[str, ...]
+
+
+_prestarted: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def _start() -> subprocess.Popen[bytes]:
+    # A session of its own: Ctrl-C in a terminal reaches the runner, which then closes the pipe.
+    return subprocess.Popen(
+        [sys.executable, "-m", "wtflow.db.writer"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _connect(process: subprocess.Popen[bytes], url: str) -> dict[str, Any]:
+    """Tell the writer which database to open (the URL may hold a password: not in argv); its answer."""
+    assert process.stdin is not None
+    assert process.stdout is not None
     try:
-        upgrade(engine)
-        mark_crashed(engine)
-    except (OperationalError, DBAPIError) as exc:
-        engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise BackendUnavailable(f"database {display_url(url)} is unavailable: {reason}") from None
-    return engine
+        process.stdin.write(pickle.dumps(("open", url)))
+        process.stdin.flush()
+        return dict(json.loads(process.stdout.readline()))
+    except (OSError, ValueError):
+        return {"error": f"the database writer ended before connecting (exit {process.wait()})"}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    return True
+def prestart(url: str) -> None:
+    """Start the writer for ``url`` now, so its imports overlap with loading the workflow.
 
-
-def mark_crashed(engine: Engine, now: datetime | None = None) -> int:
-    """Mark ``running`` runs whose owner is gone as ``crashed``; return how many.
-
-    A run's owner is gone when it ran on this host and its pid no longer exists, or when its
-    heartbeat is older than :data:`STALE_AFTER` (runs of other hosts).
+    It connects only when a run opens its :class:`DatabaseRecorder`: a workflow file that
+    turns out to be broken leaves no database behind.
     """
-    now = now or datetime.now(UTC)
-    host = socket.gethostname()
-    stale_before = now - STALE_AFTER
-    crashed: list[str] = []
-    with Session(engine) as session:
-        for run_id, run_host, pid, heartbeat in session.execute(
-            select(RunRow.id, RunRow.host, RunRow.pid, RunRow.heartbeat_at).where(RunRow.status == "running")
-        ):
-            beat = heartbeat.replace(tzinfo=UTC) if heartbeat is not None and heartbeat.tzinfo is None else heartbeat
-            if (run_host == host and not _alive(pid)) or (beat is not None and beat < stale_before):
-                crashed.append(run_id)
-    if crashed:
-        with Session(engine) as session, session.begin():
-            session.execute(
-                update(RunRow)
-                .where(RunRow.id.in_(crashed), RunRow.status == "running")
-                .values(status="crashed", finished_at=now, error="the process running it ended without closing it")
-            )
-            session.execute(
-                update(NodeRunRow)
-                .where(NodeRunRow.run_id.in_(crashed), NodeRunRow.status.in_(["running", "pending"]))
-                .values(status="cancelled", finished_at=now)
-            )
-    return len(crashed)
+    if url not in _prestarted:
+        _prestarted[url] = _start()
+
+
+def discard_prestarted() -> None:
+    """Stop writers started for a run that did not start (they have done nothing yet)."""
+    for process in _prestarted.values():
+        process.terminate()
+        _finish(process)
+    _prestarted.clear()
+
+
+def _finish(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Close the writer's input, wait for it to end, and return its last answer."""
+    assert process.stdin is not None
+    assert process.stdout is not None
+    with contextlib.suppress(OSError):
+        process.stdin.close()
+    last = _last_answer(process.stdout)
+    process.wait()
+    process.stdout.close()
+    return last
+
+
+def _last_answer(stream: IO[bytes]) -> dict[str, Any]:
+    answer: dict[str, Any] = {}
+    for line in stream:
+        with contextlib.suppress(ValueError):
+            answer = json.loads(line)
+    return answer
+
+
+class _Pipe(asyncio.BaseProtocol):
+    """The writer's end of the pipe; ``closed`` is done once everything buffered has been written."""
+
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 class DatabaseRecorder(BaseObserver):
@@ -106,166 +113,66 @@ class DatabaseRecorder(BaseObserver):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._engine: Engine | None = None
-        self._known_nodes: set[tuple[str, str]] = set()
-        self._positions: dict[str, int] = {}
-        self.lost: list[Event] = []
-        self._run_id: str | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._transport: asyncio.WriteTransport | None = None
+        self._pipe: _Pipe | None = None
+        self._buffer: list[bytes] = []
+        self.lost = 0
         self.last_error: str | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The writer process's pid while it runs (it is not an orphan to stop)."""
+        return self._process.pid if self._process is not None else None
+
     async def aopen(self) -> None:
-        """Connect and create the schema (in a thread); fails the run before it starts if unreachable."""
-        self._engine = await asyncio.to_thread(connect, self.url)
-        # Not a daemon: at interpreter exit Python waits for it, so queued rows are not lost.
-        self._thread = threading.Thread(target=self._drain, name="wtflow-db-writer")
-        self._thread.start()
+        """Connect and create the schema; fails the run before it starts if the database is unreachable."""
+        process = _prestarted.pop(self.url, None)
+        if process is None:
+            process = await asyncio.to_thread(_start)
+        assert process.stdin is not None
+        answer = await asyncio.to_thread(_connect, process, self.url)
+        if not answer.get("ready"):
+            await asyncio.to_thread(_finish, process)
+            error = answer.get("error", "the database writer did not start")
+            raise (ConfigError if answer.get("exit_code") == ConfigError.exit_code else BackendUnavailable)(error)
+        self._process = process
+        loop = asyncio.get_running_loop()
+        self._transport, self._pipe = await loop.connect_write_pipe(_Pipe, process.stdin)
 
     def notify(self, event: Event) -> None:
-        """Queue the events that change rows."""
+        """Send the events that change rows to the writer."""
+        if self._transport is None:
+            return
+        message: object
         if isinstance(event, RunStarted):
-            self._positions = {name: index for index, name in enumerate(event.workflow.nodes)}
-            self._run_id = event.run_id
-        if isinstance(event, RunStarted | NodeStarted | NodeFinished | RunFinished) and self._thread is not None:
-            self._queue.put(event)
+            message = RunOpened(
+                event.run_id, event.workflow.name, event.started_at, event.host, event.pid, tuple(event.workflow.nodes)
+            )
+        elif isinstance(event, NodeStarted | NodeFinished | RunFinished):
+            message = event
+        else:
+            return
+        if not self._buffer:
+            # Everything one turn of the loop produces goes to the pipe in one write.
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._buffer.append(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+    def _flush(self) -> None:
+        if self._buffer and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(self._buffer))
+        self._buffer.clear()
 
     async def aclose(self) -> None:
-        """Write everything queued, then close the connection pool."""
-        if self._thread is None:
+        """Let the writer write everything sent (retrying a lost database for a while), then end it."""
+        if self._process is None:
             return
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
-        if self._engine is not None:
-            self._engine.dispose()
-
-    # -- writer thread ----------------------------------------------------------------------
-
-    def _drain(self) -> None:
-        pending: list[Event] = []
-        stopping = False
-        give_up_at = 0.0
-        retry_delay = 0.1
-        while True:
-            # Wait for work (or for the next retry), then gather what else arrives for a moment,
-            # so a busy run costs a few transactions instead of one per event.
-            first = self._get(timeout=retry_delay if pending else HEARTBEAT_SECONDS)
-            if first is None and not pending:
-                if not threading.main_thread().is_alive():
-                    first = _STOP  # the program ended without closing us: write what is queued, then stop
-                else:
-                    self._beat()
-                    continue
-            batch: list[_Item] = [] if first is None else [first]
-            deadline = time.monotonic() + BATCH_SECONDS
-            while _STOP not in batch and (remaining := deadline - time.monotonic()) > 0:
-                item = self._get(timeout=remaining)
-                if item is None:
-                    break
-                batch.append(item)
-            while (item := self._get(timeout=0)) is not None:
-                batch.append(item)
-            if _STOP in batch and not stopping:
-                stopping = True
-                give_up_at = time.monotonic() + CLOSE_RETRY_SECONDS
-            pending.extend(event for event in batch if event is not _STOP)  # type: ignore[misc]
-            if pending:
-                try:
-                    self._write(pending)
-                except (OperationalError, DBAPIError) as exc:
-                    self.last_error = str(exc.orig or exc)
-                    if not (stopping and time.monotonic() >= give_up_at):
-                        retry_delay = min(retry_delay * 2, 5.0)
-                        continue
-                    self.lost.extend(pending)
-                pending = []
-                retry_delay = 0.1
-            if stopping:
-                return
-
-    def _beat(self) -> None:
-        """Tell other processes this run's owner is alive (see :func:`mark_crashed`)."""
-        if self._engine is None or self._run_id is None:
-            return
-        try:
-            with Session(self._engine) as session, session.begin():
-                session.execute(update(RunRow).where(RunRow.id == self._run_id).values(heartbeat_at=datetime.now(UTC)))
-        except (OperationalError, DBAPIError) as exc:
-            self.last_error = str(exc.orig or exc)
-
-    def _get(self, timeout: float | None) -> _Item | None:
-        try:
-            if timeout == 0:
-                return self._queue.get_nowait()
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def _write(self, events: list[Event]) -> None:
-        """Write ``events`` in one transaction, merging each node's events into one row change."""
-        assert self._engine is not None
-        new_runs: list[dict[str, Any]] = []
-        run_changes: dict[str, dict[str, Any]] = {}
-        node_changes: dict[tuple[str, str], dict[str, Any]] = {}
-        artifacts: list[dict[str, Any]] = []
-        for event in events:
-            if isinstance(event, RunStarted):
-                new_runs.append(
-                    {
-                        "id": event.run_id,
-                        "workflow": event.workflow.name,
-                        "status": "running",
-                        "started_at": event.started_at,
-                        "host": event.host,
-                        "pid": event.pid,
-                        "heartbeat_at": event.started_at,
-                    }
-                )
-            elif isinstance(event, NodeStarted):
-                node_changes.setdefault((event.run_id, event.node), {}).update(
-                    path=event.path, status=str(NodeStatus.RUNNING), attempts=event.attempt, started_at=event.started_at
-                )
-            elif isinstance(event, NodeFinished):
-                change = node_changes.setdefault((event.run_id, event.node), {})
-                change.update(
-                    path=event.path,
-                    status=str(event.status),
-                    exit_code=event.exit_code,
-                    attempts=event.attempt,
-                    finished_at=event.finished_at,
-                    error=event.error,
-                )
-                if event.started_at is not None:
-                    change["started_at"] = event.started_at
-                artifacts.extend(
-                    {"run_id": event.run_id, "node": event.node, "name": a.name, "path": str(a.path), "size": a.size}
-                    for a in event.artifacts
-                )
-            elif isinstance(event, RunFinished):
-                run_changes[event.run_id] = {
-                    "status": str(event.status),
-                    "exit_code": event.exit_code,
-                    "finished_at": event.finished_at,
-                    "error": event.error,
-                }
-        inserts = [
-            {**_NODE_DEFAULTS, "run_id": run_id, "name": name, "position": self._positions.get(name, 0), **change}
-            for (run_id, name), change in node_changes.items()
-            if (run_id, name) not in self._known_nodes
-        ]
-        with Session(self._engine) as session, session.begin():
-            if new_runs:
-                session.execute(insert(RunRow), new_runs)
-            if inserts:
-                session.execute(insert(NodeRunRow), inserts)
-            for (run_id, name), change in node_changes.items():
-                if (run_id, name) in self._known_nodes:
-                    session.execute(
-                        update(NodeRunRow).where(NodeRunRow.run_id == run_id, NodeRunRow.name == name).values(**change)
-                    )
-            if artifacts:
-                session.execute(insert(ArtifactRow), artifacts)
-            for run_id, change in run_changes.items():
-                session.execute(update(RunRow).where(RunRow.id == run_id).values(**change))
-        self._known_nodes.update(node_changes)
+        self._flush()
+        if self._transport is not None and self._pipe is not None:
+            self._transport.close()  # what is buffered is written first, then the writer sees the end
+            await self._pipe.closed
+            self._transport = None
+        process, self._process = self._process, None
+        last = await asyncio.to_thread(_finish, process)
+        self.lost = int(last.get("lost", 0))
+        self.last_error = last.get("error")

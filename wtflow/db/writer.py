@@ -1,0 +1,345 @@
+"""The database writer: a process of its own that turns a run's events into rows.
+
+``wtflow.db.recorder`` starts it with ``python -m wtflow.db.writer`` and talks to it through
+its stdin and stdout. Being a process, it imports SQLAlchemy and connects while the runner
+is still loading the workflow, and its work never competes with the event loop for the GIL.
+
+Protocol: the runner sends pickled messages on stdin, first ``("open", url)``, then events
+(``RunOpened``, ``NodeStarted``, ``NodeFinished``, ``RunFinished``). The writer answers one
+JSON line on stdout once connected (``{"ready": true}``, or ``{"error": ..., "exit_code": ...}``)
+and one when it ends (``{"lost": N, "error": ...}``). It gathers what arrives for a moment and
+writes it in one transaction; if the database stops answering, events wait and are written
+when it answers again. End of input means the runner is done; if its run was never closed
+(the runner was killed), the writer marks the run ``crashed`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from wtflow.db.connect import display_url, open_engine
+from wtflow.db.recorder import RunOpened
+from wtflow.db.schema import upgrade
+from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
+from wtflow.errors import BackendUnavailable, WtflowError
+from wtflow.events import NodeFinished, NodeStarted, NodeStatus, RunFinished
+
+# How long the writer keeps retrying an unreachable database after the run has ended.
+CLOSE_RETRY_SECONDS = 30.0
+# The writer refreshes its run's heartbeat this often; runs silent for STALE_AFTER count as crashed.
+HEARTBEAT_SECONDS = 15.0
+STALE_AFTER = timedelta(minutes=5)
+# How long the writer gathers events before writing them in one transaction.
+BATCH_SECONDS = 0.2
+CRASHED_ERROR = "the process running it ended without closing it"
+_NODE_DEFAULTS: dict[str, Any] = {
+    "path": "",
+    "status": "pending",
+    "exit_code": None,
+    "attempts": 0,
+    "started_at": None,
+    "finished_at": None,
+    "error": None,
+}
+
+
+Message = RunOpened | NodeStarted | NodeFinished | RunFinished
+
+
+def connect(url: str) -> Engine:
+    """Open ``url``, bring the schema up to date and mark crashed runs; :class:`BackendUnavailable` if unreachable."""
+    engine = open_engine(url)
+    try:
+        upgrade(engine)
+        mark_crashed(engine)
+    except (OperationalError, DBAPIError) as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise BackendUnavailable(f"database {display_url(url)} is unavailable: {reason}") from None
+    return engine
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def mark_crashed(engine: Engine, now: datetime | None = None) -> int:
+    """Mark ``running`` runs whose owner is gone as ``crashed``; return how many.
+
+    A run's owner is gone when it ran on this host and its pid no longer exists, or when its
+    heartbeat is older than :data:`STALE_AFTER` (runs of other hosts).
+    """
+    now = now or datetime.now(UTC)
+    host = socket.gethostname()
+    stale_before = now - STALE_AFTER
+    crashed: list[str] = []
+    with Session(engine) as session:
+        for run_id, run_host, pid, heartbeat in session.execute(
+            select(RunRow.id, RunRow.host, RunRow.pid, RunRow.heartbeat_at).where(RunRow.status == "running")
+        ):
+            beat = heartbeat.replace(tzinfo=UTC) if heartbeat is not None and heartbeat.tzinfo is None else heartbeat
+            if (run_host == host and not _alive(pid)) or (beat is not None and beat < stale_before):
+                crashed.append(run_id)
+    if crashed:
+        _crash(engine, crashed, now)
+    return len(crashed)
+
+
+def _crash(engine: Engine, run_ids: list[str], now: datetime) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(RunRow)
+            .where(RunRow.id.in_(run_ids), RunRow.status == "running")
+            .values(status="crashed", finished_at=now, error=CRASHED_ERROR)
+        )
+        session.execute(
+            update(NodeRunRow)
+            .where(NodeRunRow.run_id.in_(run_ids), NodeRunRow.status.in_(["running", "pending"]))
+            .values(status="cancelled", finished_at=now)
+        )
+
+
+class RowWriter:
+    """Drains a queue of messages into the database in batched transactions."""
+
+    def __init__(self, engine: Engine, messages: queue.SimpleQueue[Message | None]) -> None:
+        self._engine = engine
+        self._queue = messages  # None: the end of input
+        self._known_nodes: set[tuple[str, str]] = set()
+        self._positions: dict[str, int] = {}
+        self._run_id: str | None = None
+        self._run_closed = False
+        self._ended = False  # the end of input has arrived
+        self.lost = 0
+        self.last_error: str | None = None
+
+    def drain(self) -> None:
+        """Write messages as they come until the end of input, then close an unclosed run as crashed."""
+        pending: list[Message] = []
+        ended = False
+        give_up_at = 0.0
+        retry_delay = 0.1
+        while True:
+            # Wait for work (or for the next retry), then gather what else arrives for a moment,
+            # so a busy run costs a few transactions instead of one per event.
+            batch, ended_now = self._gather(retry_delay if pending else HEARTBEAT_SECONDS)
+            if ended_now and not ended:
+                ended = True
+                give_up_at = time.monotonic() + CLOSE_RETRY_SECONDS
+            if not batch and not pending and not ended:
+                self._beat()
+                continue
+            pending.extend(batch)
+            if pending:
+                try:
+                    self._write(pending)
+                except (OperationalError, DBAPIError) as exc:
+                    self.last_error = str(exc.orig or exc)
+                    if not (ended and time.monotonic() >= give_up_at):
+                        retry_delay = min(retry_delay * 2, 5.0)
+                        continue
+                    self.lost += len(pending)
+                pending = []
+                retry_delay = 0.1
+            if ended:
+                self._close_unfinished()
+                return
+
+    def _gather(self, timeout: float) -> tuple[list[Message], bool]:
+        first = self._get(timeout)
+        if first is None:
+            return [], self._ended
+        batch = [first]
+        deadline = time.monotonic() + BATCH_SECONDS
+        while not self._ended and (remaining := deadline - time.monotonic()) > 0:
+            item = self._get(remaining)
+            if item is None:
+                break
+            batch.append(item)
+        while not self._ended and (item := self._get(0)) is not None:
+            batch.append(item)
+        return batch, self._ended
+
+    def _get(self, timeout: float) -> Message | None:
+        try:
+            item = self._queue.get_nowait() if timeout == 0 else self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is None:
+            self._ended = True
+        return item
+
+    def _beat(self) -> None:
+        """Tell other processes this run's owner is alive (see :func:`mark_crashed`)."""
+        if self._run_id is None or self._run_closed:
+            return
+        try:
+            with Session(self._engine) as session, session.begin():
+                session.execute(update(RunRow).where(RunRow.id == self._run_id).values(heartbeat_at=datetime.now(UTC)))
+        except (OperationalError, DBAPIError) as exc:
+            self.last_error = str(exc.orig or exc)
+
+    def _close_unfinished(self) -> None:
+        """The runner ended without closing its run (it was killed): the run crashed."""
+        if self._run_id is None or self._run_closed:
+            return
+        try:
+            _crash(self._engine, [self._run_id], datetime.now(UTC))
+        except (OperationalError, DBAPIError) as exc:
+            self.last_error = str(exc.orig or exc)
+
+    def _changes(
+        self, messages: list[Message]
+    ) -> tuple[
+        list[dict[str, Any]], dict[str, dict[str, Any]], dict[tuple[str, str], dict[str, Any]], list[dict[str, Any]]
+    ]:
+        """New runs, run row changes, node row changes (one per node) and new artifacts."""
+        new_runs: list[dict[str, Any]] = []
+        run_changes: dict[str, dict[str, Any]] = {}
+        node_changes: dict[tuple[str, str], dict[str, Any]] = {}
+        artifacts: list[dict[str, Any]] = []
+        for message in messages:
+            if isinstance(message, RunOpened):
+                self._positions = {name: index for index, name in enumerate(message.nodes)}
+                self._run_id = message.run_id
+                new_runs.append(
+                    {
+                        "id": message.run_id,
+                        "workflow": message.workflow,
+                        "status": "running",
+                        "started_at": message.started_at,
+                        "host": message.host,
+                        "pid": message.pid,
+                        "heartbeat_at": message.started_at,
+                    }
+                )
+            elif isinstance(message, NodeStarted):
+                node_changes.setdefault((message.run_id, message.node), {}).update(
+                    path=message.path,
+                    status=str(NodeStatus.RUNNING),
+                    attempts=message.attempt,
+                    started_at=message.started_at,
+                )
+            elif isinstance(message, NodeFinished):
+                change = node_changes.setdefault((message.run_id, message.node), {})
+                change.update(
+                    path=message.path,
+                    status=str(message.status),
+                    exit_code=message.exit_code,
+                    attempts=message.attempt,
+                    finished_at=message.finished_at,
+                    error=message.error,
+                )
+                if message.started_at is not None:
+                    change["started_at"] = message.started_at
+                artifacts.extend(
+                    {
+                        "run_id": message.run_id,
+                        "node": message.node,
+                        "name": a.name,
+                        "path": str(a.path),
+                        "size": a.size,
+                    }
+                    for a in message.artifacts
+                )
+            elif isinstance(message, RunFinished):
+                run_changes[message.run_id] = {
+                    "status": str(message.status),
+                    "exit_code": message.exit_code,
+                    "finished_at": message.finished_at,
+                    "error": message.error,
+                }
+        return new_runs, run_changes, node_changes, artifacts
+
+    def _write(self, messages: list[Message]) -> None:
+        """Write ``messages`` in one transaction, merging each node's events into one row change."""
+        new_runs, run_changes, node_changes, artifacts = self._changes(messages)
+        inserts = [
+            {**_NODE_DEFAULTS, "run_id": run_id, "name": name, "position": self._positions.get(name, 0), **change}
+            for (run_id, name), change in node_changes.items()
+            if (run_id, name) not in self._known_nodes
+        ]
+        with Session(self._engine) as session, session.begin():
+            if new_runs:
+                session.execute(insert(RunRow), new_runs)
+            if inserts:
+                session.execute(insert(NodeRunRow), inserts)
+            for (run_id, name), change in node_changes.items():
+                if (run_id, name) in self._known_nodes:
+                    session.execute(
+                        update(NodeRunRow).where(NodeRunRow.run_id == run_id, NodeRunRow.name == name).values(**change)
+                    )
+            if artifacts:
+                session.execute(insert(ArtifactRow), artifacts)
+            for run_id, change in run_changes.items():
+                session.execute(update(RunRow).where(RunRow.id == run_id).values(**change))
+        self._known_nodes.update(node_changes)
+        if self._run_id in run_changes:
+            self._run_closed = True
+
+
+def _read(stream: BinaryIO, messages: queue.SimpleQueue[Message | None]) -> None:
+    """Unpickle messages from the runner until its end of the pipe closes."""
+    try:
+        while True:
+            messages.put(pickle.load(stream))  # noqa: S301 - our own parent writes this pipe
+    except (EOFError, pickle.UnpicklingError, OSError):
+        pass
+    finally:
+        messages.put(None)
+
+
+def _answer(out: BinaryIO, **fields: Any) -> None:
+    out.write(json.dumps(fields).encode() + b"\n")
+    out.flush()
+
+
+def main() -> int:
+    """Run the writer on this process's stdin and stdout (see the module's docstring)."""
+    # Ctrl-C is the runner's to handle; the writer stops when the runner closes its pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        kind, url = pickle.load(stdin)  # noqa: S301 - our own parent writes this pipe
+    except (EOFError, pickle.UnpicklingError, ValueError):
+        return 2
+    assert kind == "open"
+    try:
+        engine = connect(url)
+    except WtflowError as exc:
+        _answer(stdout, error=str(exc), exit_code=exc.exit_code)
+        return exc.exit_code
+    _answer(stdout, ready=True)
+    messages: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+    threading.Thread(target=_read, args=(stdin, messages), name="wtflow-db-reader", daemon=True).start()
+    writer = RowWriter(engine, messages)
+    try:
+        writer.drain()
+    finally:
+        engine.dispose()
+        _answer(stdout, lost=writer.lost, error=writer.last_error)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
