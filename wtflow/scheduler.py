@@ -12,7 +12,6 @@ an :class:`~wtflow.executors.base.Executor` to run nodes. Failure policy:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import glob
 import shutil
 from collections import deque
@@ -72,7 +71,7 @@ class _Sink:
         self,
         run_id: str,
         node: str,
-        files: Mapping[str, AsyncBufferedIOBase],
+        opening: asyncio.Future[list[BinaryIO]],
         emit: Callable[[Event], None],
         *,
         masker: Masker,
@@ -80,11 +79,19 @@ class _Sink:
     ) -> None:
         self._run_id = run_id
         self._node = node
-        self._files = files
+        self._opening = opening
+        self._files: dict[str, AsyncBufferedIOBase] | None = None
         self._emit = emit
         self._masker = masker
         self._mask_files = mask_files
         self._pending = {STDOUT: b"", STDERR: b""}
+
+    async def ready(self) -> None:
+        if self._files is None:
+            handles = await asyncio.shield(self._opening)
+            loop = asyncio.get_running_loop()
+            out, err = (aiofiles.threadpool.wrap(handle, loop=loop) for handle in handles)
+            self._files = {STDOUT: out, STDERR: err}
 
     async def write(self, stream: str, data: bytes) -> None:
         pending = self._pending[stream] + data
@@ -98,6 +105,8 @@ class _Sink:
     async def _forward(self, stream: str, lines: bytes) -> None:
         self._masker.scan(lines)
         masked = self._masker.bytes(lines)
+        await self.ready()
+        assert self._files is not None
         await self._files[stream].write(masked if self._mask_files else lines)
         self._emit(NodeOutput(self._run_id, self._node, stream, masked))
 
@@ -127,6 +136,11 @@ def _open_files(paths: tuple[Path, ...]) -> list[BinaryIO]:
 def _close_files(files: list[BinaryIO]) -> None:
     for handle in files:
         handle.close()
+
+
+def _close_when_opened(opening: asyncio.Future[list[BinaryIO]]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        _close_files(opening.result())
 
 
 class Scheduler:
@@ -330,27 +344,23 @@ class Scheduler:
 
     async def _attempt(self, job: Job) -> Outcome:
         paths = (self.layout.path(job.node, STDOUT), self.layout.path(job.node, STDERR))
-        # Creating files can be slow (on some disks a millisecond each) and must not block the
-        # loop: one thread hop creates the node's directory and opens both files.
-        opening = asyncio.ensure_future(asyncio.to_thread(_open_files, paths))
+        # Creating files can be slow (on some disks a millisecond each): a worker thread makes
+        # the node's directory and opens both files while the process starts, as the pipes
+        # hold its first output. Files that cannot be made fail the node after it ran.
+        # A plain future, not a task: it is never cancelled, so files it opens are always closed.
+        opening = asyncio.get_running_loop().run_in_executor(None, _open_files, paths)
+        sink = _Sink(self.run_id, job.node, opening, self._emit, masker=self._masker, mask_files=self._mask_files)
         try:
-            files = await asyncio.shield(opening)
-        except asyncio.CancelledError:
-            # Cancelled while the files were opening: let them open, then close them.
-            with contextlib.suppress(OSError):
-                _close_files(await opening)
-            raise
-        try:
-            loop = asyncio.get_running_loop()
-            out, err = (aiofiles.threadpool.wrap(handle, loop=loop) for handle in files)
-            streams = {STDOUT: out, STDERR: err}
-            sink = _Sink(self.run_id, job.node, streams, self._emit, masker=self._masker, mask_files=self._mask_files)
             try:
                 return await self._executor.execute(job, sink)
             finally:
                 await sink.flush()
         finally:
-            _close_files(files)  # closing a file without fsync does not block
+            try:
+                _close_files(await asyncio.shield(opening))  # closing without fsync does not block
+            except asyncio.CancelledError:
+                opening.add_done_callback(_close_when_opened)
+                raise
 
     def _keep_attempt_output(self, node: Node, attempt: int) -> None:
         """Keep a failed attempt's output beside the next attempt's, as ``stdout.attempt-N.log``."""

@@ -48,10 +48,18 @@ class Outcome:
 
 
 class OutputSink(Protocol):
-    """Where an executor sends output, chunk by chunk, as it is produced."""
+    """Where an executor sends output, chunk by chunk, as it is produced.
+
+    The node's artifact files are created while its process starts; an executor whose process
+    writes into the node's directory itself (a function's ``result.json``) awaits :meth:`ready`
+    before starting it.
+    """
 
     async def write(self, stream: str, data: bytes) -> None:
         """Store and forward ``data`` written to ``stream`` (``stdout`` or ``stderr``)."""
+
+    async def ready(self) -> None:
+        """Wait until the node's directory and artifact files exist (``OSError`` if they cannot)."""
 
 
 class Executor(Protocol):

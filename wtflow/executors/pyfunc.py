@@ -59,6 +59,7 @@ class PyFuncExecutor:
             await sink.write(STDERR, f"wtflow: {message}\n".encode())
             return Outcome(exit_code=None, error=message)
         result_path = str(job.node_dir / FILE_NAMES[RESULT])
+        await sink.ready()  # the function writes its result into the node's directory
         main = _main_header(getattr(function.func, "__module__", None))
         server = await self._fork_server(main)
         if server is not None:
