@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import re
@@ -240,7 +241,10 @@ def _load(path: Path | None, workflow: str | None) -> Any:
     from wtflow import loader
 
     file = loader.find_file(path)
-    return loader.select(loader.load_file(file), workflow, file)
+    selected = loader.select(loader.load_file(file), workflow, file)
+    # What is loaded now lives for the whole command: keep the garbage collector from walking it.
+    gc.freeze()
+    return selected
 
 
 @main.command(epilog="\b\nExamples:\n  wtflow run\n  wtflow run ci.yml --target unit --output grouped\n"

@@ -8,7 +8,9 @@ YAML is parsed safely: no tags that construct objects, aliases expanded within a
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import importlib
 import importlib.util
 import sys
@@ -606,12 +608,33 @@ def _fast_data(text: str) -> Any:
         return None
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a workflow is built.
+
+    Building a large workflow creates many objects and no garbage cycles; collections that
+    walked them all made loading superlinear (20,000 nodes took 3.4 times as long as 10,000).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_yaml(text: str, file: str = "<string>", base_dir: Path | None = None) -> Workflow:
     """Parse, validate and build the workflow in ``text``; ``base_dir`` anchors relative paths.
 
     Ordinary files are read by libyaml at full speed; positions for messages are found only
     when a problem needs them. Files with aliases or tags go through the careful parser.
     """
+    with _gc_paused():
+        return _load_yaml(text, file, base_dir)
+
+
+def _load_yaml(text: str, file: str, base_dir: Path | None) -> Workflow:
     base = (base_dir or Path.cwd()).resolve()
     data = _fast_data(text)
     if isinstance(data, dict):

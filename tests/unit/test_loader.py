@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
 import textwrap
 from pathlib import Path
@@ -273,3 +275,18 @@ def test_python_file_error_has_its_line(tmp_path: Path) -> None:
     path.write_text("import wtflow\n\nx = 1 / 0\n")
     with pytest.raises(WorkflowError, match=r"wtflow_py_broken_test.py:3:1: loading failed: ZeroDivisionError"):
         load_file(path)
+
+
+@pytest.mark.parametrize(
+    "text", ["name: w\nroot: {name: a, command: 'true'}\n", "name: w\nroot: {name: a, comand: x}\n"]
+)
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_leaves_the_garbage_collector_as_it_found_it(text: str, enabled: bool) -> None:
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with contextlib.suppress(WorkflowError):
+            load_yaml(text)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
