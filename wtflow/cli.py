@@ -373,9 +373,12 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
         from wtflow.observers.console import GroupedPrinter
         from wtflow.observers.github import GitHubObserver
 
-        observers.append(GitHubObserver(Engine(workflow, config).masker()))
-        if not json_output and mode == "grouped":
-            observers.append(GroupedPrinter(github=True))
+        grouped = GroupedPrinter(github=True) if not json_output and mode == "grouped" else None
+        observers.append(
+            GitHubObserver(Engine(workflow, config).masker(), annotate=grouped.annotate if grouped else None)
+        )
+        if grouped is not None:
+            observers.append(grouped)
     if not (json_output or (github and mode == "grouped")) and (printer := console_observer(OutputMode(mode))):
         observers.append(printer)
     from wtflow.orphans import adopting_orphans

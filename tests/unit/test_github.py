@@ -1,12 +1,16 @@
-"""The GitHub step summary stays under GitHub's 1 MiB limit, and commands are escaped."""
+"""The GitHub step summary stays under GitHub's 1 MiB limit, commands are escaped, annotations stay out of groups."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from wtflow import Command, Node, Workflow
 from wtflow.events import ArtifactInfo, NodeFinished, NodeStatus, RunFinished, RunStarted, RunStatus
+from wtflow.observers.console import GroupedPrinter
 from wtflow.observers.github import SUMMARY_LIMIT, GitHubObserver, escape_data, escape_property
 
 
@@ -30,3 +34,32 @@ def test_summary_of_a_huge_failing_run_stays_under_one_mebibyte(tmp_path: Path) 
 def test_workflow_command_values_are_escaped() -> None:
     assert escape_data("50%\nnext\r") == "50%25%0Anext%0D"
     assert escape_property("a:b,c") == "a%3Ab%2Cc"
+
+
+def test_error_annotations_never_land_inside_an_output_group(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # The grouped printer copies blocks from a thread; annotations go through it, in order.
+    out = tmp_path / "stdout.log"
+    out.write_text("line\n" * 20_000)  # a block long enough for a direct write to cut into it
+    good, bad = Node("good", executable=Command("true")), Node("bad", executable=Command("false"))
+    workflow = Workflow("gh", Node("root", parallel=True, children=[good, bad]))
+    now = datetime.now(UTC)
+    printer = GroupedPrinter(github=True)
+    observer = GitHubObserver(environ={}, annotate=printer.annotate)
+
+    async def run() -> None:
+        await printer.aopen()
+        for target in (observer, printer):
+            target.notify(RunStarted("r", workflow, tmp_path, now, "host", 1))
+        info = (ArtifactInfo("stdout", out, out.stat().st_size),)
+        finished = NodeFinished("r", "good", "root/good", NodeStatus.SUCCEEDED, 0, now, now, 1, None, info)
+        failed = NodeFinished("r", "bad", "root/bad", NodeStatus.FAILED, 1, now, now, 1, None, ())
+        for event in (finished, failed):
+            for target in (observer, printer):
+                target.notify(event)
+        await printer.aclose()
+
+    asyncio.run(run())
+    assert capfd.readouterr().out == (
+        "::group::good (succeeded)\n" + "line\n" * 20_000 + "::endgroup::\n"
+        "::error title=wtflow%3A node bad failed::exit code 1\n"
+    )

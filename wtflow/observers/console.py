@@ -93,7 +93,7 @@ class GroupedPrinter(BaseObserver):
     """Each node's output as one block when it ends, copied from its artifact files by a thread."""
 
     def __init__(self, *, github: bool = False) -> None:
-        self._queue: queue.SimpleQueue[NodeFinished | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[NodeFinished | str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._github = github  # GitHub Actions folds ::group:: blocks
 
@@ -107,6 +107,10 @@ class GroupedPrinter(BaseObserver):
         if isinstance(event, NodeFinished) and event.artifacts:
             self._queue.put(event)
 
+    def annotate(self, line: str) -> None:
+        """Print ``line`` between blocks, never inside one (GitHub's ``::error`` annotations)."""
+        self._queue.put(line)
+
     async def aclose(self) -> None:
         """Print what is queued, then stop."""
         if self._thread is not None:
@@ -116,6 +120,9 @@ class GroupedPrinter(BaseObserver):
 
     def _copy_blocks(self) -> None:
         while (event := self._queue.get()) is not None:
+            if isinstance(event, str):
+                write_bytes(sys.stdout, event.encode())
+                continue
             paths = {info.name: info.path for info in event.artifacts if info.size}
             if not paths.get(STDOUT) and not paths.get(STDERR):
                 continue

@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from wtflow.events import BaseObserver, Event, NodeFinished, RunFinished, RunStarted
@@ -36,11 +37,23 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def _print(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
 class GitHubObserver(BaseObserver):
     """Writes what GitHub Actions shows of a run; a no-op outside Actions."""
 
-    def __init__(self, masker: Masker | None = None, environ: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        masker: Masker | None = None,
+        environ: dict[str, str] | None = None,
+        annotate: Callable[[str], None] | None = None,
+    ) -> None:
         self.environ = dict(os.environ if environ is None else environ)
+        # Where ::error lines go: stdout, or the grouped printer, so none lands inside a group.
+        self.annotate = annotate or _print
         self.masker = masker or Masker()
         self.workflow: Workflow | None = None
         self.run_dir: Path | None = None
@@ -56,8 +69,7 @@ class GitHubObserver(BaseObserver):
             if event.status.is_failure and self.workflow and self.workflow.nodes[event.node].executable is not None:
                 detail = self.masker.text(event.error or f"exit code {event.exit_code}")
                 title = escape_property(f"wtflow: node {event.node} {event.status}")
-                sys.stdout.write(f"::error title={title}::{escape_data(detail)}\n")
-                sys.stdout.flush()
+                self.annotate(f"::error title={title}::{escape_data(detail)}\n")
         elif isinstance(event, RunFinished):
             self.result = event
 
