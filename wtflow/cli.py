@@ -82,6 +82,7 @@ class App:
 
     config_file: Path | None = None
     db_url: str | None = None
+    db_retry: float | None = None
     artifacts_dir: Path | None = None
     max_parallel: int | None = None
     ignore_failure: bool | None = None
@@ -103,7 +104,7 @@ class App:
         db_url = base.db.url if self.db_url is None else (self.db_url or None)
         run = base.run
         return Config(
-            db=DatabaseConfig(db_url),
+            db=DatabaseConfig(db_url, base.db.retry if self.db_retry is None else self.db_retry),
             storage=StorageConfig(self.artifacts_dir or base.storage.artifacts_dir),
             run=RunConfig(
                 ignore_failure=run.ignore_failure if self.ignore_failure is None else self.ignore_failure,
@@ -167,7 +168,7 @@ def app_option(
 
 
 def state_options(function: F) -> F:
-    """Options saying where run history lives: --config, --db-url, --artifacts-dir."""
+    """Options saying where run history lives: --config, --db-url, --db-retry, --artifacts-dir."""
     options = [
         app_option(
             "--config",
@@ -181,6 +182,13 @@ def state_options(function: F) -> F:
             attribute="db_url",
             envvar="WTFLOW_DB_URL",
             help="sqlite:///path or postgresql://user@host/db; empty for none.  [default: sqlite:///.wtflow/wtflow.db]",
+        ),
+        app_option(
+            "--db-retry",
+            attribute="db_retry",
+            envvar="WTFLOW_DB_RETRY",
+            type=click.FloatRange(min=0),
+            help="Seconds to keep retrying rows after the run if the database went away.  [default: 30]",
         ),
         app_option(
             "--artifacts-dir",
@@ -386,7 +394,14 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
     # Adopt processes that escape their node (setsid, double fork) so the run can stop them.
     with adopting_orphans() as adopting:
         engine = Engine(workflow, config, observers=observers, stop_orphans=adopting)
-        return run_interruptibly(engine)
+        try:
+            return run_interruptibly(engine)
+        finally:
+            if engine.warnings:
+                import structlog
+
+                for warning in engine.warnings:
+                    structlog.get_logger("wtflow").warning("database_rows_lost", message=warning)
 
 
 def run_interruptibly(engine: Any) -> int:

@@ -4,6 +4,7 @@ INI layout::
 
     [database]
     url = sqlite:///wtflow.db
+    retry = 30
     [storage]
     artifacts_dir = .wtflow/artifacts
     [run]
@@ -69,9 +70,19 @@ def parse_seconds(value: str, where: str) -> float:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    """Where runs are recorded: a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://...``)."""
+    """Where runs are recorded: a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://...``).
+
+    ``retry`` is how many seconds, after the run has ended, rows that could not be written
+    (the database went away) are retried before they are given up (with a warning; the run's
+    ``events.jsonl`` and ``run.json`` still hold them).
+    """
 
     url: str | None = None
+    retry: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.retry < 0 or not math.isfinite(self.retry):
+            raise ConfigError(f"database.retry: expected a number of seconds >= 0, got {self.retry!r}")
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,7 @@ class RunConfig:
 _Parser = Callable[[str, str], Any]
 _FIELDS: dict[tuple[str, str], tuple[str, _Parser]] = {
     ("database", "url"): ("WTFLOW_DB_URL", lambda value, _where: value.strip() or None),
+    ("database", "retry"): ("WTFLOW_DB_RETRY", parse_seconds),
     ("storage", "artifacts_dir"): ("WTFLOW_ARTIFACTS_DIR", lambda value, _where: Path(value) if value else None),
     ("run", "ignore_failure"): ("WTFLOW_IGNORE_FAILURE", parse_bool),
     ("run", "max_parallel"): ("WTFLOW_MAX_PARALLEL", parse_positive_int),

@@ -83,6 +83,8 @@ class Engine:
         self._executor = executor
         self._stop_orphans = stop_orphans
         self.result: RunResult | None = None
+        # What went wrong beside the run itself, for the caller to show (rows the database lost).
+        self.warnings: list[str] = []
         self.scheduler: Scheduler | None = None
 
     @property
@@ -94,7 +96,7 @@ class Engine:
         """Record a run that could not start (no artifacts directory) as failed, if a database is set."""
         if not self.config.db.url:
             return
-        recorder = DatabaseRecorder(self.config.db.url)
+        recorder = DatabaseRecorder(self.config.db.url, retry=self.config.db.retry)
         await recorder.aopen()
         started = now()
         recorder.notify(RunStarted(run_id, self.workflow, run_dir, started, socket.gethostname(), os.getpid()))
@@ -178,7 +180,16 @@ class Engine:
                     self.result = _result(finished, run_dir, scheduler)
         finally:
             await _close_all(observers)
+            self.warnings += _lost_rows(observers, layout.run_dir)
         return EXIT_CODES[status]
+
+
+def _lost_rows(observers: list[Observer], run_dir: Path) -> list[str]:
+    return [
+        f"{o.lost} events could not be written to the database ({o.last_error}); {run_dir / 'events.jsonl'} has them"
+        for o in observers
+        if isinstance(o, DatabaseRecorder) and o.lost
+    ]
 
 
 def _stop_orphans(grace: float, helpers: set[int]) -> None:

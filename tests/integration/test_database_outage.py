@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -146,3 +147,36 @@ def test_nodes_carry_on_while_the_database_is_down_and_rows_arrive_when_it_retur
             assert session.scalar(select(func.count()).select_from(NodeRunRow)) == 4
     finally:
         db.dispose()
+
+
+@pytest.mark.postgres
+def test_rows_the_database_never_takes_are_given_up_after_the_retry_time_with_a_warning(
+    tmp_path: Path, proxied_url: tuple[str, Proxy]
+) -> None:
+    url, proxy = proxied_url
+    gate, down = tmp_path / "gate", tmp_path / "down"
+    root = Node(
+        "root",
+        children=[
+            Node("first", executable=Command(f"touch {down}; while [ ! -e {gate} ]; do sleep 0.02; done")),
+            Node("second", executable=Command("echo during the outage")),
+        ],
+    )
+    config = Config(db=DatabaseConfig(url, retry=0.5), storage=StorageConfig(tmp_path / "arts"))
+    engine = Engine(Workflow("lost", root), config, observers=[])
+    outcome: list[int] = []
+    runner = threading.Thread(target=lambda: outcome.append(engine.run()))
+    runner.start()
+    wait_for(down.exists)
+    proxy.cut()  # and it never comes back
+    gate.touch()
+    runner.join(timeout=60)
+    assert outcome == [0]  # the run itself succeeded
+    assert engine.result is not None
+    events_file = engine.result.run_dir / "events.jsonl"
+    assert len(engine.warnings) == 1
+    assert re.fullmatch(
+        rf"\d+ events could not be written to the database \(.+\); {events_file} has them", engine.warnings[0]
+    )
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert [e["node"] for e in events if e["event"] == "node_finished"] == ["first", "second", "root"]

@@ -25,9 +25,11 @@ def test_from_env_reads_every_variable() -> None:
             "WTFLOW_IGNORE_FAILURE": "true",
             "WTFLOW_MAX_PARALLEL": "7",
             "WTFLOW_KILL_GRACE": "2.5",
+            "WTFLOW_DB_RETRY": "4",
         }
     )
     assert config.db.url == "sqlite:///x.db"
+    assert config.db.retry == 4.0
     assert config.storage.artifacts_dir == Path("/tmp/arts")
     assert config.run.ignore_failure is True
     assert config.run.max_parallel == 7
@@ -53,11 +55,12 @@ def test_bad_max_parallel_names_the_variable(raw: str) -> None:
 def test_from_ini_reads_every_section(tmp_path: Path) -> None:
     ini = tmp_path / "wtflow.ini"
     ini.write_text(
-        "[database]\nurl = sqlite:///runs.db\n[storage]\nartifacts_dir = arts\n"
+        "[database]\nurl = sqlite:///runs.db\nretry = 0\n[storage]\nartifacts_dir = arts\n"
         "[run]\nignore_failure = yes\nmax_parallel = 3\n"
     )
     config = Config.from_ini(ini)
     assert config.db.url == "sqlite:///runs.db"
+    assert config.db.retry == 0.0
     assert config.storage.artifacts_dir == Path("arts")
     assert config.run.ignore_failure is True
     assert config.run.max_parallel == 3
@@ -94,3 +97,9 @@ def test_environment_overrides_ini(tmp_path: Path) -> None:
     ini.write_text("[run]\nmax_parallel = 3\nignore_failure = true\n")
     config = Config.from_env({"WTFLOW_MAX_PARALLEL": "9"}, base=Config.from_ini(ini))
     assert (config.run.max_parallel, config.run.ignore_failure) == (9, True)
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon", "inf"])
+def test_bad_database_retry_names_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError, match="WTFLOW_DB_RETRY: expected a number of seconds >= 0"):
+        Config.from_env({"WTFLOW_DB_RETRY": raw})

@@ -47,12 +47,12 @@ def _start() -> subprocess.Popen[bytes]:
     )
 
 
-def _connect(process: subprocess.Popen[bytes], url: str) -> dict[str, Any]:
+def _connect(process: subprocess.Popen[bytes], url: str, retry: float) -> dict[str, Any]:
     """Tell the writer which database to open (the URL may hold a password: not in argv); its answer."""
     assert process.stdin is not None
     assert process.stdout is not None
     try:
-        process.stdin.write(pickle.dumps(("open", url)))
+        process.stdin.write(pickle.dumps(("open", url, retry)))
         process.stdin.flush()
         return dict(json.loads(process.stdout.readline()))
     except (OSError, ValueError):
@@ -111,8 +111,9 @@ class _Pipe(asyncio.BaseProtocol):
 class DatabaseRecorder(BaseObserver):
     """Writes runs, node executions and artifacts as the events arrive."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, retry: float = 30.0) -> None:
         self.url = url
+        self.retry = retry  # seconds to keep retrying rows after the run if the database went away
         self._process: subprocess.Popen[bytes] | None = None
         self._transport: asyncio.WriteTransport | None = None
         self._pipe: _Pipe | None = None
@@ -131,7 +132,7 @@ class DatabaseRecorder(BaseObserver):
         if process is None:
             process = await asyncio.to_thread(_start)
         assert process.stdin is not None
-        answer = await asyncio.to_thread(_connect, process, self.url)
+        answer = await asyncio.to_thread(_connect, process, self.url, self.retry)
         if not answer.get("ready"):
             await asyncio.to_thread(_finish, process)
             error = answer.get("error", "the database writer did not start")

@@ -4,7 +4,7 @@
 its stdin and stdout. Being a process, it imports SQLAlchemy and connects while the runner
 is still loading the workflow, and its work never competes with the event loop for the GIL.
 
-Protocol: the runner sends pickled messages on stdin, first ``("open", url)``, then events
+Protocol: the runner sends pickled messages on stdin, first ``("open", url, retry)``, then events
 (``RunOpened``, ``NodeStarted``, ``NodeFinished``, ``RunFinished``). The writer answers one
 JSON line on stdout once connected (``{"ready": true}``, or ``{"error": ..., "exit_code": ...}``)
 and one when it ends (``{"lost": N, "error": ...}``). It gathers what arrives for a moment and
@@ -38,8 +38,6 @@ from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
 from wtflow.errors import BackendUnavailable, WtflowError
 from wtflow.events import NodeFinished, NodeStarted, NodeStatus, RunFinished
 
-# How long the writer keeps retrying an unreachable database after the run has ended.
-CLOSE_RETRY_SECONDS = 30.0
 # The writer refreshes its run's heartbeat this often; runs silent for STALE_AFTER count as crashed.
 HEARTBEAT_SECONDS = 15.0
 STALE_AFTER = timedelta(minutes=5)
@@ -68,9 +66,13 @@ def connect(url: str) -> Engine:
         mark_crashed(engine)
     except (OperationalError, DBAPIError) as exc:
         engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise BackendUnavailable(f"database {display_url(url)} is unavailable: {reason}") from None
+        raise BackendUnavailable(f"database {display_url(url)} is unavailable: {_reason(exc)}") from None
     return engine
+
+
+def _reason(exc: DBAPIError) -> str:
+    """The first line of what the driver said: enough to tell an outage from a mistake."""
+    return (str(exc.orig or exc).strip().splitlines() or ["unknown error"])[0]
 
 
 def _alive(pid: int) -> bool:
@@ -122,8 +124,9 @@ def _crash(engine: Engine, run_ids: list[str], now: datetime) -> None:
 class RowWriter:
     """Drains a queue of messages into the database in batched transactions."""
 
-    def __init__(self, engine: Engine, messages: queue.SimpleQueue[Message | None]) -> None:
+    def __init__(self, engine: Engine, messages: queue.SimpleQueue[Message | None], *, retry: float) -> None:
         self._engine = engine
+        self._retry = retry  # seconds to keep retrying an unreachable database after the end of input
         self._queue = messages  # None: the end of input
         self._known_nodes: set[tuple[str, str]] = set()
         self._positions: dict[str, int] = {}
@@ -145,7 +148,7 @@ class RowWriter:
             batch, ended_now = self._gather(retry_delay if pending else HEARTBEAT_SECONDS)
             if ended_now and not ended:
                 ended = True
-                give_up_at = time.monotonic() + CLOSE_RETRY_SECONDS
+                give_up_at = time.monotonic() + self._retry
             if not batch and not pending and not ended:
                 self._beat()
                 continue
@@ -154,7 +157,7 @@ class RowWriter:
                 try:
                     self._write(pending)
                 except (OperationalError, DBAPIError) as exc:
-                    self.last_error = str(exc.orig or exc)
+                    self.last_error = _reason(exc)
                     if not (ended and time.monotonic() >= give_up_at):
                         retry_delay = min(retry_delay * 2, 5.0)
                         continue
@@ -197,7 +200,7 @@ class RowWriter:
             with Session(self._engine) as session, session.begin():
                 session.execute(update(RunRow).where(RunRow.id == self._run_id).values(heartbeat_at=datetime.now(UTC)))
         except (OperationalError, DBAPIError) as exc:
-            self.last_error = str(exc.orig or exc)
+            self.last_error = _reason(exc)
 
     def _close_unfinished(self) -> None:
         """The runner ended without closing its run (it was killed): the run crashed."""
@@ -206,7 +209,7 @@ class RowWriter:
         try:
             _crash(self._engine, [self._run_id], datetime.now(UTC))
         except (OperationalError, DBAPIError) as exc:
-            self.last_error = str(exc.orig or exc)
+            self.last_error = _reason(exc)
 
     def _changes(
         self, messages: list[Message]
@@ -320,7 +323,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
-        kind, url = pickle.load(stdin)  # noqa: S301 - our own parent writes this pipe
+        kind, url, retry = pickle.load(stdin)  # noqa: S301 - our own parent writes this pipe
     except (EOFError, pickle.UnpicklingError, ValueError):
         return 2
     assert kind == "open"
@@ -332,7 +335,7 @@ def main() -> int:
     _answer(stdout, ready=True)
     messages: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
     threading.Thread(target=_read, args=(stdin, messages), name="wtflow-db-reader", daemon=True).start()
-    writer = RowWriter(engine, messages)
+    writer = RowWriter(engine, messages, retry=retry)
     try:
         writer.drain()
     finally:

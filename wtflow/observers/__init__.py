@@ -20,7 +20,7 @@ def record_observers(config: Config, run_file: Path) -> list[Observer]:
     if config.db.url:
         from wtflow.db.recorder import DatabaseRecorder
 
-        observers.append(DatabaseRecorder(config.db.url))
+        observers.append(DatabaseRecorder(config.db.url, retry=config.db.retry))
     return observers
 
 
