@@ -334,9 +334,9 @@ def run(  # noqa: PLR0917 - click passes each option positionally
         if target_list:
             loaded = subset(loaded, target_list)
         if dry_run:
-            from wtflow.engine import Engine
+            from wtflow.engine import secrets_masker
 
-            _print_plan(loaded, config, Engine(loaded, config).masker())
+            _print_plan(loaded, config, secrets_masker(loaded, config))
             return
         parallel = any(len(stage) > 1 for stage in stages(loaded))
         # Under GitHub Actions each node's output goes in a ::group:: block by default.
@@ -369,7 +369,7 @@ def _print_plan(workflow: Any, config: Config, masker: Any) -> None:
 
 
 def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
-    from wtflow.engine import Engine
+    from wtflow.engine import Engine, secrets_masker
     from wtflow.events import Observer
     from wtflow.observers.console import OutputMode, console_observer
     from wtflow.observers.logs import LogObserver
@@ -383,7 +383,7 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
 
         grouped = GroupedPrinter(github=True) if not json_output and mode == "grouped" else None
         observers.append(
-            GitHubObserver(Engine(workflow, config).masker(), annotate=grouped.annotate if grouped else None)
+            GitHubObserver(secrets_masker(workflow, config), annotate=grouped.annotate if grouped else None)
         )
         if grouped is not None:
             observers.append(grouped)

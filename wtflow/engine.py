@@ -105,8 +105,7 @@ class Engine:
 
     def masker(self) -> Masker:
         """The masker for this run: the values of the workflow's and the configuration's secrets."""
-        names = [*self.workflow.secrets, *self.config.run.secrets]
-        return Masker(os.environ[name] for name in names if os.environ.get(name))
+        return secrets_masker(self.workflow, self.config)
 
     def run(self) -> int:
         """Run the workflow to the end; 0 if it succeeded, 1 if it failed."""
@@ -182,6 +181,12 @@ class Engine:
             await _close_all(observers)
             self.warnings += _lost_rows(observers, layout.run_dir)
         return EXIT_CODES[status]
+
+
+def secrets_masker(workflow: Workflow, config: Config) -> Masker:
+    """A masker of the values of ``workflow``'s and ``config``'s secrets (environment variables)."""
+    names = [*workflow.secrets, *config.run.secrets]
+    return Masker(os.environ[name] for name in names if os.environ.get(name))
 
 
 def _lost_rows(observers: list[Observer], run_dir: Path) -> list[str]:
