@@ -7,6 +7,7 @@ document into the frozen :class:`~wtflow.model.Workflow`.
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,12 @@ from pydantic import (
     model_validator,
 )
 from pydantic.functional_validators import BeforeValidator
+
+# These models are wtflow's, not the user's: keep pydantic from scanning every installed
+# package's metadata for plugins while they are built (30 ms of each start). Put back below.
+_PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
+_plugins_setting = os.environ.get(_PLUGINS)
+os.environ[_PLUGINS] = "__all__"
 
 FUNCTION_PATTERN = (
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -187,6 +194,13 @@ class WorkflowSpec(_Spec):
         if (self.root is None) == (self.nodes is None):
             raise ValueError("a workflow has exactly one of root (a tree) and nodes (a graph)")
         return self
+
+
+WorkflowSpec.model_rebuild()  # resolve the recursive references now, while plugins are off
+if _plugins_setting is None:
+    del os.environ[_PLUGINS]
+else:
+    os.environ[_PLUGINS] = _plugins_setting
 
 
 def json_schema() -> dict[str, Any]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -290,3 +293,14 @@ def test_loading_leaves_the_garbage_collector_as_it_found_it(text: str, enabled:
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+@pytest.mark.parametrize("setting", [None, "some_plugin"])
+def test_importing_the_loader_leaves_the_pydantic_plugin_setting_as_it_was(setting: str | None) -> None:
+    # The schema models are built with pydantic's plugins off, and the variable is put back.
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if setting is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = setting
+    code = "import os, wtflow.loader; print(os.environ.get('PYDANTIC_DISABLE_PLUGINS'))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout == f"{setting}\n"
