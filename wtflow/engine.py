@@ -191,9 +191,9 @@ def secrets_masker(workflow: Workflow, config: Config) -> Masker:
 
 def _lost_rows(observers: list[Observer], run_dir: Path) -> list[str]:
     return [
-        f"{o.lost} events could not be written to the database ({o.last_error}); {run_dir / 'events.jsonl'} has them"
+        f"{o.problem}; {run_dir / 'events.jsonl'} has every event"
         for o in observers
-        if isinstance(o, DatabaseRecorder) and o.lost
+        if isinstance(o, DatabaseRecorder) and o.problem
     ]
 
 

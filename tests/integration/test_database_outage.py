@@ -1,10 +1,12 @@
-"""PostgreSQL going away mid-run: the nodes carry on, and every row is written when it returns."""
+"""The database going away mid-run: the nodes carry on; rows arrive when it returns, or a warning says they did not."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 from wtflow import Command, Config, DatabaseConfig, Engine, Node, RunConfig, StorageConfig, Workflow
 from wtflow.db.connect import normalise_url
 from wtflow.db.tables import NodeRunRow, RunRow
+from wtflow.orphans import children
 
 
 class Proxy:
@@ -176,7 +179,35 @@ def test_rows_the_database_never_takes_are_given_up_after_the_retry_time_with_a_
     events_file = engine.result.run_dir / "events.jsonl"
     assert len(engine.warnings) == 1
     assert re.fullmatch(
-        rf"\d+ events could not be written to the database \(.+\); {events_file} has them", engine.warnings[0]
+        rf"\d+ events could not be written to the database \(.+\); {events_file} has every event", engine.warnings[0]
     )
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     assert [e["node"] for e in events if e["event"] == "node_finished"] == ["first", "second", "root"]
+
+
+def test_a_database_writer_that_dies_mid_run_leaves_a_warning_and_the_run_goes_on(tmp_path: Path) -> None:
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    root = Node(
+        "root",
+        children=[
+            Node("first", executable=Command(f"touch {started}; while [ ! -e {gate} ]; do sleep 0.02; done")),
+            Node("second", executable=Command("echo after the writer died")),
+        ],
+    )
+    config = Config(db=DatabaseConfig(f"sqlite:///{tmp_path / 'runs.db'}"), storage=StorageConfig(tmp_path / "arts"))
+    engine = Engine(Workflow("orphaned", root), config, observers=[])
+    outcome: list[int] = []
+    runner = threading.Thread(target=lambda: outcome.append(engine.run()))
+    runner.start()
+    wait_for(started.exists)
+    writers = [pid for pid in children() if b"wtflow.db.writer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(writers) == 1
+    os.kill(writers[0], signal.SIGKILL)
+    gate.touch()
+    runner.join(timeout=60)
+    assert outcome == [0]
+    assert engine.result is not None
+    assert engine.warnings == [
+        f"the database writer ended unexpectedly (exit -9); rows may be missing; "
+        f"{engine.result.run_dir / 'events.jsonl'} has every event"
+    ]

@@ -118,8 +118,7 @@ class DatabaseRecorder(BaseObserver):
         self._transport: asyncio.WriteTransport | None = None
         self._pipe: _Pipe | None = None
         self._buffer: list[bytes] = []
-        self.lost = 0
-        self.last_error: str | None = None
+        self.problem: str | None = None  # after the run: what did not reach the database, if anything
 
     @property
     def pid(self) -> int | None:
@@ -175,5 +174,7 @@ class DatabaseRecorder(BaseObserver):
             self._transport = None
         process, self._process = self._process, None
         last = await asyncio.to_thread(_finish, process)
-        self.lost = int(last.get("lost", 0))
-        self.last_error = last.get("error")
+        if "lost" not in last:  # it died without its last word (killed, out of memory)
+            self.problem = f"the database writer ended unexpectedly (exit {process.returncode}); rows may be missing"
+        elif last["lost"]:
+            self.problem = f"{last['lost']} events could not be written to the database ({last.get('error')})"
