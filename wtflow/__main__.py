@@ -1,5 +1,5 @@
 """``python -m wtflow``: the same as the ``wtflow`` command."""
 
-from wtflow.cli import main
+from wtflow.cli import entry
 
-main(prog_name="wtflow")
+entry()

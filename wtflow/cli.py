@@ -687,3 +687,23 @@ def runs_logs(app: App, run_id: str, node: str, show_stderr: bool) -> None:
             sys.stdout.buffer.flush()
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror}; the artifacts may have been removed") from None
+
+
+def entry() -> None:
+    """The ``wtflow`` command: :func:`main`, then a quick exit.
+
+    When a command returns, its output is written and its processes, files and database writer
+    are closed; what is left is the interpreter freeing every module, 0.05 to 0.1 s that no
+    one waits for gladly. Streams are flushed, then the process ends at once.
+    """
+    try:
+        main(prog_name="wtflow")
+        code = 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            click.echo(exc.code, err=True)
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    for stream in (sys.stdout, sys.stderr):  # click and the printers flush; this is the safety net
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)

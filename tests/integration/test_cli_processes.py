@@ -236,3 +236,12 @@ def test_a_second_signal_stops_nodes_without_waiting_for_the_grace_period(tmp_pa
     assert process.returncode == 130
     finished = [json.loads(line) for line in stderr.decode().splitlines() if '"run_finished"' in line]
     assert finished[0]["status"] == "cancelled"
+
+
+def test_the_command_exits_with_its_code_after_writing_all_its_output(tmp_path: Path) -> None:
+    # `wtflow` ends its process without the interpreter's teardown: output must still be whole.
+    (tmp_path / "wtflow.yml").write_text("name: loud\nroot: {name: talker, command: 'seq 1 200000; exit 3'}\n")
+    process = wtflow("run", "--db-url", "", "--output", "interleaved", "--log-format", "console", cwd=tmp_path)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert out == b"".join(b"%d\n" % n for n in range(1, 200_001))
