@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import Session
 
 from tests.conftest import process_alive
 from wtflow.db.connect import normalise_url
-from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
+from wtflow.db.tables import artifacts, node_runs, runs
 from wtflow.orphans import children
 
 WORKFLOW = """
@@ -52,14 +51,14 @@ def run_concurrently(tmp_path: Path, db_url: str, count: int) -> None:
         assert b"database is locked" not in stderr
     engine = create_engine(normalise_url(db_url))
     try:
-        with Session(engine) as session:
-            runs = list(session.scalars(select(RunRow)))
-            assert len(runs) == count
-            assert {(r.status, r.exit_code) for r in runs} == {("succeeded", 0)}
-            assert all(r.finished_at is not None for r in runs)
-            nodes = session.execute(select(NodeRunRow.status, func.count()).group_by(NodeRunRow.status)).all()
+        with engine.connect() as session:
+            run_rows = session.execute(select(runs)).all()
+            assert len(run_rows) == count
+            assert {(r.status, r.exit_code) for r in run_rows} == {("succeeded", 0)}
+            assert all(r.finished_at is not None for r in run_rows)
+            nodes = session.execute(select(node_runs.c.status, func.count()).group_by(node_runs.c.status)).all()
             assert nodes == [("succeeded", 4 * count)]
-            assert session.scalar(select(func.count()).select_from(ArtifactRow)) == 3 * 2 * count
+            assert session.scalar(select(func.count()).select_from(artifacts)) == 3 * 2 * count
     finally:
         engine.dispose()
 
@@ -131,12 +130,12 @@ def test_run_of_a_killed_wtflow_is_marked_crashed_by_its_database_writer(tmp_pat
         process.kill()
         process.wait(timeout=30)
         statuses: tuple[str | None, list[str]] = (None, [])
-        with Session(engine) as session:
+        with engine.connect() as session:
             for _ in range(600):  # poll: the writer retries for a while, then closes the run
-                statuses = (session.scalar(select(RunRow.status)), list(session.scalars(select(NodeRunRow.status))))
+                statuses = (session.scalar(select(runs.c.status)), list(session.scalars(select(node_runs.c.status))))
                 if statuses[0] == "crashed":
                     break
-                session.expire_all()
+                session.rollback()
                 time.sleep(0.05)
         assert statuses == ("crashed", ["cancelled"])
         assert helpers, "the writer process was not found"
@@ -167,11 +166,11 @@ def test_run_of_a_killed_wtflow_is_marked_crashed_by_the_next_one(tmp_path: Path
         for line in process.stderr:  # wait until the node runs and its start is recorded
             if json.loads(line)["event"] == "node_started":
                 break
-        with Session(engine) as session:
+        with engine.connect() as session:
             for _ in range(600):
-                if session.scalar(select(func.count()).select_from(NodeRunRow)):
+                if session.scalar(select(func.count()).select_from(node_runs)):
                     break
-                session.expire_all()
+                session.rollback()
                 time.sleep(0.05)  # poll: the writer batches events for 0.2 s
         process.kill()
         process.wait(timeout=30)
@@ -184,8 +183,8 @@ def test_run_of_a_killed_wtflow_is_marked_crashed_by_the_next_one(tmp_path: Path
         )
         assert listing.returncode == 0, listing.stderr
         assert listing.stdout.splitlines()[1].split()[1:3] == ["doomed", "crashed"]
-        with Session(engine) as session:
-            assert session.scalars(select(NodeRunRow.status)).all() == ["cancelled"]
+        with engine.connect() as session:
+            assert session.scalars(select(node_runs.c.status)).all() == ["cancelled"]
     finally:
         engine.dispose()
         if pid_file.exists():

@@ -16,11 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import Session
 
 from wtflow import Command, Config, DatabaseConfig, Engine, Node, RunConfig, StorageConfig, Workflow
 from wtflow.db.connect import normalise_url
-from wtflow.db.tables import NodeRunRow, RunRow
+from wtflow.db.tables import node_runs, runs
 from wtflow.orphans import children
 
 
@@ -91,8 +90,8 @@ def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
 def count_rows(url: str, node: str) -> int:
     db = create_engine(normalise_url(url))
     try:
-        with Session(db) as session:
-            return session.scalar(select(func.count()).where(NodeRunRow.name == node)) or 0
+        with db.connect() as session:
+            return session.scalar(select(func.count()).where(node_runs.c.name == node)) or 0
     finally:
         db.dispose()
 
@@ -143,11 +142,11 @@ def test_nodes_carry_on_while_the_database_is_down_and_rows_arrive_when_it_retur
     assert [e["node"] for e in events if e["event"] == "node_finished"] == ["first", "second", "third", "root"]
     db = create_engine(normalise_url(postgres_url))
     try:
-        with Session(db) as session:
-            assert session.scalars(select(RunRow.status)).all() == ["succeeded"]
-            statuses = dict(session.execute(select(NodeRunRow.name, NodeRunRow.status)).all())
+        with db.connect() as session:
+            assert session.scalars(select(runs.c.status)).all() == ["succeeded"]
+            statuses = dict(session.execute(select(node_runs.c.name, node_runs.c.status)).all())
             assert statuses == dict.fromkeys(("root", "first", "second", "third"), "succeeded")
-            assert session.scalar(select(func.count()).select_from(NodeRunRow)) == 4
+            assert session.scalar(select(func.count()).select_from(node_runs)) == 4
     finally:
         db.dispose()
 

@@ -8,17 +8,18 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, create_engine, select
 
 from tests.integration import pyfuncs
 from tests.integration.conftest import Runner
 from wtflow import BackendUnavailable, Command, Config, DatabaseConfig, Engine, Node, PyFunc, Workflow
 from wtflow.db.connect import normalise_url
-from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
+from wtflow.db.tables import artifacts, node_runs, runs
 
 
 def sample() -> Node:
@@ -73,14 +74,14 @@ def test_without_artifacts_dir_a_temporary_directory_is_used() -> None:
     assert engine.result.run_dir.parent.name.startswith("wtflow-")
 
 
-def rows(url: str) -> tuple[list[RunRow], list[NodeRunRow], list[ArtifactRow]]:
+def rows(url: str) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]], Sequence[Row[Any]]]:
     engine = create_engine(normalise_url(url))
     try:
-        with Session(engine) as session:
+        with engine.connect() as session:
             return (
-                list(session.scalars(select(RunRow))),
-                list(session.scalars(select(NodeRunRow).order_by(NodeRunRow.position))),
-                list(session.scalars(select(ArtifactRow))),
+                session.execute(select(runs)).all(),
+                session.execute(select(node_runs).order_by(node_runs.c.position)).all(),
+                session.execute(select(artifacts)).all(),
             )
     finally:
         engine.dispose()
@@ -89,18 +90,18 @@ def rows(url: str) -> tuple[list[RunRow], list[NodeRunRow], list[ArtifactRow]]:
 def check_recorded(url: str, runner: Runner) -> None:
     engine = runner(sample(), db_url=url)
     assert engine.result is not None
-    runs, nodes, artifacts = rows(url)
-    assert [(r.id, r.workflow, r.status, r.exit_code, r.pid) for r in runs] == [
+    run_rows, node_rows, artifact_rows = rows(url)
+    assert [(r.id, r.workflow, r.status, r.exit_code, r.pid) for r in run_rows] == [
         (engine.result.run_id, "wf", "failed", 1, os.getpid())
     ]
-    assert runs[0].finished_at is not None
-    assert [(n.name, n.path, n.status, n.exit_code) for n in nodes] == [
+    assert run_rows[0].finished_at is not None
+    assert [(n.name, n.path, n.status, n.exit_code) for n in node_rows] == [
         ("root", "root", "succeeded", 0),
         ("ok", "root/ok", "succeeded", 0),
         ("bad", "root/bad", "failed", 4),
         ("never", "root/never", "skipped", None),
     ]
-    sizes = {(a.node, a.name): a.size for a in artifacts}
+    sizes = {(a.node, a.name): a.size for a in artifact_rows}
     assert sizes[("bad", "stderr")] == 5
     assert sizes[("ok", "result")] == len(b'"done"')
     assert ("never", "stdout") not in sizes
@@ -153,9 +154,9 @@ def test_ctrl_c_closes_the_run_row_as_cancelled(tmp_path: Path) -> None:
     _, stderr = child.communicate(timeout=60)
     assert child.returncode != 0
     assert b"KeyboardInterrupt" in stderr
-    runs, nodes, _ = rows(url)
-    assert [(r.status, r.exit_code) for r in runs] == [("cancelled", 130)]
-    assert {n.name: n.status for n in nodes} == {"root": "cancelled", "sleeper": "cancelled", "after": "skipped"}
+    run_rows, node_rows, _ = rows(url)
+    assert [(r.status, r.exit_code) for r in run_rows] == [("cancelled", 130)]
+    assert {n.name: n.status for n in node_rows} == {"root": "cancelled", "sleeper": "cancelled", "after": "skipped"}
     run_json = json.loads(next((tmp_path / "arts").glob("*/run.json")).read_text())
     assert run_json["status"] == "cancelled"
 

@@ -6,11 +6,10 @@ import asyncio
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import Session
 
 from wtflow import Command, Config, DatabaseConfig, Engine, Node, RunConfig, StorageConfig, Workflow
 from wtflow.db.connect import normalise_url
-from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
+from wtflow.db.tables import artifacts, node_runs, runs
 
 NODES = 2000
 
@@ -30,17 +29,17 @@ def test_two_thousand_nodes_keep_every_byte_and_row(tmp_path: Path) -> None:
     assert asyncio.run(engine.run_async()) == 0
     assert engine.result is not None
     for i in range(NODES):
-        artifacts = engine.result[f"n{i}"].artifacts
-        assert artifacts["stdout"].path.stat().st_size == size_of(i)  # type: ignore[union-attr]
-        assert artifacts["stderr"].path.stat().st_size == i  # type: ignore[union-attr]
+        stored = engine.result[f"n{i}"].artifacts
+        assert stored["stdout"].path.stat().st_size == size_of(i)  # type: ignore[union-attr]
+        assert stored["stderr"].path.stat().st_size == i  # type: ignore[union-attr]
     db = create_engine(normalise_url(url))
     try:
-        with Session(db) as session:
-            assert session.scalars(select(RunRow.status)).all() == ["succeeded"]
-            assert session.scalar(select(func.count()).select_from(NodeRunRow)) == NODES + 1
-            assert session.scalar(select(func.count()).where(NodeRunRow.status != "succeeded")) == 0
+        with db.connect() as session:
+            assert session.scalars(select(runs.c.status)).all() == ["succeeded"]
+            assert session.scalar(select(func.count()).select_from(node_runs)) == NODES + 1
+            assert session.scalar(select(func.count()).where(node_runs.c.status != "succeeded")) == 0
             sizes = dict(
-                session.execute(select(ArtifactRow.node, ArtifactRow.size).where(ArtifactRow.name == "stdout")).all()
+                session.execute(select(artifacts.c.node, artifacts.c.size).where(artifacts.c.name == "stdout")).all()
             )
             assert sizes == {f"n{i}": size_of(i) for i in range(NODES)}
     finally:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from wtflow.db import schema
 from wtflow.db.connect import open_engine
-from wtflow.db.tables import Base
+from wtflow.db.tables import metadata
 
 
 def test_head_constant_is_the_newest_migration() -> None:
@@ -32,7 +32,7 @@ def check_migrations_match_models(url: str) -> None:
             schema.migrate(connection)
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"version_table": schema.VERSION_TABLE})
-            assert compare_metadata(context, Base.metadata) == []
+            assert compare_metadata(context, metadata) == []
             assert schema.current_revision(connection) == schema.HEAD
     finally:
         engine.dispose()
@@ -67,7 +67,7 @@ def check_empty_database_gets_the_schema_the_migrations_build(url: str) -> None:
         with engine.begin() as connection:
             schema.migrate(connection)
             migrated = reflect(connection)
-            for table in [schema.VERSION_TABLE, *reversed(Base.metadata.sorted_tables)]:
+            for table in [schema.VERSION_TABLE, *reversed(metadata.sorted_tables)]:
                 connection.execute(text(f"DROP TABLE {table if isinstance(table, str) else table.name}"))
         schema.upgrade(engine)  # an empty database: tables from the models, stamped
         with engine.connect() as connection:

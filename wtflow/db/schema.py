@@ -44,9 +44,9 @@ def upgrade(engine: Engine) -> None:
 
 def create_from_scratch(connection: Connection) -> None:
     """Create the tables of an empty database from the models and stamp it with :data:`HEAD`."""
-    from wtflow.db.tables import Base
+    from wtflow.db.tables import metadata
 
-    Base.metadata.create_all(connection)
+    metadata.create_all(connection)
     # The table Alembic itself would create (alembic.ddl.impl.DefaultImpl.version_table_impl).
     version = Table(
         VERSION_TABLE,

@@ -29,12 +29,12 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session
 
 from wtflow.db.connect import display_url, open_engine
 from wtflow.db.recorder import RunOpened
 from wtflow.db.schema import upgrade
-from wtflow.db.tables import ArtifactRow, NodeRunRow, RunRow
+from wtflow.db.tables import artifacts as artifact_table
+from wtflow.db.tables import node_runs, runs
 from wtflow.errors import BackendUnavailable, WtflowError
 from wtflow.events import NodeFinished, NodeStarted, NodeStatus, RunFinished
 
@@ -95,9 +95,9 @@ def mark_crashed(engine: Engine, now: datetime | None = None) -> int:
     host = socket.gethostname()
     stale_before = now - STALE_AFTER
     crashed: list[str] = []
-    with Session(engine) as session:
-        for run_id, run_host, pid, heartbeat in session.execute(
-            select(RunRow.id, RunRow.host, RunRow.pid, RunRow.heartbeat_at).where(RunRow.status == "running")
+    with engine.connect() as connection:
+        for run_id, run_host, pid, heartbeat in connection.execute(
+            select(runs.c.id, runs.c.host, runs.c.pid, runs.c.heartbeat_at).where(runs.c.status == "running")
         ):
             beat = heartbeat.replace(tzinfo=UTC) if heartbeat is not None and heartbeat.tzinfo is None else heartbeat
             if (run_host == host and not _alive(pid)) or (beat is not None and beat < stale_before):
@@ -108,15 +108,15 @@ def mark_crashed(engine: Engine, now: datetime | None = None) -> int:
 
 
 def _crash(engine: Engine, run_ids: list[str], now: datetime) -> None:
-    with Session(engine) as session, session.begin():
-        session.execute(
-            update(RunRow)
-            .where(RunRow.id.in_(run_ids), RunRow.status == "running")
+    with engine.begin() as connection:
+        connection.execute(
+            update(runs)
+            .where(runs.c.id.in_(run_ids), runs.c.status == "running")
             .values(status="crashed", finished_at=now, error=CRASHED_ERROR)
         )
-        session.execute(
-            update(NodeRunRow)
-            .where(NodeRunRow.run_id.in_(run_ids), NodeRunRow.status.in_(["running", "pending"]))
+        connection.execute(
+            update(node_runs)
+            .where(node_runs.c.run_id.in_(run_ids), node_runs.c.status.in_(["running", "pending"]))
             .values(status="cancelled", finished_at=now)
         )
 
@@ -197,8 +197,8 @@ class RowWriter:
         if self._run_id is None or self._run_closed:
             return
         try:
-            with Session(self._engine) as session, session.begin():
-                session.execute(update(RunRow).where(RunRow.id == self._run_id).values(heartbeat_at=datetime.now(UTC)))
+            with self._engine.begin() as connection:
+                connection.execute(update(runs).where(runs.c.id == self._run_id).values(heartbeat_at=datetime.now(UTC)))
         except (OperationalError, DBAPIError) as exc:
             self.last_error = _reason(exc)
 
@@ -282,20 +282,20 @@ class RowWriter:
             for (run_id, name), change in node_changes.items()
             if (run_id, name) not in self._known_nodes
         ]
-        with Session(self._engine) as session, session.begin():
+        with self._engine.begin() as connection:
             if new_runs:
-                session.execute(insert(RunRow), new_runs)
+                connection.execute(insert(runs), new_runs)
             if inserts:
-                session.execute(insert(NodeRunRow), inserts)
+                connection.execute(insert(node_runs), inserts)
             for (run_id, name), change in node_changes.items():
                 if (run_id, name) in self._known_nodes:
-                    session.execute(
-                        update(NodeRunRow).where(NodeRunRow.run_id == run_id, NodeRunRow.name == name).values(**change)
+                    connection.execute(
+                        update(node_runs).where(node_runs.c.run_id == run_id, node_runs.c.name == name).values(**change)
                     )
             if artifacts:
-                session.execute(insert(ArtifactRow), artifacts)
+                connection.execute(insert(artifact_table), artifacts)
             for run_id, change in run_changes.items():
-                session.execute(update(RunRow).where(RunRow.id == run_id).values(**change))
+                connection.execute(update(runs).where(runs.c.id == run_id).values(**change))
         self._known_nodes.update(node_changes)
         if self._run_id in run_changes:
             self._run_closed = True

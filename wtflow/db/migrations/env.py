@@ -3,12 +3,12 @@
 from alembic import context
 
 from wtflow.db.schema import VERSION_TABLE
-from wtflow.db.tables import Base
+from wtflow.db.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    target_metadata=metadata,
     version_table=VERSION_TABLE,
     render_as_batch=connection.dialect.name == "sqlite",
 )
