@@ -133,6 +133,7 @@ class RowWriter:
         self._run_id: str | None = None
         self._run_closed = False
         self._ended = False  # the end of input has arrived
+        self._last_beat = time.monotonic()
         self.lost = 0
         self.last_error: str | None = None
 
@@ -149,8 +150,9 @@ class RowWriter:
             if ended_now and not ended:
                 ended = True
                 give_up_at = time.monotonic() + self._retry
+            if time.monotonic() - self._last_beat >= HEARTBEAT_SECONDS:
+                self._beat()  # also while events keep coming: a busy run is not a silent one
             if not batch and not pending and not ended:
-                self._beat()
                 continue
             pending.extend(batch)
             if pending:
@@ -194,6 +196,7 @@ class RowWriter:
 
     def _beat(self) -> None:
         """Tell other processes this run's owner is alive (see :func:`mark_crashed`)."""
+        self._last_beat = time.monotonic()
         if self._run_id is None or self._run_closed:
             return
         try:

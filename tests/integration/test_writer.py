@@ -1,0 +1,42 @@
+"""The database writer's own duties: heartbeats while a run lasts."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from wtflow.db import writer
+from wtflow.db.recorder import RunOpened
+from wtflow.db.tables import runs
+from wtflow.events import NodeStarted
+
+
+def test_a_busy_run_keeps_its_heartbeat_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Other hosts count a run silent for five minutes as crashed: events must not delay the beat.
+    monkeypatch.setattr(writer, "HEARTBEAT_SECONDS", 0.2)
+    engine = writer.connect(f"sqlite:///{tmp_path / 'runs.db'}")
+    messages: queue.SimpleQueue[writer.Message | None] = queue.SimpleQueue()
+    row_writer = writer.RowWriter(engine, messages, retry=1)
+    drain = threading.Thread(target=row_writer.drain)
+    drain.start()
+    started = datetime.now(UTC)
+    try:
+        messages.put(RunOpened("r1", "busy", started, "elsewhere", os.getpid(), ("a",)))
+        for attempt in range(1, 61):  # an event every 20 ms for over a second: never a quiet moment
+            messages.put(NodeStarted("r1", "a", "a", datetime.now(UTC), attempt))
+            time.sleep(0.02)
+    finally:
+        messages.put(None)
+        drain.join(timeout=30)
+    with engine.connect() as connection:
+        beat = connection.scalar(select(runs.c.heartbeat_at))
+    engine.dispose()
+    assert beat is not None
+    assert beat.replace(tzinfo=UTC) > started + timedelta(seconds=0.4)
