@@ -319,15 +319,13 @@ def run(  # noqa: PLR0917 - click passes each option positionally
     app: App, path: Path | None, workflow: str | None, targets: Sequence[str], dry_run: bool, output: str | None
 ) -> None:
     """Run the workflow in PATH (a file, or a directory with wtflow.yml; default: this directory)."""
+    from wtflow.db import recorder
     from wtflow.graph import stages, subset
 
     app.configure_logging()
     config = app.config()
     if config.db.url and not dry_run:
-        from wtflow.db import recorder
-
-        # The database writer imports SQLAlchemy while the workflow loads.
-        recorder.prestart(config.db.url)
+        recorder.prestart(config.db.url)  # the database writer imports SQLAlchemy while the workflow loads
     try:
         loaded = _load(path, workflow)
         target_list = [name for target in targets for name in target.split()]
@@ -345,8 +343,7 @@ def run(  # noqa: PLR0917 - click passes each option positionally
         app.prepare_state_dir(config)
         code = _run(loaded, config, app, mode)
     finally:
-        if config.db.url and not dry_run:
-            recorder.discard_prestarted()
+        recorder.discard_prestarted()  # a writer the run did not take (it stopped before opening)
     sys.exit(code)
 
 

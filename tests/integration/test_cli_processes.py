@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, select
 
-from tests.conftest import process_alive
+from tests.conftest import process_alive, wait_for
 from wtflow.db.connect import normalise_url
 from wtflow.db.tables import artifacts, node_runs, runs
 from wtflow.orphans import children
@@ -107,9 +109,22 @@ def test_signal_stops_the_run_and_records_it_cancelled(tmp_path: Path, sig: sign
     assert run_json["nodes"]["after"]["status"] == "skipped"
 
 
-def test_run_of_a_killed_wtflow_is_marked_crashed_by_its_database_writer(tmp_path: Path) -> None:
-    # The writer process sees its input end without the run being closed: it closes the run
-    # itself, without waiting for another wtflow command, and then exits.
+@dataclass
+class DoomedRun:
+    """`wtflow run` of a node that sleeps, started for the test to kill; its node is cleaned up after."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    db: Engine
+    node_pid_file: Path
+
+    def node_pid(self) -> int:
+        wait_for(lambda: self.node_pid_file.exists() and self.node_pid_file.read_text().strip() != "")
+        return int(self.node_pid_file.read_text())
+
+
+@contextlib.contextmanager
+def doomed_run(tmp_path: Path) -> Iterator[DoomedRun]:
     pid_file = tmp_path / "node.pid"
     (tmp_path / "wtflow.yml").write_text(
         f'name: doomed\nroot: {{name: sleeper, command: "echo $$ > {pid_file}; exec sleep 300"}}\n'
@@ -117,35 +132,14 @@ def test_run_of_a_killed_wtflow_is_marked_crashed_by_its_database_writer(tmp_pat
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     process = wtflow("run", "--db-url", url, cwd=tmp_path)
     assert process.stderr is not None
-    engine = create_engine(normalise_url(url))
+    db = create_engine(normalise_url(url))
     try:
-        for line in process.stderr:
+        for line in process.stderr:  # wait until the node runs
             if json.loads(line)["event"] == "node_started":
                 break
-        for _ in range(600):
-            if pid_file.exists() and pid_file.read_text().strip():
-                break
-            time.sleep(0.05)
-        helpers = [pid for pid in children(process.pid) if pid != int(pid_file.read_text())]
-        process.kill()
-        process.wait(timeout=30)
-        statuses: tuple[str | None, list[str]] = (None, [])
-        with engine.connect() as session:
-            for _ in range(600):  # poll: the writer retries for a while, then closes the run
-                statuses = (session.scalar(select(runs.c.status)), list(session.scalars(select(node_runs.c.status))))
-                if statuses[0] == "crashed":
-                    break
-                session.rollback()
-                time.sleep(0.05)
-        assert statuses == ("crashed", ["cancelled"])
-        assert helpers, "the writer process was not found"
-        for _ in range(600):
-            if not any(process_alive(pid) for pid in helpers):
-                break
-            time.sleep(0.05)
-        assert not any(process_alive(pid) for pid in helpers)
+        yield DoomedRun(process, url, db, pid_file)
     finally:
-        engine.dispose()
+        db.dispose()
         if pid_file.exists():
             os.killpg(int(pid_file.read_text()), signal.SIGKILL)
         process.stderr.close()
@@ -153,29 +147,42 @@ def test_run_of_a_killed_wtflow_is_marked_crashed_by_its_database_writer(tmp_pat
             process.stdout.close()
 
 
-def test_run_of_a_killed_wtflow_is_marked_crashed_by_the_next_one(tmp_path: Path) -> None:
-    pid_file = tmp_path / "node.pid"
-    (tmp_path / "wtflow.yml").write_text(
-        f'name: doomed\nroot: {{name: sleeper, command: "echo $$ > {pid_file}; exec sleep 300"}}\n'
-    )
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    process = wtflow("run", "--db-url", url, cwd=tmp_path)
-    assert process.stderr is not None
-    engine = create_engine(normalise_url(url))
-    try:
-        for line in process.stderr:  # wait until the node runs and its start is recorded
-            if json.loads(line)["event"] == "node_started":
-                break
-        with engine.connect() as session:
-            for _ in range(600):
-                if session.scalar(select(func.count()).select_from(node_runs)):
-                    break
+def test_run_of_a_killed_wtflow_is_marked_crashed_by_its_database_writer(tmp_path: Path) -> None:
+    # The writer process sees its input end without the run being closed: it closes the run
+    # itself, without waiting for another wtflow command, and then exits.
+    with doomed_run(tmp_path) as doomed:
+        node = doomed.node_pid()
+        helpers = [pid for pid in children(doomed.process.pid) if pid != node]
+        doomed.process.kill()
+        doomed.process.wait(timeout=30)
+        statuses: tuple[str | None, list[str]] = (None, [])
+        with doomed.db.connect() as session:
+
+            def crashed() -> bool:  # the writer retries for a while, then closes the run
+                nonlocal statuses
                 session.rollback()
-                time.sleep(0.05)  # poll: the writer batches events for 0.2 s
-        process.kill()
-        process.wait(timeout=30)
+                statuses = (session.scalar(select(runs.c.status)), list(session.scalars(select(node_runs.c.status))))
+                return statuses[0] == "crashed"
+
+            wait_for(crashed, seconds=30)
+        assert statuses == ("crashed", ["cancelled"])
+        assert helpers, "the writer process was not found"
+        wait_for(lambda: not any(process_alive(pid) for pid in helpers), seconds=30)
+
+
+def test_run_of_a_killed_wtflow_is_marked_crashed_by_the_next_one(tmp_path: Path) -> None:
+    with doomed_run(tmp_path) as doomed:
+        with doomed.db.connect() as session:
+
+            def recorded() -> bool:  # the writer batches events for 0.2 s
+                session.rollback()
+                return bool(session.scalar(select(func.count()).select_from(node_runs)))
+
+            wait_for(recorded, seconds=30)
+        doomed.process.kill()
+        doomed.process.wait(timeout=30)
         listing = subprocess.run(
-            [sys.executable, "-m", "wtflow", "runs", "list", "--db-url", url],
+            [sys.executable, "-m", "wtflow", "runs", "list", "--db-url", doomed.url],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -183,16 +190,8 @@ def test_run_of_a_killed_wtflow_is_marked_crashed_by_the_next_one(tmp_path: Path
         )
         assert listing.returncode == 0, listing.stderr
         assert listing.stdout.splitlines()[1].split()[1:3] == ["doomed", "crashed"]
-        with engine.connect() as session:
+        with doomed.db.connect() as session:
             assert session.scalars(select(node_runs.c.status)).all() == ["cancelled"]
-    finally:
-        engine.dispose()
-        if pid_file.exists():
-            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-        if process.stderr:
-            process.stderr.close()
-        if process.stdout:
-            process.stdout.close()
 
 
 def test_daemons_that_left_their_process_group_are_stopped_when_the_run_ends(tmp_path: Path) -> None:

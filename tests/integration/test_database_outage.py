@@ -9,14 +9,14 @@ import re
 import signal
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from tests.conftest import wait_for
 from wtflow import Command, Config, DatabaseConfig, Engine, Node, RunConfig, StorageConfig, Workflow
 from wtflow.db.connect import normalise_url
 from wtflow.db.tables import node_runs, runs
@@ -79,12 +79,28 @@ class Proxy:
         self.listener.close()
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
-    """Poll ``condition`` until it holds; fail after ``seconds`` (a hang, not a slow machine)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.01)
+class GatedRun:
+    """A run in a thread whose first node waits at a gate, so the test can act while it waits."""
+
+    def __init__(self, tmp_path: Path, name: str, config: Config, *after: Node) -> None:
+        started, self._gate = tmp_path / "started", tmp_path / "gate"
+        waiting = f"touch {started}; while [ ! -e {self._gate} ]; do sleep 0.02; done"
+        root = Node("root", children=[Node("first", executable=Command(waiting)), *after])
+        self.engine = Engine(Workflow(name, root), config, observers=[])
+        self._outcome: list[int] = []
+        self._thread = threading.Thread(target=lambda: self._outcome.append(self.engine.run()))
+        self._thread.start()
+        wait_for(started.exists)
+
+    def release(self) -> None:
+        """Let the first node end."""
+        self._gate.touch()
+
+    def finish(self) -> int:
+        """The run's exit code, once it has ended."""
+        self._thread.join(timeout=60)
+        assert self._outcome, "the run did not end"
+        return self._outcome[0]
 
 
 def count_rows(url: str, node: str) -> int:
@@ -112,31 +128,24 @@ def test_nodes_carry_on_while_the_database_is_down_and_rows_arrive_when_it_retur
     tmp_path: Path, proxied_url: tuple[str, Proxy], postgres_url: str
 ) -> None:
     url, proxy = proxied_url
-    gate, down = tmp_path / "gate", tmp_path / "down"
     # "first" runs while the database is up; the test cuts it; "second" and "third" run while it is down.
-    root = Node(
-        "root",
-        children=[
-            Node("first", executable=Command(f"touch {down}.wait; while [ ! -e {gate} ]; do sleep 0.02; done")),
-            Node("second", executable=Command("echo during the outage")),
-            Node("third", executable=Command("echo still down")),
-        ],
-    )
     config = Config(db=DatabaseConfig(url), storage=StorageConfig(tmp_path / "arts"), run=RunConfig(kill_grace=1))
-    engine = Engine(Workflow("outage", root), config, observers=[])
-    outcome: list[int] = []
-    runner = threading.Thread(target=lambda: outcome.append(engine.run()))
-    runner.start()
-    wait_for(lambda: Path(f"{down}.wait").exists())
+    run = GatedRun(
+        tmp_path,
+        "outage",
+        config,
+        Node("second", executable=Command("echo during the outage")),
+        Node("third", executable=Command("echo still down")),
+    )
     proxy.cut()
-    gate.touch()
+    run.release()
+    engine = run.engine
     assert engine.scheduler is not None
     events_file = engine.scheduler.layout.run_dir / "events.jsonl"
     wait_for(lambda: '"run_finished"' in events_file.read_text())  # every node ran with the database down
     assert count_rows(postgres_url, "third") == 0  # its rows are still waiting in the writer
     proxy.restore()
-    runner.join(timeout=60)
-    assert outcome == [0]
+    assert run.finish() == 0
     assert engine.result is not None
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     assert [e["node"] for e in events if e["event"] == "node_finished"] == ["first", "second", "third", "root"]
@@ -156,24 +165,12 @@ def test_rows_the_database_never_takes_are_given_up_after_the_retry_time_with_a_
     tmp_path: Path, proxied_url: tuple[str, Proxy]
 ) -> None:
     url, proxy = proxied_url
-    gate, down = tmp_path / "gate", tmp_path / "down"
-    root = Node(
-        "root",
-        children=[
-            Node("first", executable=Command(f"touch {down}; while [ ! -e {gate} ]; do sleep 0.02; done")),
-            Node("second", executable=Command("echo during the outage")),
-        ],
-    )
     config = Config(db=DatabaseConfig(url, retry=0.5), storage=StorageConfig(tmp_path / "arts"))
-    engine = Engine(Workflow("lost", root), config, observers=[])
-    outcome: list[int] = []
-    runner = threading.Thread(target=lambda: outcome.append(engine.run()))
-    runner.start()
-    wait_for(down.exists)
+    run = GatedRun(tmp_path, "lost", config, Node("second", executable=Command("echo during the outage")))
     proxy.cut()  # and it never comes back
-    gate.touch()
-    runner.join(timeout=60)
-    assert outcome == [0]  # the run itself succeeded
+    run.release()
+    assert run.finish() == 0  # the run itself succeeded
+    engine = run.engine
     assert engine.result is not None
     events_file = engine.result.run_dir / "events.jsonl"
     assert len(engine.warnings) == 1
@@ -185,26 +182,14 @@ def test_rows_the_database_never_takes_are_given_up_after_the_retry_time_with_a_
 
 
 def test_a_database_writer_that_dies_mid_run_leaves_a_warning_and_the_run_goes_on(tmp_path: Path) -> None:
-    gate, started = tmp_path / "gate", tmp_path / "started"
-    root = Node(
-        "root",
-        children=[
-            Node("first", executable=Command(f"touch {started}; while [ ! -e {gate} ]; do sleep 0.02; done")),
-            Node("second", executable=Command("echo after the writer died")),
-        ],
-    )
     config = Config(db=DatabaseConfig(f"sqlite:///{tmp_path / 'runs.db'}"), storage=StorageConfig(tmp_path / "arts"))
-    engine = Engine(Workflow("orphaned", root), config, observers=[])
-    outcome: list[int] = []
-    runner = threading.Thread(target=lambda: outcome.append(engine.run()))
-    runner.start()
-    wait_for(started.exists)
+    run = GatedRun(tmp_path, "orphaned", config, Node("second", executable=Command("echo after the writer died")))
     writers = [pid for pid in children() if b"wtflow.db.writer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert len(writers) == 1
     os.kill(writers[0], signal.SIGKILL)
-    gate.touch()
-    runner.join(timeout=60)
-    assert outcome == [0]
+    run.release()
+    assert run.finish() == 0
+    engine = run.engine
     assert engine.result is not None
     assert engine.warnings == [
         f"the database writer ended unexpectedly (exit -9); rows may be missing; "

@@ -111,7 +111,7 @@ class _Pipe(asyncio.BaseProtocol):
 class DatabaseRecorder(BaseObserver):
     """Writes runs, node executions and artifacts as the events arrive."""
 
-    def __init__(self, url: str, *, retry: float = 30.0) -> None:
+    def __init__(self, url: str, *, retry: float) -> None:
         self.url = url
         self.retry = retry  # seconds to keep retrying rows after the run if the database went away
         self._process: subprocess.Popen[bytes] | None = None
