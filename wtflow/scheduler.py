@@ -138,6 +138,29 @@ def _close_files(files: list[BinaryIO]) -> None:
         handle.close()
 
 
+def _open_soon(paths: tuple[Path, ...]) -> asyncio.Future[list[BinaryIO]]:
+    """Open ``paths`` on the loop's next turn: once the node's process has started, while it runs.
+
+    The pipes hold the process's first output meanwhile. Creating a file takes about 15 us
+    here, so the loop does it itself: handing it to a worker thread cost more, as the thread's
+    GIL hand-offs slowed every process start (W1 and W2 5% slower, bench/RESULTS.md). Files
+    that cannot be made fail the node after it ran.
+    """
+    loop = asyncio.get_running_loop()
+    opening: asyncio.Future[list[BinaryIO]] = loop.create_future()
+
+    def open_now() -> None:
+        try:
+            opening.set_result(_open_files(paths))
+        except BaseException as exc:  # settled whatever happens: the attempt waits for it
+            opening.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    loop.call_soon(open_now)
+    return opening
+
+
 def _close_when_opened(opening: asyncio.Future[list[BinaryIO]]) -> None:
     if not opening.cancelled() and opening.exception() is None:
         _close_files(opening.result())
@@ -344,11 +367,7 @@ class Scheduler:
 
     async def _attempt(self, job: Job) -> Outcome:
         paths = (self.layout.path(job.node, STDOUT), self.layout.path(job.node, STDERR))
-        # Creating files can be slow (on some disks a millisecond each): a worker thread makes
-        # the node's directory and opens both files while the process starts, as the pipes
-        # hold its first output. Files that cannot be made fail the node after it ran.
-        # A plain future, not a task: it is never cancelled, so files it opens are always closed.
-        opening = asyncio.get_running_loop().run_in_executor(None, _open_files, paths)
+        opening = _open_soon(paths)
         sink = _Sink(self.run_id, job.node, opening, self._emit, masker=self._masker, mask_files=self._mask_files)
         try:
             try:

@@ -50,7 +50,7 @@ class Outcome:
 class OutputSink(Protocol):
     """Where an executor sends output, chunk by chunk, as it is produced.
 
-    The node's artifact files are created while its process starts; an executor whose process
+    The node's artifact files are created just after its process starts; an executor whose process
     writes into the node's directory itself (a function's ``result.json``) awaits :meth:`ready`
     before starting it.
     """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 from collections.abc import Sequence
@@ -30,6 +31,15 @@ def signal_group(pgid: int, sig: int) -> bool:
     except PermissionError:  # a member changed user: nothing more we may do
         return False
     return True
+
+
+@functools.cache
+def _devnull() -> int:
+    """One read-only descriptor of /dev/null for every child's stdin, opened once.
+
+    ``subprocess.DEVNULL`` opens and closes /dev/null for each process started.
+    """
+    return os.open(os.devnull, os.O_RDONLY)
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
@@ -112,7 +122,7 @@ async def start(argv: Sequence[str], *, stdin: bool, env: dict[str, str], cwd: P
     transport, protocol = await loop.subprocess_exec(
         lambda: _Protocol(CHUNK, loop),
         *argv,
-        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if stdin else _devnull(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,

@@ -22,7 +22,8 @@ class LogObserver(BaseObserver):
 
     def __init__(self, *, output: bool = False) -> None:
         self.output = output
-        self.log = structlog.get_logger("wtflow")
+        # Bound now, with the configuration of now: the lazy proxy would build a logger per call.
+        self.log = structlog.get_logger("wtflow").bind()
 
     def notify(self, event: Event) -> None:
         """Log the event."""
