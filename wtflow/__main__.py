@@ -1,5 +1,5 @@
 """``python -m wtflow``: the same as the ``wtflow`` command."""
 
-from wtflow.cli import entry
+from wtflow.entry import main
 
-entry()
+main()

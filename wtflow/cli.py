@@ -322,11 +322,13 @@ def run(  # noqa: PLR0917 - click passes each option positionally
     from wtflow.db import recorder
     from wtflow.graph import stages, subset
 
-    app.configure_logging()
-    config = app.config()
-    if config.db.url and not dry_run:
-        recorder.prestart(config.db.url)  # the database writer imports SQLAlchemy while the workflow loads
     try:
+        app.configure_logging()
+        config = app.config()
+        if config.db.url and not dry_run:
+            recorder.prestart(config.db.url)  # the database writer imports SQLAlchemy while the workflow loads
+        else:
+            recorder.discard_prestarted()  # the spare writer wtflow.entry started is not needed
         loaded = _load(path, workflow)
         target_list = [name for target in targets for name in target.split()]
         if target_list:
@@ -343,7 +345,7 @@ def run(  # noqa: PLR0917 - click passes each option positionally
         app.prepare_state_dir(config)
         code = _run(loaded, config, app, mode)
     finally:
-        recorder.discard_prestarted()  # a writer the run did not take (it stopped before opening)
+        recorder.discard_prestarted()  # writers the run did not take (no database, or it stopped before opening)
     sys.exit(code)
 
 

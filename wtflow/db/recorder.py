@@ -2,8 +2,8 @@
 
 The event loop only pickles the events that change rows and hands them to a pipe; the
 writer process does the SQL. This module does not import SQLAlchemy, so a run pays for it
-in the writer, in parallel, and not on its own start-up. The CLI starts the writer before it
-loads the workflow (:func:`prestart`), so the writer's imports overlap with loading.
+in the writer, in parallel, and not on its own start-up. The CLI starts the writer before its
+own imports (:mod:`wtflow.db.launch`), so the writer's imports overlap with the runner's.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import contextlib
 import json
 import pickle
 import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
+from wtflow.db import launch
 from wtflow.errors import BackendUnavailable, ConfigError
 from wtflow.events import BaseObserver, Event, NodeFinished, NodeStarted, RunFinished, RunStarted
 
@@ -35,16 +35,6 @@ class RunOpened:
 
 
 _prestarted: dict[str, subprocess.Popen[bytes]] = {}
-
-
-def _start() -> subprocess.Popen[bytes]:
-    # A session of its own: Ctrl-C in a terminal reaches the runner, which then closes the pipe.
-    return subprocess.Popen(
-        [sys.executable, "-m", "wtflow.db.writer"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
 
 
 def _connect(process: subprocess.Popen[bytes], url: str, retry: float) -> dict[str, Any]:
@@ -66,12 +56,13 @@ def prestart(url: str) -> None:
     turns out to be broken leaves no database behind.
     """
     if url not in _prestarted:
-        _prestarted[url] = _start()
+        _prestarted[url] = launch.take_spare() or launch.start()
 
 
 def discard_prestarted() -> None:
     """Stop writers started for a run that did not start (they have done nothing yet)."""
-    for process in _prestarted.values():
+    spare = launch.take_spare()
+    for process in [*_prestarted.values(), *([spare] if spare is not None else [])]:
         process.terminate()
         _finish(process)
     _prestarted.clear()
@@ -129,7 +120,7 @@ class DatabaseRecorder(BaseObserver):
         """Connect and create the schema; fails the run before it starts if the database is unreachable."""
         process = _prestarted.pop(self.url, None)
         if process is None:
-            process = await asyncio.to_thread(_start)
+            process = await asyncio.to_thread(launch.start)
         assert process.stdin is not None
         answer = await asyncio.to_thread(_connect, process, self.url, self.retry)
         if not answer.get("ready"):

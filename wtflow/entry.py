@@ -1,0 +1,31 @@
+"""The ``wtflow`` command's first lines, before the CLI and what it imports are loaded."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+_RUNNING = frozenset({"run", "action"})  # the commands that run a workflow (and record it)
+_NOT_RUNNING = frozenset({"--dry-run", "--help", "-h"})
+
+
+def will_run(args: Sequence[str]) -> bool:
+    """Whether the command line looks like one that runs a workflow (a guess, made before parsing it).
+
+    A wrong guess costs a spare database writer, stopped again once the configuration is known.
+    """
+    return bool(args) and args[0] in _RUNNING and _NOT_RUNNING.isdisjoint(args)
+
+
+def main() -> None:
+    """Start a spare database writer for a run, then the CLI (:func:`wtflow.cli.entry`).
+
+    The writer's imports (0.35 s) then overlap with the runner's own (0.1 s for the CLI alone).
+    """
+    if will_run(sys.argv[1:]):
+        from wtflow.db import launch
+
+        launch.start_spare()
+    from wtflow.cli import entry
+
+    entry()
