@@ -243,3 +243,20 @@ def test_the_command_exits_with_its_code_after_writing_all_its_output(tmp_path: 
     out, _ = process.communicate(timeout=120)
     assert process.returncode == 1
     assert out == b"".join(b"%d\n" % n for n in range(1, 200_001))
+
+
+def test_nodes_do_not_get_the_descriptors_wtflow_inherited(tmp_path: Path) -> None:
+    # A CI shell may leave pipes open in the processes it starts; a node holding one could keep
+    # its reader waiting for an end of file that never comes.
+    (tmp_path / "wtflow.yml").write_text("name: fds\nnodes:\n  - {name: a, command: 'ls /proc/$$/fd'}\n")
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    try:
+        process = wtflow("run", "--db-url", "", "--artifacts-dir", "artifacts", cwd=tmp_path, pass_fds=(write_end,))
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert process.returncode == 0, stderr.decode()
+    (listing,) = (tmp_path / "artifacts").glob("*/a/stdout.log")
+    assert listing.read_text().split() == ["0", "1", "2"]

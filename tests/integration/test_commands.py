@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.conftest import process_alive
@@ -115,3 +116,29 @@ def test_unwritable_artifacts_directory_fails_the_node_clearly(run_workflow: Run
     assert engine.result["b"].status is NodeStatus.FAILED
     assert (engine.result["b"].error or "").startswith("cannot store artifacts: ")
     assert engine.result.exit_code == 1
+
+
+def test_a_program_is_found_on_the_path_the_node_sets(run_workflow: Runner, tmp_path: Path) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "wtflow-test-tool").write_text("#!/bin/sh\necho found\n")
+    (tools / "wtflow-test-tool").chmod(0o755)
+    path = f"{tools}:{os.environ.get('PATH', os.defpath)}"
+    run_workflow(Node("a", executable=Command(["wtflow-test-tool"], env={"PATH": path})))
+    assert output(run_workflow, "a") == b"found\n"
+
+
+def test_a_program_that_is_not_executable_fails_with_126(run_workflow: Runner, tmp_path: Path) -> None:
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\necho never\n")
+    engine = run_workflow(Node("a", executable=Command([str(script)])))
+    assert engine.result is not None
+    assert engine.result["a"].exit_code == 126
+    assert b"Permission denied" in output(run_workflow, "a", "stderr")
+
+
+def test_commands_die_quietly_of_a_closed_pipe(run_workflow: Runner) -> None:
+    # Python ignores SIGPIPE; its children must not: `yes` would complain of a broken pipe.
+    run_workflow(Node("a", executable=Command("yes | head -c 4")))
+    assert output(run_workflow, "a") == b"y\ny\n"
+    assert output(run_workflow, "a", "stderr") == b""
