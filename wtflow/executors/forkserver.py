@@ -10,11 +10,10 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from wtflow.executors.process import Child
+from wtflow.executors.process import Child, PipeReader
 
 SERVER = str(Path(__file__).with_name("forkserver_main.py"))
 _LENGTH = struct.Struct("!I")
@@ -23,17 +22,10 @@ _LENGTH = struct.Struct("!I")
 class ForkedChild(Child):
     """A job's process, forked by the server; its exit status arrives through the server."""
 
-    def __init__(
-        self,
-        pid: int,
-        streams: tuple[asyncio.StreamReader, asyncio.StreamReader],
-        exit_status: asyncio.Future[int],
-        transports: Sequence[asyncio.BaseTransport],
-    ) -> None:
+    def __init__(self, pid: int, streams: tuple[PipeReader, PipeReader], exit_status: asyncio.Future[int]) -> None:
         self.pid = pid
-        self.stdout, self.stderr = streams
+        self.stdout, self.stderr = self._streams = streams
         self._exit = exit_status
-        self._transports = transports
 
     @property
     def returncode(self) -> int | None:
@@ -46,8 +38,8 @@ class ForkedChild(Child):
 
     def close(self) -> None:
         """Close the read ends of the pipes."""
-        for transport in self._transports:
-            transport.close()
+        for stream in self._streams:
+            stream.close()
 
 
 class ForkServer:
@@ -107,14 +99,7 @@ class ForkServer:
             os.close(out_read)
             os.close(err_read)
             raise
-        readers: list[asyncio.StreamReader] = []
-        transports: list[asyncio.BaseTransport] = []
-        for fd in (out_read, err_read):
-            reader = asyncio.StreamReader(limit=1 << 18, loop=self._loop)
-            transport, _ = await self._loop.connect_read_pipe(_protocol_factory(reader), os.fdopen(fd, "rb", 0))
-            readers.append(reader)
-            transports.append(transport)
-        return ForkedChild(pid, (readers[0], readers[1]), exited, transports)
+        return ForkedChild(pid, (PipeReader(out_read, self._loop), PipeReader(err_read, self._loop)), exited)
 
     def _send(self, message: object, fds: list[int]) -> None:
         assert self._sock is not None
@@ -157,10 +142,6 @@ class ForkServer:
             await self._process.wait()
         if self._reader is not None:
             await asyncio.to_thread(self._reader.join)
-
-
-def _protocol_factory(reader: asyncio.StreamReader) -> Callable[[], asyncio.StreamReaderProtocol]:
-    return lambda: asyncio.StreamReaderProtocol(reader)
 
 
 def _settle(future: asyncio.Future[int], value: int) -> None:

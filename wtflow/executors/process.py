@@ -132,7 +132,7 @@ class SubprocessChild(Child):
         self.process._transport.close()  # type: ignore[attr-defined]
 
 
-class _PipeReader:
+class PipeReader:
     """The read end of a child's output pipe, drained by the loop into a bounded queue of chunks.
 
     The loop reads whenever the pipe has data, so the child seldom waits on a full pipe while the
@@ -141,6 +141,7 @@ class _PipeReader:
     """
 
     def __init__(self, fd: int, loop: asyncio.AbstractEventLoop, limit: int = 2 * CHUNK) -> None:
+        os.set_blocking(fd, False)
         self._fd = fd
         self._loop = loop
         self._limit = limit
@@ -223,8 +224,8 @@ class SpawnedChild(Child):
 
     def __init__(self, pid: int, stdout_fd: int, stderr_fd: int, loop: asyncio.AbstractEventLoop) -> None:
         self.pid = pid
-        self.stdout = self._out = _PipeReader(stdout_fd, loop)
-        self.stderr = self._err = _PipeReader(stderr_fd, loop)
+        self.stdout = self._out = PipeReader(stdout_fd, loop)
+        self.stderr = self._err = PipeReader(stderr_fd, loop)
         self._loop = loop
         self._returncode: int | None = None
         self._exited: asyncio.Future[None] = loop.create_future()
@@ -352,8 +353,6 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str]) -> SpawnedChild | None:
     finally:
         os.close(out_write)
         os.close(err_write)
-    os.set_blocking(out_read, False)
-    os.set_blocking(err_read, False)
     return SpawnedChild(pid, out_read, err_read, asyncio.get_running_loop())
 
 
