@@ -10,6 +10,7 @@ stderr pipes attached (SCM_RIGHTS). Server -> parent: ``("started", job_id, pid)
 ``("exited", job_id, returncode)`` or ``("failed", job_id, message)``.
 """
 
+import gc
 import os
 import pickle
 import selectors
@@ -99,6 +100,10 @@ def main() -> None:
         pychild.load_main(header)
     except BaseException:  # noqa: BLE001 - jobs will fail to unpickle and say why
         traceback.print_exc()
+    # What the server holds now goes to the collector's permanent generation, so a child's
+    # collections do not walk it and copy its pages on write (the gc.freeze() docs' advice for
+    # a process that forks; W4 3% less CPU in 5 interleaved pairs).
+    gc.freeze()
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end)
