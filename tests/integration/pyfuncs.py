@@ -52,3 +52,7 @@ def reads_stdin() -> str:
 
 def returns_none() -> None:
     return None
+
+
+def environment_value(name: str) -> str | None:
+    return os.environ.get(name)

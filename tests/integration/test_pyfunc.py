@@ -185,3 +185,24 @@ def _forkservers() -> set[int]:
             except OSError:
                 continue
     return found
+
+
+def test_each_function_sees_its_own_nodes_environment(run_workflow: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WTFLOW_TEST_COLOUR", "outer")  # what the fork server starts with
+
+    def reader(name: str, variable: str, env: dict[str, str] | None = None) -> Node:
+        return Node(name, executable=PyFunc(pyfuncs.environment_value, args=(variable,), env=env))
+
+    colour = "WTFLOW_TEST_COLOUR"
+    run_workflow(
+        Node(
+            "root",
+            children=[
+                reader("red", colour, {colour: "red"}),
+                reader("blue", colour, {colour: "blue"}),
+                reader("plain", colour),
+                reader("named", "WTFLOW_NODE"),
+            ],
+        )
+    )
+    assert [result_of(run_workflow, n) for n in ("red", "blue", "plain", "named")] == ["red", "blue", "outer", "named"]

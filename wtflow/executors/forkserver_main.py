@@ -64,8 +64,7 @@ def _child(sock: socket.socket, wakeup: int, job: tuple, fds: list[int]) -> int:
     os.close(out)
     os.close(err)
     pychild.empty_stdin()
-    os.environ.clear()
-    os.environ.update(env)
+    _set_environment(env)
     try:
         if cwd is not None:
             os.chdir(cwd)
@@ -78,6 +77,18 @@ def _child(sock: socket.socket, wakeup: int, job: tuple, fds: list[int]) -> int:
     except SystemExit as exc:
         return _exit_code(exc.code)
     return code
+
+
+def _set_environment(env: dict[str, str]) -> None:
+    """Make ``os.environ`` exactly ``env``, touching only what differs (it mostly does not).
+
+    Clearing and refilling it cost 1 ms a job: every variable is encoded and set again.
+    """
+    for key in [key for key in os.environ if key not in env]:
+        del os.environ[key]
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _exit_code(code: object) -> int:
