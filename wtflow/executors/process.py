@@ -224,8 +224,7 @@ class SpawnedChild(Child):
 
     def __init__(self, pid: int, stdout_fd: int, stderr_fd: int, loop: asyncio.AbstractEventLoop) -> None:
         self.pid = pid
-        self.stdout = self._out = PipeReader(stdout_fd, loop)
-        self.stderr = self._err = PipeReader(stderr_fd, loop)
+        self.stdout, self.stderr = self._streams = (PipeReader(stdout_fd, loop), PipeReader(stderr_fd, loop))
         self._loop = loop
         self._returncode: int | None = None
         self._exited: asyncio.Future[None] = loop.create_future()
@@ -259,8 +258,8 @@ class SpawnedChild(Child):
 
     def close(self) -> None:
         """Close the pipes (and the pidfd, if the process has not been collected)."""
-        self._out.close()
-        self._err.close()
+        for stream in self._streams:
+            stream.close()
         self._release_pidfd()
 
 
@@ -341,14 +340,12 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str]) -> SpawnedChild | None:
             setsid=True,
             setsigdef=_DEFAULT_SIGNALS,
         )
-    except NotImplementedError:  # a C library without POSIX_SPAWN_SETSID
-        _CAN_SPAWN = False
+    except BaseException as exc:
         os.close(out_read)
         os.close(err_read)
-        return None
-    except BaseException:
-        os.close(out_read)
-        os.close(err_read)
+        if isinstance(exc, NotImplementedError):  # a C library without POSIX_SPAWN_SETSID
+            _CAN_SPAWN = False
+            return None
         raise
     finally:
         os.close(out_write)
