@@ -5,8 +5,17 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+from pathlib import Path
 
-from wtflow.executors.process import CHUNK, PipeReader
+import pytest
+
+from wtflow.executors import process
+from wtflow.executors.process import CHUNK, GROWN_PIPE_SIZE, MAX_GROWN_PIPES, PIPE_SIZE, PipeReader
+
+needs_growable_pipes = pytest.mark.skipif(
+    not hasattr(fcntl, "F_SETPIPE_SZ") or int(Path("/proc/sys/fs/pipe-max-size").read_text()) < GROWN_PIPE_SIZE,
+    reason="pipes cannot be grown to 1 MiB here (Linux's fs.pipe-max-size)",
+)
 
 
 async def _fill(write_end: int, block: bytes) -> int:
@@ -43,3 +52,62 @@ def test_a_reader_nobody_reads_stops_taking_from_the_pipe_and_loses_nothing() ->
     # Queued at most the limit plus one read, and the pipe's own buffer: then the writer waits.
     assert written <= 4 * 65536 + CHUNK + pipe_size
     assert received == expected
+
+
+async def _read_one_full_pipe() -> tuple[PipeReader, int]:
+    """A reader of a pipe its writer filled, after one read; and the pipe's write end."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"x" * PIPE_SIZE)  # exactly what a new pipe holds
+    reader = PipeReader(read_end, asyncio.get_running_loop())
+    assert len(await reader.read(CHUNK)) == PIPE_SIZE
+    return reader, write_end
+
+
+@needs_growable_pipes
+def test_a_pipe_its_writer_fills_is_grown_to_a_megabyte() -> None:
+    async def main() -> tuple[bool, int]:
+        reader, write_end = await _read_one_full_pipe()
+        size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+        grown = reader.grown
+        reader.close()
+        os.close(write_end)
+        return grown, size
+
+    assert asyncio.run(main()) == (True, GROWN_PIPE_SIZE)
+
+
+def test_a_pipe_never_filled_keeps_its_size() -> None:
+    async def main() -> tuple[bool, int]:
+        read_end, write_end = os.pipe()
+        os.write(write_end, b"x" * (PIPE_SIZE - 1))
+        reader = PipeReader(read_end, asyncio.get_running_loop())
+        await reader.read(CHUNK)
+        size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+        grown = reader.grown
+        reader.close()
+        os.close(write_end)
+        return grown, size
+
+    assert asyncio.run(main()) == (False, PIPE_SIZE)
+
+
+@needs_growable_pipes
+def test_only_so_many_pipes_are_grown_at_once_and_closing_one_frees_its_place() -> None:
+    async def main() -> tuple[list[bool], int, bool]:
+        opened = [await _read_one_full_pipe() for _ in range(MAX_GROWN_PIPES + 1)]
+        grown = [reader.grown for reader, _ in opened]
+        over_budget = fcntl.fcntl(opened[-1][1], fcntl.F_GETPIPE_SZ)
+        opened[0][0].close()  # a grown pipe's node ended
+        later, later_write_end = await _read_one_full_pipe()
+        grown_later = later.grown
+        for reader, write_end in [*opened, (later, later_write_end)]:
+            reader.close()
+            os.close(write_end)
+        return grown, over_budget, grown_later
+
+    assert process._grown_pipes == 0
+    grown, over_budget, grown_later = asyncio.run(main())
+    assert grown == [True] * MAX_GROWN_PIPES + [False]
+    assert over_budget == PIPE_SIZE
+    assert grown_later
+    assert process._grown_pipes == 0  # every grown pipe closed: the whole budget is back

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+import wtflow.scheduler
 from tests.conftest import EventLog
 from wtflow import Command, Config, Engine, Node, NodeStatus, Retry, RunConfig, RunStatus, StorageConfig, Workflow
 from wtflow.events import NodeFinished, NodeOutput, NodeRetrying, NodeStarted, RunFinished, RunStarted
+from wtflow.executors.base import Job, Outcome, OutputSink
 from wtflow.executors.fake import FakeExecutor, Step
+from wtflow.model import STDOUT
 from wtflow.scheduler import MAX_PENDING_LINE
 
 SAFETY = 10  # seconds: only to turn a scheduling bug into a failure instead of a hang
@@ -267,3 +272,38 @@ def test_jobs_carry_the_run_environment(tmp_path: Path, event_log: EventLog) -> 
     assert (env["NODE_VAR"], env["WF_VAR"], env["WTFLOW_NODE"]) == ("1", "2", "a")
     assert env["WTFLOW_RUN_ID"] == engine.result.run_id
     assert env["WTFLOW_RUN_DIR"] == str(engine.result.run_dir)
+
+
+class _ChunkWriter:
+    """Writes ``count`` numbered lines, one chunk each, the way a process's output arrives."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    async def execute(self, job: Job, sink: OutputSink) -> Outcome:
+        for index in range(self.count):
+            await sink.write(STDOUT, f"line {index}\n".encode())
+        return Outcome(exit_code=0)
+
+
+def test_a_node_whose_writes_turn_slow_goes_on_writing_from_a_thread_in_order(
+    tmp_path: Path, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writers: list[int] = []
+
+    class RecordingFile(io.FileIO):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            writers.append(threading.get_ident())
+            return super().write(data)
+
+    monkeypatch.setattr(wtflow.scheduler, "SLOW_WRITE", -1.0)  # every write counts as slow
+    monkeypatch.setattr(wtflow.scheduler, "open", lambda path, mode: RecordingFile(path, "w"), raising=False)
+    config = Config(storage=StorageConfig(artifacts_dir=tmp_path))
+    workflow = Workflow(name="wf", root=cmd("a"))
+    assert run(Engine(workflow, config, observers=[event_log], executor=_ChunkWriter(50))) == 0
+
+    stdout = next(tmp_path.glob("*/a/stdout.log")).read_text()
+    assert stdout == "".join(f"line {index}\n" for index in range(50))
+    assert writers[0] == threading.get_ident()  # the first write, from the loop, found the disk slow
+    assert len(writers) == 50
+    assert threading.get_ident() not in writers[1:]
