@@ -97,13 +97,18 @@ class _Sink:
             self._files = {STDOUT: out, STDERR: err}
 
     async def write(self, stream: str, data: bytes) -> None:
-        pending = self._pending[stream] + data
-        cut = pending.rfind(b"\n") + 1
-        if len(pending) - cut > MAX_PENDING_LINE:
-            cut = len(pending)
-        self._pending[stream] = pending[cut:]
-        if cut:
-            await self._forward(stream, pending[:cut])
+        pending = self._pending[stream]
+        end = data.rfind(b"\n") + 1
+        if len(data) - end + (0 if end else len(pending)) <= MAX_PENDING_LINE:
+            self._pending[stream] = data[end:] if end else pending + data
+            if not end:
+                return
+            # The whole lines, copied once: output runs to gigabytes, and each copy costs.
+            lines = b"".join((pending, memoryview(data)[:end])) if pending else data[:end]
+        else:  # a partial line too long to hold: passed on as it is
+            self._pending[stream] = b""
+            lines = pending + data
+        await self._forward(stream, lines)
 
     async def _forward(self, stream: str, lines: bytes) -> None:
         self._masker.scan(lines)

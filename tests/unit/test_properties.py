@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 import string
+import tempfile
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import EventLog
@@ -16,6 +17,9 @@ from wtflow import Command, Config, Engine, Node, NodeStatus, RunConfig, Storage
 from wtflow.events import NodeFinished, NodeStarted
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.loader import load_yaml
+from wtflow.masking import Masker
+from wtflow.model import STDOUT
+from wtflow.scheduler import MAX_PENDING_LINE, _Sink
 
 KEYS = ["name", "root", "nodes", "command", "children", "needs", "parallel", "timeout", "retries", "env", "x"]
 scalars = st.one_of(
@@ -108,3 +112,39 @@ def test_random_dags_respect_needs_cap_and_failure_policy(
             if name not in fake.started:
                 expected = NodeStatus.CANCELLED if name in started else NodeStatus.SKIPPED
                 assert status is expected, name
+
+
+def _sink_output(chunks: list[bytes], folder: Path) -> tuple[list[bytes], bytes]:
+    """What a node's sink emits for ``chunks`` written to stdout, and what its stdout file holds."""
+    emitted: list[bytes] = []
+    files = [open(folder / "out", "wb"), open(folder / "err", "wb")]  # noqa: SIM115 - closed below
+
+    async def main() -> None:
+        opening = asyncio.get_running_loop().create_future()
+        opening.set_result(files)
+        sink = _Sink("run", "a", opening, lambda event: emitted.append(event.data), masker=Masker(), mask_files=True)
+        for chunk in chunks:
+            await sink.write(STDOUT, chunk)
+        await sink.flush()
+
+    asyncio.run(main())
+    for handle in files:
+        handle.close()
+    return emitted, (folder / "out").read_bytes()
+
+
+pieces = st.one_of(st.binary(max_size=40), st.sampled_from([b"\n", b"x" * (MAX_PENDING_LINE - 3), b"a\nb"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(pieces, max_size=12))
+def test_output_passes_on_every_byte_in_order_and_in_whole_lines_unless_a_line_is_too_long(
+    chunks: list[bytes],
+) -> None:
+    assume(b"::add-mask::" not in b"".join(chunks))  # would mask what follows (tests/unit/test_masking.py)
+    with tempfile.TemporaryDirectory() as folder:
+        emitted, stored = _sink_output(chunks, Path(folder))
+    assert b"".join(emitted) == b"".join(chunks) == stored
+    for piece in emitted[:-1]:  # the last may be the final line without its newline
+        assert piece
+        assert piece.endswith(b"\n") or len(piece) - (piece.rfind(b"\n") + 1) > MAX_PENDING_LINE
