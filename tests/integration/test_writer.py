@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ def test_a_busy_run_keeps_its_heartbeat_fresh(tmp_path: Path, monkeypatch: pytes
     # Other hosts count a run silent for five minutes as crashed: events must not delay the beat.
     monkeypatch.setattr(writer, "HEARTBEAT_SECONDS", 0.2)
     engine = writer.connect(f"sqlite:///{tmp_path / 'runs.db'}")
-    messages: queue.SimpleQueue[writer.Message | None] = queue.SimpleQueue()
+    messages = writer.Inbox()
     row_writer = writer.RowWriter(engine, messages, retry=1)
     drain = threading.Thread(target=row_writer.drain)
     drain.start()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import queue
 import signal
 import socket
 import sys
@@ -121,18 +120,57 @@ def _crash(engine: Engine, run_ids: list[str], now: datetime) -> None:
         )
 
 
-class RowWriter:
-    """Drains a queue of messages into the database in batched transactions."""
+class Inbox:
+    """Messages handed from the thread reading the pipe to the one writing rows, taken in batches.
 
-    def __init__(self, engine: Engine, messages: queue.SimpleQueue[Message | None], *, retry: float) -> None:
+    The taker wakes for a batch's first message and for the end of input, not for each message:
+    a wake-up per event cost the writer as much CPU as its SQL.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[Message] = []
+        self._ended = False
+        self._changed = threading.Condition()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the end of input has arrived."""
+        return self._ended
+
+    def put(self, item: Message | None) -> None:
+        """Add a message; ``None`` marks the end of input."""
+        with self._changed:
+            if item is None:
+                self._ended = True
+                self._changed.notify()
+            else:
+                self._items.append(item)
+                if len(self._items) == 1:
+                    self._changed.notify()
+
+    def wait(self, timeout: float, *, for_end: bool = False) -> bool:
+        """Wait up to ``timeout`` s for a message (or only for the end); whether either is there."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._ended or (bool(self._items) and not for_end), timeout)
+
+    def take(self) -> tuple[list[Message], bool]:
+        """Every message waiting, and whether the end of input has arrived."""
+        with self._changed:
+            items, self._items = self._items, []
+            return items, self._ended
+
+
+class RowWriter:
+    """Drains an :class:`Inbox` into the database in batched transactions."""
+
+    def __init__(self, engine: Engine, inbox: Inbox, *, retry: float) -> None:
         self._engine = engine
         self._retry = retry  # seconds to keep retrying an unreachable database after the end of input
-        self._queue = messages  # None: the end of input
+        self._inbox = inbox
         self._known_nodes: set[tuple[str, str]] = set()
         self._positions: dict[str, int] = {}
         self._run_id: str | None = None
         self._run_closed = False
-        self._ended = False  # the end of input has arrived
         self._last_beat = time.monotonic()
         self.lost = 0
         self.last_error: str | None = None
@@ -171,28 +209,10 @@ class RowWriter:
                 return
 
     def _gather(self, timeout: float) -> tuple[list[Message], bool]:
-        first = self._get(timeout)
-        if first is None:
-            return [], self._ended
-        batch = [first]
-        deadline = time.monotonic() + BATCH_SECONDS
-        while not self._ended and (remaining := deadline - time.monotonic()) > 0:
-            item = self._get(remaining)
-            if item is None:
-                break
-            batch.append(item)
-        while not self._ended and (item := self._get(0)) is not None:
-            batch.append(item)
-        return batch, self._ended
-
-    def _get(self, timeout: float) -> Message | None:
-        try:
-            item = self._queue.get_nowait() if timeout == 0 else self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if item is None:
-            self._ended = True
-        return item
+        if not self._inbox.wait(timeout):
+            return [], self._inbox.ended
+        self._inbox.wait(BATCH_SECONDS, for_end=True)  # what else arrives meanwhile joins the batch
+        return self._inbox.take()
 
     def _beat(self) -> None:
         """Tell other processes this run's owner is alive (see :func:`mark_crashed`)."""
@@ -304,7 +324,7 @@ class RowWriter:
             self._run_closed = True
 
 
-def _read(stream: BinaryIO, messages: queue.SimpleQueue[Message | None]) -> None:
+def _read(stream: BinaryIO, messages: Inbox) -> None:
     """Unpickle messages from the runner until its end of the pipe closes."""
     try:
         while True:
@@ -336,7 +356,7 @@ def main() -> int:
         _answer(stdout, error=str(exc), exit_code=exc.exit_code)
         return exc.exit_code
     _answer(stdout, ready=True)
-    messages: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+    messages = Inbox()
     threading.Thread(target=_read, args=(stdin, messages), name="wtflow-db-reader", daemon=True).start()
     writer = RowWriter(engine, messages, retry=retry)
     try:
