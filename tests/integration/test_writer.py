@@ -1,8 +1,9 @@
-"""The database writer's own duties: heartbeats while a run lasts."""
+"""The database writer's own duties: heartbeats while a run lasts, reading the runner's pipe."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -39,3 +40,30 @@ def test_a_busy_run_keeps_its_heartbeat_fresh(tmp_path: Path, monkeypatch: pytes
     engine.dispose()
     assert beat is not None
     assert beat.replace(tzinfo=UTC) > started + timedelta(seconds=0.4)
+
+
+def test_the_writer_reads_messages_split_across_writes_whole_and_in_order() -> None:
+    read_end, write_end = os.pipe()
+    source = writer._Input(read_end)
+    first, second = pickle.dumps(("a", 1)), pickle.dumps({"b": "x" * 1000})
+    os.write(write_end, first + second[:10])  # the second message only begun
+    got = source.read()
+    os.write(write_end, second[10:])
+    got_later = source.read()
+    os.close(write_end)
+    at_end = source.read()
+    os.close(read_end)
+    assert got == [("a", 1)]
+    assert got_later == [{"b": "x" * 1000}]
+    assert at_end is None
+
+
+def test_the_writer_stops_gathering_as_soon_as_the_runner_closes_its_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer, "READ_SECONDS", 60.0)
+    read_end, write_end = os.pipe()
+    source = writer._Input(read_end)
+    os.close(write_end)
+    started = time.monotonic()
+    source.pause()
+    os.close(read_end)
+    assert time.monotonic() - started < 30  # not the minute it waits while the runner is there

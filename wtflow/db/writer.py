@@ -15,6 +15,7 @@ when it answers again. End of input means the runner is done; if its run was nev
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from select import poll
 from typing import Any, BinaryIO
 
 from sqlalchemy import Engine, insert, select, update
@@ -42,6 +44,9 @@ HEARTBEAT_SECONDS = 15.0
 STALE_AFTER = timedelta(minutes=5)
 # How long the writer gathers events before writing them in one transaction.
 BATCH_SECONDS = 0.2
+# How long events gather in the pipe between two reads, and the most read at once.
+READ_SECONDS = 0.05
+READ_SIZE = 1 << 20
 CRASHED_ERROR = "the process running it ended without closing it"
 _NODE_DEFAULTS: dict[str, Any] = {
     "path": "",
@@ -324,12 +329,49 @@ class RowWriter:
             self._run_closed = True
 
 
-def _read(stream: BinaryIO, messages: Inbox) -> None:
-    """Unpickle messages from the runner until its end of the pipe closes."""
+class _Input:
+    """The runner's end of the pipe, read in gulps of whole pickled messages."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._rest = b""  # the start of a message not whole yet
+        self._hang_up = poll()
+        self._hang_up.register(fd, 0)  # no events asked for: poll ends early only when the runner closes
+
+    def read(self) -> list[Any] | None:
+        """The messages that have arrived, waiting for one if there is none; ``None`` at the end of input."""
+        messages: list[Any] = []
+        while not messages:
+            data = os.read(self._fd, READ_SIZE)
+            if not data:
+                return None
+            stream = io.BytesIO(self._rest + data)
+            self._rest = b""
+            while (start := stream.tell()) < len(stream.getbuffer()):
+                try:
+                    messages.append(pickle.load(stream))  # noqa: S301 - our own parent writes this pipe
+                except (EOFError, pickle.UnpicklingError):  # the rest is still on its way
+                    self._rest = stream.getvalue()[start:]
+                    break
+        return messages
+
+    def pause(self) -> None:
+        """Let events gather in the pipe for READ_SECONDS, unless the runner closes its end first.
+
+        A read for every event woke this process for each node, on the cores the nodes need. What
+        the runner wrote waits in the pipe meanwhile, and is still read if the runner is killed.
+        """
+        self._hang_up.poll(READ_SECONDS * 1000)
+
+
+def _read(source: _Input, messages: Inbox) -> None:
+    """Pass the runner's messages on until its end of the pipe closes."""
     try:
-        while True:
-            messages.put(pickle.load(stream))  # noqa: S301 - our own parent writes this pipe
-    except (EOFError, pickle.UnpicklingError, OSError):
+        while (batch := source.read()) is not None:
+            for message in batch:
+                messages.put(message)
+            source.pause()
+    except OSError:
         pass
     finally:
         messages.put(None)
@@ -344,11 +386,14 @@ def main() -> int:
     """Run the writer on this process's stdin and stdout (see the module's docstring)."""
     # Ctrl-C is the runner's to handle; the writer stops when the runner closes its pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    source, stdout = _Input(sys.stdin.fileno()), sys.stdout.buffer
     try:
-        kind, url, retry = pickle.load(stdin)  # noqa: S301 - our own parent writes this pipe
-    except (EOFError, pickle.UnpicklingError, ValueError):
+        first = source.read()
+    except OSError:
         return 2
+    if not first or not (isinstance(first[0], tuple) and len(first[0]) == 3):
+        return 2  # the runner ended, or this is not how a runner starts
+    kind, url, retry = first[0]
     assert kind == "open"
     try:
         engine = connect(url)
@@ -357,7 +402,9 @@ def main() -> int:
         return exc.exit_code
     _answer(stdout, ready=True)
     messages = Inbox()
-    threading.Thread(target=_read, args=(stdin, messages), name="wtflow-db-reader", daemon=True).start()
+    for message in first[1:]:  # none: the runner waits for the answer before it sends events
+        messages.put(message)
+    threading.Thread(target=_read, args=(source, messages), name="wtflow-db-reader", daemon=True).start()
     writer = RowWriter(engine, messages, retry=retry)
     try:
         writer.drain()
