@@ -74,12 +74,21 @@ class DispatchExecutor:
 
     def __init__(self, executors: Mapping[type, Executor] | None = None) -> None:
         if executors is None:
-            from wtflow.executors.pyfunc import PyFuncExecutor
             from wtflow.executors.shell import CommandExecutor
 
-            executors = {Command: CommandExecutor(), PyFunc: PyFuncExecutor()}
+            executors = {Command: CommandExecutor()}
+            self._functions_by_default = True  # made on first use: a workflow of commands never imports them
+        else:
+            self._functions_by_default = False
         self._executors = dict(executors)
         self._containers: Executor | None = None
+
+    def _executor_for(self, kind: type) -> Executor | None:
+        if kind is PyFunc and kind not in self._executors and self._functions_by_default:
+            from wtflow.executors.pyfunc import PyFuncExecutor
+
+            self._executors[PyFunc] = PyFuncExecutor()
+        return self._executors.get(kind)
 
     def _container_executor(self) -> Executor:
         if self._containers is None:
@@ -106,7 +115,7 @@ class DispatchExecutor:
         """Run ``job`` with the executor for its type."""
         if isinstance(job.executable, Command) and job.executable.container is not None:
             return await self._container_executor().execute(job, sink)
-        executor = self._executors.get(type(job.executable))
+        executor = self._executor_for(type(job.executable))
         if executor is None:
             return Outcome(exit_code=None, error=f"no executor for {type(job.executable).__name__}")
         return await executor.execute(job, sink)
