@@ -54,51 +54,42 @@ def test_a_reader_nobody_reads_stops_taking_from_the_pipe_and_loses_nothing() ->
     assert received == expected
 
 
-async def _read_one_full_pipe() -> tuple[PipeReader, int]:
-    """A reader of a pipe its writer filled, after one read; and the pipe's write end."""
+async def _read_once(size: int = PIPE_SIZE) -> tuple[PipeReader, int]:
+    """A reader of a pipe its writer put ``size`` bytes in (all of a new pipe by default), after
+    one read; and the pipe's write end."""
     read_end, write_end = os.pipe()
-    os.write(write_end, b"x" * PIPE_SIZE)  # exactly what a new pipe holds
+    os.write(write_end, b"x" * size)
     reader = PipeReader(read_end, asyncio.get_running_loop())
-    assert len(await reader.read(CHUNK)) == PIPE_SIZE
+    assert len(await reader.read(CHUNK)) == size
     return reader, write_end
+
+
+async def _grown_and_size(written: int) -> tuple[bool, int]:
+    reader, write_end = await _read_once(written)
+    size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+    grown = reader.grown
+    reader.close()
+    os.close(write_end)
+    return grown, size
 
 
 @needs_growable_pipes
 def test_a_pipe_its_writer_fills_is_grown_to_a_megabyte() -> None:
-    async def main() -> tuple[bool, int]:
-        reader, write_end = await _read_one_full_pipe()
-        size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
-        grown = reader.grown
-        reader.close()
-        os.close(write_end)
-        return grown, size
-
-    assert asyncio.run(main()) == (True, GROWN_PIPE_SIZE)
+    assert asyncio.run(_grown_and_size(PIPE_SIZE)) == (True, GROWN_PIPE_SIZE)
 
 
 def test_a_pipe_never_filled_keeps_its_size() -> None:
-    async def main() -> tuple[bool, int]:
-        read_end, write_end = os.pipe()
-        os.write(write_end, b"x" * (PIPE_SIZE - 1))
-        reader = PipeReader(read_end, asyncio.get_running_loop())
-        await reader.read(CHUNK)
-        size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
-        grown = reader.grown
-        reader.close()
-        os.close(write_end)
-        return grown, size
-
-    assert asyncio.run(main()) == (False, PIPE_SIZE)
+    assert asyncio.run(_grown_and_size(PIPE_SIZE - 1)) == (False, PIPE_SIZE)
 
 
 @needs_growable_pipes
 def test_only_so_many_pipes_are_grown_at_once_and_closing_one_frees_its_place() -> None:
     async def main() -> tuple[list[bool], int, bool]:
-        opened = [await _read_one_full_pipe() for _ in range(MAX_GROWN_PIPES + 1)]
+        opened = [await _read_once() for _ in range(MAX_GROWN_PIPES + 1)]
         grown = [reader.grown for reader, _ in opened]
         over_budget = fcntl.fcntl(opened[-1][1], fcntl.F_GETPIPE_SZ)
         opened[0][0].close()  # a grown pipe's node ended
-        later, later_write_end = await _read_one_full_pipe()
+        later, later_write_end = await _read_once()
         grown_later = later.grown
         for reader, write_end in [*opened, (later, later_write_end)]:
             reader.close()
