@@ -98,17 +98,17 @@ class _Sink:
 
     async def write(self, stream: str, data: bytes) -> None:
         pending = self._pending[stream]
-        end = data.rfind(b"\n") + 1
-        if len(data) - end + (0 if end else len(pending)) <= MAX_PENDING_LINE:
-            self._pending[stream] = data[end:] if end else pending + data
-            if not end:
-                return
-            # The whole lines, copied once: output runs to gigabytes, and each copy costs.
-            lines = b"".join((pending, memoryview(data)[:end])) if pending else data[:end]
-        else:  # a partial line too long to hold: passed on as it is
+        end = data.rfind(b"\n") + 1  # just past the last whole line; 0 if none ends here
+        held = len(data) - end if end else len(pending) + len(data)  # what would wait for its newline
+        if held > MAX_PENDING_LINE:  # a partial line too long to hold: passed on as it is
             self._pending[stream] = b""
-            lines = pending + data
-        await self._forward(stream, lines)
+            await self._forward(stream, pending + data)
+        elif not end:
+            self._pending[stream] = pending + data
+        else:
+            self._pending[stream] = data[end:]
+            # The whole lines, copied once: output runs to gigabytes, and each copy costs.
+            await self._forward(stream, b"".join((pending, memoryview(data)[:end])) if pending else data[:end])
 
     async def _forward(self, stream: str, lines: bytes) -> None:
         self._masker.scan(lines)

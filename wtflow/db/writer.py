@@ -345,13 +345,13 @@ class _Input:
             data = os.read(self._fd, READ_SIZE)
             if not data:
                 return None
-            stream = io.BytesIO(self._rest + data)
-            self._rest = b""
-            while (start := stream.tell()) < len(stream.getbuffer()):
+            buffer, self._rest = self._rest + data, b""
+            stream = io.BytesIO(buffer)
+            while (start := stream.tell()) < len(buffer):
                 try:
                     messages.append(pickle.load(stream))  # noqa: S301 - our own parent writes this pipe
                 except (EOFError, pickle.UnpicklingError):  # the rest is still on its way
-                    self._rest = stream.getvalue()[start:]
+                    self._rest = buffer[start:]
                     break
         return messages
 
