@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,52 @@ from wtflow.observers import console_observers, record_observers
 from wtflow.scheduler import Scheduler, now
 
 EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
+
+
+class _Delivery:
+    """Hands a run's events to its observers, in order, a turn of the loop after they happen.
+
+    A node whose dependencies just ended starts its process in the turn it is scheduled; its
+    dependency's finish and its own start reach the observers (log lines, ``events.jsonl``, the
+    database) on the next turn, while the process runs, instead of before it. An observer's
+    error does not stop the others; the first is raised when the run ends.
+    """
+
+    def __init__(self, observers: list[Observer]) -> None:
+        self._observers = observers
+        self._pending: deque[Event] = deque()
+        self._scheduled = False
+        self.error: Exception | None = None
+
+    def emit(self, event: Event) -> None:
+        """Deliver ``event`` after what the current and the next callbacks of the loop do."""
+        self._pending.append(event)
+        if not self._scheduled:
+            self._scheduled = True
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self.deliver)  # after the tasks the current turn woke
+
+    def now(self, event: Event) -> None:
+        """Deliver the pending events, then ``event``, before returning."""
+        self._pending.append(event)
+        self.deliver()
+
+    def deliver(self) -> None:
+        """Deliver every pending event now."""
+        self._scheduled = False
+        while self._pending:
+            event = self._pending.popleft()
+            for observer in self._observers:
+                try:
+                    observer.notify(event)
+                except Exception as exc:  # noqa: BLE001 - kept, and raised when the run ends
+                    self.error = self.error or exc
+
+    def finish(self) -> None:
+        """Deliver every pending event, then raise the first error an observer raised, if any."""
+        self.deliver()
+        if self.error is not None:
+            raise self.error
 
 
 @dataclass(frozen=True)
@@ -133,19 +180,17 @@ class Engine:
         ]
         await _open_all(observers)
 
-        def emit(event: Event) -> None:
-            for observer in observers:
-                observer.notify(event)
-
+        delivery = _Delivery(observers)
         started_at = now()
-        emit(RunStarted(run_id, self.workflow, run_dir, started_at, socket.gethostname(), os.getpid()))
+        # At once, in this task's context: observers set up what later events need (the log's run id).
+        delivery.now(RunStarted(run_id, self.workflow, run_dir, started_at, socket.gethostname(), os.getpid()))
         masker = self.masker()
         scheduler = self.scheduler = Scheduler(
             self.workflow,
             run_id=run_id,
             layout=layout,
             executor=executor,
-            emit=emit,
+            emit=delivery.emit,
             max_parallel=self.max_parallel,
             ignore_failure=self.config.run.ignore_failure,
             kill_grace=self.config.run.kill_grace,
@@ -158,6 +203,7 @@ class Engine:
         try:
             try:
                 await scheduler.run()
+                delivery.finish()
                 status = RunStatus.FAILED if scheduler.failed else RunStatus.SUCCEEDED
                 error = None
             except Exception as exc:  # a bug: still close the run, and say what happened
@@ -175,7 +221,7 @@ class Engine:
                     finished = RunFinished(
                         run_id, self.workflow.name, status, EXIT_CODES[status], started_at, now(), error
                     )
-                    emit(finished)
+                    delivery.now(finished)
                     self.result = _result(finished, run_dir, scheduler)
         finally:
             await _close_all(observers)

@@ -143,7 +143,11 @@ class Observer(Protocol):
         """Get ready (connect, create files); raise to stop the run before it starts."""
 
     def notify(self, event: Event) -> None:
-        """Take one event; must not block the event loop."""
+        """Take one event; must not block the event loop.
+
+        Events arrive in the order they happened, on the loop, within a turn or two: a node's
+        process may already run when its start is told. An exception fails the run at its end.
+        """
 
     async def aclose(self) -> None:
         """Finish all pending work; called once, also when the run failed or was cancelled."""

@@ -13,7 +13,16 @@ import pytest
 import wtflow.scheduler
 from tests.conftest import EventLog
 from wtflow import Command, Config, Engine, Node, NodeStatus, Retry, RunConfig, RunStatus, StorageConfig, Workflow
-from wtflow.events import NodeFinished, NodeOutput, NodeRetrying, NodeStarted, RunFinished, RunStarted
+from wtflow.events import (
+    BaseObserver,
+    Event,
+    NodeFinished,
+    NodeOutput,
+    NodeRetrying,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
 from wtflow.executors.base import Job, Outcome, OutputSink
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.model import STDOUT
@@ -307,3 +316,41 @@ def test_a_node_whose_writes_turn_slow_goes_on_writing_from_a_thread_in_order(
     assert writers[0] == threading.get_ident()  # the first write, from the loop, found the disk slow
     assert len(writers) == 50
     assert threading.get_ident() not in writers[1:]
+
+
+class _Raising(BaseObserver):
+    """An observer with a bug: it raises on every node start."""
+
+    def notify(self, event: Event) -> None:
+        if isinstance(event, NodeStarted):
+            raise RuntimeError("observer bug")  # noqa: TRY004 - a bug, not a type check
+
+
+def test_an_observer_that_raises_fails_the_run_once_the_others_heard_every_event(
+    tmp_path: Path, event_log: EventLog
+) -> None:
+    config = Config(storage=StorageConfig(artifacts_dir=tmp_path))
+    workflow = Workflow(name="wf", root=Node("root", children=[cmd("a"), cmd("b")]))
+    engine = Engine(workflow, config, observers=[_Raising(), event_log], executor=FakeExecutor())
+    with pytest.raises(RuntimeError, match="observer bug"):
+        run(engine)
+    assert [e.node for e in event_log.of(NodeFinished)] == ["a", "b", "root"]  # type: ignore[union-attr]
+    finished = event_log.of(RunFinished)
+    assert len(finished) == 1
+    assert finished[0].status is RunStatus.FAILED  # type: ignore[union-attr]
+
+
+def test_a_node_starts_before_observers_hear_that_its_dependency_finished(tmp_path: Path, event_log: EventLog) -> None:
+    # Observers (log lines, events.jsonl, the database) then work while the next process runs.
+    heard_when_b_started: list[str] = []
+
+    class Recording(FakeExecutor):
+        async def execute(self, job: Job, sink: OutputSink) -> Outcome:
+            if job.node == "b":
+                heard_when_b_started.extend(e.node for e in event_log.of(NodeFinished))  # type: ignore[union-attr]
+            return await super().execute(job, sink)
+
+    root = Node("root", children=[cmd("a"), cmd("b")])
+    assert run(make_engine(tmp_path, root, Recording(), event_log)) == 0
+    assert heard_when_b_started == []
+    assert [e.node for e in event_log.of(NodeFinished)] == ["a", "b", "root"]  # type: ignore[union-attr]
