@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from wtflow.db import writer
 from wtflow.db.recorder import RunOpened
@@ -67,3 +68,26 @@ def test_the_writer_stops_gathering_as_soon_as_the_runner_closes_its_end(monkeyp
     source.pause()
     os.close(read_end)
     assert time.monotonic() - started < 30  # not the minute it waits while the runner is there
+
+
+def test_after_the_runner_ends_an_unreachable_database_is_retried_with_pauses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = writer.connect(f"sqlite:///{tmp_path / 'runs.db'}")
+    attempts: list[float] = []
+
+    def unreachable(self: writer.RowWriter, messages: list[writer.Message]) -> None:
+        attempts.append(time.monotonic())
+        raise OperationalError("INSERT", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(writer.RowWriter, "_write", unreachable)
+    messages = writer.Inbox()
+    row_writer = writer.RowWriter(engine, messages, retry=1)
+    messages.put(NodeStarted("r1", "a", "a", datetime.now(UTC), 1))
+    messages.put(None)  # the runner has ended: nothing more will come
+    row_writer.drain()
+    engine.dispose()
+    assert row_writer.lost == 1
+    # Pauses of 0.1, 0.2, 0.4, 0.8 s between tries for the second of retrying: a handful of
+    # tries, not a loop that hammers the database as fast as it can.
+    assert 2 <= len(attempts) <= 10

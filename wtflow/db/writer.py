@@ -189,7 +189,7 @@ class RowWriter:
         while True:
             # Wait for work (or for the next retry), then gather what else arrives for a moment,
             # so a busy run costs a few transactions instead of one per event.
-            batch, ended_now = self._gather(retry_delay if pending else HEARTBEAT_SECONDS)
+            batch, ended_now = self._gather(retry_delay if pending else HEARTBEAT_SECONDS, ended=ended)
             if ended_now and not ended:
                 ended = True
                 give_up_at = time.monotonic() + self._retry
@@ -213,7 +213,10 @@ class RowWriter:
                 self._close_unfinished()
                 return
 
-    def _gather(self, timeout: float) -> tuple[list[Message], bool]:
+    def _gather(self, timeout: float, *, ended: bool) -> tuple[list[Message], bool]:
+        if ended:  # nothing more will come: only the pause before the next retry
+            time.sleep(timeout)
+            return [], True
         if not self._inbox.wait(timeout):
             return [], self._inbox.ended
         self._inbox.wait(BATCH_SECONDS, for_end=True)  # what else arrives meanwhile joins the batch
