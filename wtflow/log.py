@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from enum import StrEnum
+from json.encoder import encode_basestring_ascii  # what json.dumps does with a str: 3x faster called directly
 from typing import TextIO
 
 import structlog
@@ -22,6 +23,8 @@ class LogFormat(StrEnum):
 
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
+_PLACEHOLDER = "\x00wtflow-line\x00"
+_json_stream: TextIO | None = None  # where configure() sends JSON log lines, if it does
 
 
 def resolve(log_format: LogFormat, stream: TextIO) -> LogFormat:
@@ -33,8 +36,10 @@ def resolve(log_format: LogFormat, stream: TextIO) -> LogFormat:
 
 def configure(log_format: LogFormat, level: str = "info", stream: TextIO | None = None) -> LogFormat:
     """Send structlog's output to ``stream`` (stderr) in ``log_format``; return the format chosen."""
+    global _json_stream  # noqa: PLW0603 - logging is configured once per process, like structlog's own
     stream = stream or sys.stderr
     chosen = resolve(log_format, stream)
+    _json_stream = stream if chosen is LogFormat.JSON else None
     renderer: structlog.typing.Processor
     if chosen is LogFormat.JSON:
         renderer = structlog.processors.JSONRenderer()
@@ -53,3 +58,38 @@ def configure(log_format: LogFormat, level: str = "info", stream: TextIO | None 
         cache_logger_on_first_use=False,
     )
     return chosen
+
+
+class OutputLines:
+    """Logs node output as ``output`` events, each chunk's lines in one write.
+
+    structlog renders and writes every event on its own, 15 us and a system call per line: a
+    run printing a million lines spent 15 s on it. A chunk's lines share every field but the
+    line itself (they arrived together, so the timestamp too), so the chunk is rendered once
+    through the configured processors with a placeholder, and each line's JSON takes its place.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        config = structlog.get_config()
+        self._stream = stream
+        self._render = structlog.wrap_logger(
+            structlog.ReturnLogger(), processors=config["processors"], wrapper_class=config["wrapper_class"]
+        ).bind()
+        self._marker = encode_basestring_ascii(_PLACEHOLDER)
+
+    @classmethod
+    def for_configured(cls) -> OutputLines | None:
+        """One for the JSON logs :func:`configure` set up; ``None`` unless it set up JSON logs."""
+        return cls(_json_stream) if _json_stream is not None else None
+
+    def write(self, node: str, stream: str, lines: list[str]) -> bool:
+        """Log ``lines``; ``False`` if they cannot be written this way (then log them one by one)."""
+        rendered = self._render.info("output", node=node, stream=stream, line=_PLACEHOLDER)
+        if rendered is None:
+            return True  # below the configured level
+        if not isinstance(rendered, str) or rendered.count(self._marker) != 1:
+            return False  # the placeholder is not where only the line can be
+        before, after = rendered.split(self._marker)
+        self._stream.write("".join([f"{before}{encode_basestring_ascii(line)}{after}\n" for line in lines]))
+        self._stream.flush()
+        return True

@@ -15,6 +15,7 @@ from wtflow.events import (
     RunStarted,
     RunStatus,
 )
+from wtflow.log import OutputLines
 
 
 class LogObserver(BaseObserver):
@@ -24,14 +25,16 @@ class LogObserver(BaseObserver):
         self.output = output
         # Bound now, with the configuration of now: the lazy proxy would build a logger per call.
         self.log = structlog.get_logger("wtflow").bind()
+        self._lines = OutputLines.for_configured() if output else None
 
     def notify(self, event: Event) -> None:
         """Log the event."""
         if isinstance(event, NodeOutput):
             if self.output:
-                stream = event.stream
-                for line in event.data.decode("utf-8", "replace").splitlines():
-                    self.log.info("output", node=event.node, stream=stream, line=line)
+                lines = event.data.decode("utf-8", "replace").splitlines()
+                if self._lines is None or not self._lines.write(event.node, event.stream, lines):
+                    for line in lines:
+                        self.log.info("output", node=event.node, stream=event.stream, line=line)
             return
         if isinstance(event, RunStarted):
             structlog.contextvars.bind_contextvars(run_id=event.run_id)

@@ -1,0 +1,93 @@
+"""JSON logs of node output: written a chunk at a time, read back exactly as structlog writes them."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from wtflow import log
+from wtflow.events import NodeOutput
+from wtflow.log import LogFormat, OutputLines
+from wtflow.observers.logs import LogObserver
+
+LINES = ["plain", 'say "hi"', "back\\slash", "tab\there", "caf\u00e9 \u2603", "", "\x00wtflow-line\x00"]
+
+
+@pytest.fixture
+def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    monkeypatch.setattr(log, "_json_stream", None)  # put back afterwards, like structlog's defaults
+    yield io.StringIO()
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def records(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def without_time(record: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in record.items() if k != "timestamp"}
+
+
+def test_output_lines_read_back_as_the_events_structlog_writes_one_by_one(stream: io.StringIO) -> None:
+    log.configure(LogFormat.JSON, stream=stream)
+    structlog.contextvars.bind_contextvars(run_id="r1")
+    for line in LINES:
+        structlog.get_logger("wtflow").info("output", node="n", stream="stdout", line=line)
+    one_by_one = records(stream)
+    stream.truncate(0)
+    stream.seek(0)
+
+    lines = OutputLines.for_configured()
+    assert lines is not None
+    assert lines.write("n", "stdout", LINES)
+
+    assert [without_time(r) for r in records(stream)] == [without_time(r) for r in one_by_one]
+    assert [r["line"] for r in records(stream)] == LINES
+
+
+def test_output_lines_are_not_written_below_the_configured_level(stream: io.StringIO) -> None:
+    log.configure(LogFormat.JSON, level="warning", stream=stream)
+    lines = OutputLines.for_configured()
+    assert lines is not None
+    assert lines.write("n", "stdout", ["quiet"])
+    assert stream.getvalue() == ""
+
+
+def test_output_lines_decline_when_another_field_holds_the_placeholder(stream: io.StringIO) -> None:
+    log.configure(LogFormat.JSON, stream=stream)
+    structlog.contextvars.bind_contextvars(odd="\x00wtflow-line\x00")
+    lines = OutputLines.for_configured()
+    assert lines is not None
+    assert not lines.write("n", "stdout", ["x"])
+    assert stream.getvalue() == ""
+
+
+def test_output_lines_exist_only_for_json_logs(stream: io.StringIO) -> None:
+    log.configure(LogFormat.CONSOLE, stream=stream)
+    assert OutputLines.for_configured() is None
+
+
+def test_log_observer_logs_a_chunk_line_by_line_in_order(stream: io.StringIO) -> None:
+    log.configure(LogFormat.JSON, stream=stream)
+    observer = LogObserver(output=True)
+    observer.notify(NodeOutput("r1", "n", "stderr", b"one\ntwo\r\nthree\n"))
+    observer.notify(NodeOutput("r1", "n", "stderr", b"four\n"))
+    assert [(r["node"], r["stream"], r["line"]) for r in records(stream)] == [
+        ("n", "stderr", "one"),
+        ("n", "stderr", "two"),
+        ("n", "stderr", "three"),
+        ("n", "stderr", "four"),
+    ]
+
+
+def test_log_observer_without_wtflows_json_logs_logs_through_structlog(stream: io.StringIO) -> None:
+    # A library user's own structlog configuration: each line goes through it.
+    log.configure(LogFormat.CONSOLE, stream=io.StringIO())
+    with structlog.testing.capture_logs() as captured:
+        LogObserver(output=True).notify(NodeOutput("r1", "n", "stdout", b"a\nb\n"))
+    assert [(c["event"], c["line"]) for c in captured] == [("output", "a"), ("output", "b")]
