@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,11 @@ def rows(url: str) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]], Sequence[Row
         engine.dispose()
 
 
+def aware(moment: datetime) -> datetime:
+    """SQLite gives back UTC times without their zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def check_recorded(url: str, runner: Runner) -> None:
     engine = runner(sample(), db_url=url)
     assert engine.result is not None
@@ -100,6 +106,10 @@ def check_recorded(url: str, runner: Runner) -> None:
         ("ok", "root/ok", "succeeded", 0),
         ("bad", "root/bad", "failed", 4),
         ("never", "root/never", "skipped", None),
+    ]
+    results = engine.result.nodes
+    assert [(n.started_at and aware(n.started_at), aware(n.finished_at), n.attempts) for n in node_rows] == [
+        (results[n.name].started_at, results[n.name].finished_at, results[n.name].attempts) for n in node_rows
     ]
     sizes = {(a.node, a.name): a.size for a in artifact_rows}
     assert sizes[("bad", "stderr")] == 5

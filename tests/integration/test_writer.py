@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from wtflow.db import writer
-from wtflow.db.recorder import RunOpened
+from wtflow.db.recorder import RunOpened, message
 from wtflow.db.tables import runs
 from wtflow.events import NodeStarted
 
@@ -31,7 +31,7 @@ def test_a_busy_run_keeps_its_heartbeat_fresh(tmp_path: Path, monkeypatch: pytes
     try:
         messages.put(RunOpened("r1", "busy", started, "elsewhere", os.getpid(), ("a",)))
         for attempt in range(1, 61):  # an event every 20 ms for over a second: never a quiet moment
-            messages.put(NodeStarted("r1", "a", "a", datetime.now(UTC), attempt))
+            messages.put(message(NodeStarted("r1", "a", "a", datetime.now(UTC), attempt)))
             time.sleep(0.02)
     finally:
         messages.put(None)
@@ -83,7 +83,7 @@ def test_after_the_runner_ends_an_unreachable_database_is_retried_with_pauses(
     monkeypatch.setattr(writer.RowWriter, "_write", unreachable)
     messages = writer.Inbox()
     row_writer = writer.RowWriter(engine, messages, retry=1)
-    messages.put(NodeStarted("r1", "a", "a", datetime.now(UTC), 1))
+    messages.put(message(NodeStarted("r1", "a", "a", datetime.now(UTC), 1)))
     messages.put(None)  # the runner has ended: nothing more will come
     row_writer.drain()
     engine.dispose()

@@ -6,6 +6,7 @@ import asyncio
 import re
 import string
 import tempfile
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import yaml
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import EventLog
 from wtflow import Command, Config, Engine, Node, NodeStatus, RunConfig, StorageConfig, Workflow, WorkflowError
+from wtflow.db.recorder import from_micros, to_micros
 from wtflow.events import NodeFinished, NodeStarted
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.loader import load_yaml
@@ -148,3 +150,10 @@ def test_output_passes_on_every_byte_in_order_and_in_whole_lines_unless_a_line_i
     for piece in emitted[:-1]:  # the last may be the final line without its newline
         assert piece
         assert piece.endswith(b"\n") or len(piece) - (piece.rfind(b"\n") + 1) > MAX_PENDING_LINE
+
+
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7, minutes=-30))])))
+def test_a_time_sent_to_the_database_writer_comes_back_to_the_microsecond(moment: datetime) -> None:
+    back = from_micros(to_micros(moment))
+    assert back == moment
+    assert back.tzinfo is UTC

@@ -4,8 +4,9 @@
 its stdin and stdout. Being a process, it imports SQLAlchemy and connects while the runner
 is still loading the workflow, and its work never competes with the event loop for the GIL.
 
-Protocol: the runner sends pickled messages on stdin, first ``("open", url, retry)``, then events
-(``RunOpened``, ``NodeStarted``, ``NodeFinished``, ``RunFinished``). The writer answers one
+Protocol: the runner sends pickled messages on stdin, first ``("open", url, retry)``, then its
+run's events as :func:`wtflow.db.recorder.message` gives them (``RunOpened``, a tuple for each
+node's start and finish, ``RunFinished``). The writer answers one
 JSON line on stdout once connected (``{"ready": true}``, or ``{"error": ..., "exit_code": ...}``)
 and one when it ends (``{"lost": N, "error": ...}``). It gathers what arrives for a moment and
 writes it in one transaction; if the database stops answering, events wait and are written
@@ -32,12 +33,12 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from wtflow.db.connect import display_url, open_engine
-from wtflow.db.recorder import RunOpened
+from wtflow.db.recorder import NodeFinishedRow, NodeStartedRow, RunOpened, from_micros
 from wtflow.db.schema import upgrade
 from wtflow.db.tables import artifacts as artifact_table
 from wtflow.db.tables import node_runs, runs
 from wtflow.errors import BackendUnavailable, WtflowError
-from wtflow.events import NodeFinished, NodeStarted, NodeStatus, RunFinished
+from wtflow.events import NodeStatus, RunFinished
 
 # The writer refreshes its run's heartbeat this often; runs silent for STALE_AFTER count as crashed.
 HEARTBEAT_SECONDS = 15.0
@@ -59,7 +60,7 @@ _NODE_DEFAULTS: dict[str, Any] = {
 }
 
 
-Message = RunOpened | NodeStarted | NodeFinished | RunFinished
+Message = RunOpened | NodeStartedRow | NodeFinishedRow | RunFinished
 
 
 def connect(url: str) -> Engine:
@@ -242,6 +243,11 @@ class RowWriter:
         except (OperationalError, DBAPIError) as exc:
             self.last_error = _reason(exc)
 
+    def _node_key(self, node: str) -> tuple[str, str]:
+        if self._run_id is None:  # the runner sends RunOpened first
+            raise ValueError(f"node {node!r} reported before its run was opened")
+        return self._run_id, node
+
     def _changes(
         self, messages: list[Message]
     ) -> tuple[
@@ -267,34 +273,28 @@ class RowWriter:
                         "heartbeat_at": message.started_at,
                     }
                 )
-            elif isinstance(message, NodeStarted):
-                node_changes.setdefault((message.run_id, message.node), {}).update(
-                    path=message.path,
-                    status=str(NodeStatus.RUNNING),
-                    attempts=message.attempt,
-                    started_at=message.started_at,
+            elif isinstance(message, tuple) and message[0] == "started":
+                _, node, path, attempt, started_at = message
+                node_changes.setdefault(self._node_key(node), {}).update(
+                    path=path, status=str(NodeStatus.RUNNING), attempts=attempt, started_at=from_micros(started_at)
                 )
-            elif isinstance(message, NodeFinished):
-                change = node_changes.setdefault((message.run_id, message.node), {})
+            elif isinstance(message, tuple) and message[0] == "finished":
+                _, node, path, status, exit_code, attempt, started, finished_at, error, stored = message
+                key = self._node_key(node)
+                change = node_changes.setdefault(key, {})
                 change.update(
-                    path=message.path,
-                    status=str(message.status),
-                    exit_code=message.exit_code,
-                    attempts=message.attempt,
-                    finished_at=message.finished_at,
-                    error=message.error,
+                    path=path,
+                    status=status,
+                    exit_code=exit_code,
+                    attempts=attempt,
+                    finished_at=from_micros(finished_at),
+                    error=error,
                 )
-                if message.started_at is not None:
-                    change["started_at"] = message.started_at
+                if started is not None:
+                    change["started_at"] = from_micros(started)
                 artifacts.extend(
-                    {
-                        "run_id": message.run_id,
-                        "node": message.node,
-                        "name": a.name,
-                        "path": str(a.path),
-                        "size": a.size,
-                    }
-                    for a in message.artifacts
+                    {"run_id": key[0], "node": node, "name": name, "path": file, "size": size}
+                    for name, file, size in stored
                 )
             elif isinstance(message, RunFinished):
                 run_changes[message.run_id] = {
