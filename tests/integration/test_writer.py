@@ -8,15 +8,16 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, Row, select
 from sqlalchemy.exc import OperationalError
 
 from wtflow.db import writer
 from wtflow.db.recorder import RunOpened, message
-from wtflow.db.tables import runs
-from wtflow.events import NodeStarted
+from wtflow.db.tables import node_runs, runs
+from wtflow.events import NodeFinished, NodeStarted, NodeStatus, RunFinished, RunStatus
 
 
 def test_a_busy_run_keeps_its_heartbeat_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,3 +92,40 @@ def test_after_the_runner_ends_an_unreachable_database_is_retried_with_pauses(
     # Pauses of 0.1, 0.2, 0.4, 0.8 s between tries for the second of retrying: a handful of
     # tries, not a loop that hammers the database as fast as it can.
     assert 2 <= len(attempts) <= 10
+
+
+def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(tmp_path: Path) -> None:
+    engine = writer.connect(f"sqlite:///{tmp_path / 'runs.db'}")
+    messages = writer.Inbox()
+    drain = threading.Thread(target=writer.RowWriter(engine, messages, retry=1).drain)
+    drain.start()
+    started = datetime.now(UTC).replace(microsecond=0)
+    later = started + timedelta(seconds=3)
+    try:
+        messages.put(RunOpened("r1", "wide", started, "here", os.getpid(), ("a", "b", "c")))
+        for name in ("a", "b", "c"):
+            messages.put(message(NodeStarted("r1", name, f"wide/{name}", started)))
+        deadline = time.monotonic() + 30
+        while len(node_rows(engine)) < 3 and time.monotonic() < deadline:  # until the first batch is written
+            time.sleep(0.01)
+        # Then, in one batch, changes that set different columns: two finishes and a retry.
+        messages.put(message(NodeFinished("r1", "a", "wide/a", NodeStatus.SUCCEEDED, 0, started, later)))
+        messages.put(message(NodeFinished("r1", "b", "wide/b", NodeStatus.FAILED, 3, started, later)))
+        messages.put(message(NodeStarted("r1", "c", "wide/c", later, attempt=2)))
+        messages.put(RunFinished("r1", "wide", RunStatus.FAILED, 1, started, later))
+    finally:
+        messages.put(None)
+        drain.join(timeout=30)
+    rows = node_rows(engine)
+    engine.dispose()
+    naive_start, naive_later = started.replace(tzinfo=None), later.replace(tzinfo=None)
+    assert [(r.name, r.status, r.exit_code, r.attempts, r.started_at, r.finished_at) for r in rows] == [
+        ("a", "succeeded", 0, 1, naive_start, naive_later),
+        ("b", "failed", 3, 1, naive_start, naive_later),
+        ("c", "running", None, 2, naive_later, None),
+    ]
+
+
+def node_rows(engine: Engine) -> list[Row[Any]]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(node_runs).order_by(node_runs.c.position)))

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from select import poll
 from typing import Any, BinaryIO
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from wtflow.db.connect import display_url, open_engine
@@ -318,11 +318,8 @@ class RowWriter:
                 connection.execute(insert(runs), new_runs)
             if inserts:
                 connection.execute(insert(node_runs), inserts)
-            for (run_id, name), change in node_changes.items():
-                if (run_id, name) in self._known_nodes:
-                    connection.execute(
-                        update(node_runs).where(node_runs.c.run_id == run_id, node_runs.c.name == name).values(**change)
-                    )
+            for rows in _updates(node_changes, self._known_nodes).values():
+                connection.execute(_UPDATE_NODE, rows)
             if artifacts:
                 connection.execute(insert(artifact_table), artifacts)
             for run_id, change in run_changes.items():
@@ -330,6 +327,27 @@ class RowWriter:
         self._known_nodes.update(node_changes)
         if self._run_id in run_changes:
             self._run_closed = True
+
+
+# One statement for many nodes' changes (executemany): the SET clause comes from the rows' keys.
+_UPDATE_NODE = update(node_runs).where(
+    node_runs.c.run_id == bindparam("row_run_id"), node_runs.c.name == bindparam("row_name")
+)
+
+
+def _updates(
+    node_changes: dict[tuple[str, str], dict[str, Any]], known: set[tuple[str, str]]
+) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """The changes to rows already written, grouped by the columns they set.
+
+    A statement per node cost 0.1 ms each: 500 nodes finishing together took the writer 60 ms
+    after the run had ended, which the runner waits for.
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for (run_id, name), change in node_changes.items():
+        if (run_id, name) in known:
+            groups.setdefault(tuple(sorted(change)), []).append({"row_run_id": run_id, "row_name": name, **change})
+    return groups
 
 
 class _Input:
