@@ -114,6 +114,9 @@ class Container:
 class Command:
     """A process to run: a string goes through ``/bin/sh -c``; a list is executed directly.
 
+    A string that is only a program and plain words (no quotes, variables, globs, pipes or
+    redirects; not a shell builtin) starts the program directly, as the shell would have.
+
     ``timeout`` (seconds) kills the whole process group and marks the node ``timed_out``.
     ``env`` is added to the inherited environment; ``cwd`` is the working directory.
     With ``container``, the command runs in a container instead (see :class:`Container`).

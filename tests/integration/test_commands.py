@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import process_alive
 from tests.integration.conftest import Runner
 from wtflow import Command, Node, NodeStatus
+from wtflow.executors import process
 
 
 def output(runner: Runner, node: str, stream: str = "stdout") -> bytes:
@@ -142,3 +147,57 @@ def test_commands_die_quietly_of_a_closed_pipe(run_workflow: Runner) -> None:
     run_workflow(Node("a", executable=Command("yes | head -c 4")))
     assert output(run_workflow, "a") == b"y\ny\n"
     assert output(run_workflow, "a", "stderr") == b""
+
+
+def test_a_plain_command_string_starts_its_program_without_a_shell(
+    run_workflow: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[str, ...]] = []
+    real_start = process.start
+
+    async def recording_start(argv: Sequence[str], **options: Any) -> process.Child:
+        started.append(tuple(argv))
+        return await real_start(argv, **options)
+
+    monkeypatch.setattr(process, "start", recording_start)
+    run_workflow(Node("a", executable=Command("printf %s, done"), children=[Node("b", executable=Command("true"))]))
+    assert output(run_workflow, "a") == b"done,"
+    # printf and true are the shell's own: only a program it would merely exec starts directly.
+    assert started == [("/bin/sh", "-c", "printf %s, done"), ("/bin/sh", "-c", "true")]
+    run_workflow(Node("c", executable=Command("  head -c 3 /dev/zero ")))
+    assert started[-1] == ("head", "-c", "3", "/dev/zero")
+    assert output(run_workflow, "c") == b"\0\0\0"
+
+
+def test_a_plain_command_naming_a_missing_program_fails_as_the_shell_says(run_workflow: Runner) -> None:
+    engine = run_workflow(Node("a", executable=Command("no-such-program-wtflow --flag")))
+    assert engine.result is not None
+    assert engine.result["a"].exit_code == 127
+    assert b"no-such-program-wtflow: not found" in output(run_workflow, "a", "stderr")
+
+
+def test_a_plain_command_running_a_script_without_a_shebang_runs_it_with_the_shell(
+    run_workflow: Runner, tmp_path: Path
+) -> None:
+    script = tmp_path / "steps.sh"
+    script.write_text("echo $((6 * 7))\n")
+    script.chmod(0o755)
+    run_workflow(Node("a", executable=Command("./steps.sh", cwd=tmp_path)))
+    assert output(run_workflow, "a") == b"42\n"
+
+
+def test_a_plain_command_finds_pwd_naming_its_working_directory(run_workflow: Runner, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(work)
+    run_workflow(
+        Node(
+            "root",
+            executable=Command("env", cwd=work, env={"PWD": "/somewhere/else"}),
+            children=[Node("through_link", executable=Command("env", cwd=link, env={"PWD": str(link)}))],
+        )
+    )
+    # As the shell does: a PWD that names the directory is kept (even through a link), any other replaced.
+    assert f"PWD={work.resolve()}\n".encode() in output(run_workflow, "root")
+    assert f"PWD={link}\n".encode() in output(run_workflow, "through_link")

@@ -437,11 +437,23 @@ def exit_code_of(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-async def run_process(argv: Sequence[str], job: Job, sink: OutputSink, stdin: bytes | None = None) -> Outcome:
-    """Run ``argv`` for ``job``: stream its output, honour its timeout, stop it when cancelled."""
+async def run_process(
+    argv: Sequence[str],
+    job: Job,
+    sink: OutputSink,
+    stdin: bytes | None = None,
+    *,
+    fallback: Sequence[str] | None = None,
+) -> Outcome:
+    """Run ``argv`` for ``job``: stream its output, honour its timeout, stop it when cancelled.
+
+    If ``argv`` cannot start and there is a ``fallback``, that is run instead.
+    """
     try:
         child = await start(argv, stdin=stdin is not None, env=dict(job.env), cwd=job.cwd)
     except OSError as exc:
+        if fallback is not None:
+            return await run_process(fallback, job, sink, stdin)
         return await start_failed(argv[0], job, sink, exc)
     feeder = None
     if stdin is not None:

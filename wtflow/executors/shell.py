@@ -2,15 +2,66 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
 from wtflow.executors.base import Job, Outcome, OutputSink
 from wtflow.executors.process import run_process
 from wtflow.model import Command
 
+# A command string the shell would only split at spaces: words of these characters, nothing
+# it expands, quotes, redirects, pipes, chains or globs.
+_PLAIN = re.compile(r"[A-Za-z0-9_./,:@%+=-]+(?: +[A-Za-z0-9_./,:@%+=-]+)*")
+# Words the shell runs itself, not as a program (POSIX and dash), and its reserved words.
+_SHELL_WORDS = frozenset(
+    """
+    . : [ alias bg break cd chdir command continue echo eval exec exit export false fc fg getopts hash jobs kill
+    local printf pwd read readonly return set shift test times trap true type ulimit umask unalias unset wait
+    case do done elif else esac fi for function if in select then until while
+    """.split()  # noqa: SIM905 - a list of fifty words reads better as words
+)
+
+
+def plain_argv(command: str) -> tuple[str, ...] | None:
+    """The program and arguments of ``command`` if ``sh -c`` would just run them, else ``None``.
+
+    ``sh -c 'pytest -q tests'`` starts a shell that only execs ``pytest``: starting pytest
+    directly gives it the same argv, environment and process, and saves an exec of the shell,
+    about half a millisecond of a core per node. GNU make does the same for its recipes.
+    """
+    text = command.strip(" ")
+    if not _PLAIN.fullmatch(text):
+        return None
+    argv = tuple(text.split())
+    if argv[0] in _SHELL_WORDS or "=" in argv[0]:  # a builtin, or a variable assignment
+        return None
+    return argv
+
+
+def shell_env(env: Mapping[str, str], cwd: Path | None) -> dict[str, str]:
+    """``env`` as the shell would pass it on: with ``PWD`` naming the working directory."""
+    here = Path(cwd).absolute() if cwd is not None else Path.cwd()
+    pwd = env.get("PWD")
+    try:
+        if pwd is not None and Path(pwd).is_absolute() and here.samefile(pwd):
+            return dict(env)  # the shell keeps a PWD that is right (a path through a symlink, say)
+    except OSError:
+        pass
+    return {**env, "PWD": str(here.resolve())}
+
 
 class CommandExecutor:
-    """A string through ``/bin/sh -c``; a list executed directly, never through a shell."""
+    """A string through ``/bin/sh -c`` (a plain ``program args`` directly); a list executed directly."""
 
     async def execute(self, job: Job, sink: OutputSink) -> Outcome:
         """Run the command of ``job``."""
-        assert isinstance(job.executable, Command)
-        return await run_process(job.executable.argv, job, sink)
+        command = job.executable
+        assert isinstance(command, Command)
+        if isinstance(command.cmd, str) and (argv := plain_argv(command.cmd)) is not None:
+            # Whatever the program cannot do alone (not found, a script without #!) is left to
+            # the shell, which then reports or runs it as it always does.
+            direct = dataclasses.replace(job, env=shell_env(job.env, job.cwd))
+            return await run_process(argv, direct, sink, fallback=command.argv)
+        return await run_process(command.argv, job, sink)
