@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -201,3 +202,22 @@ def test_a_plain_command_finds_pwd_naming_its_working_directory(run_workflow: Ru
     # As the shell does: a PWD that names the directory is kept (even through a link), any other replaced.
     assert f"PWD={work.resolve()}\n".encode() in output(run_workflow, "root")
     assert f"PWD={link}\n".encode() in output(run_workflow, "through_link")
+
+
+def test_a_process_that_cannot_be_watched_is_stopped_and_its_node_fails(
+    run_workflow: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned: list[int] = []
+
+    class Unwatchable(process.SpawnedChild):
+        def __init__(self, pid: int, *args: Any) -> None:
+            spawned.append(pid)
+            raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(process, "SpawnedChild", Unwatchable)
+    engine = run_workflow(Node("a", executable=Command("sleep 30")))
+    assert engine.result is not None
+    assert engine.result["a"].exit_code == 126
+    assert b"Too many open files" in output(run_workflow, "a", "stderr")
+    assert len(spawned) == 1  # a lack of descriptors is not a reason to try through the shell
+    assert not process_alive(spawned[0])

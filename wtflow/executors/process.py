@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import functools
 import os
@@ -385,7 +386,15 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str]) -> SpawnedChild | None:
     finally:
         os.close(out_write)
         os.close(err_write)
-    return SpawnedChild(pid, out_read, err_read, asyncio.get_running_loop())
+    try:
+        return SpawnedChild(pid, out_read, err_read, asyncio.get_running_loop())
+    except BaseException:  # e.g. no descriptor left for its pidfd: a process it cannot watch must not run
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(out_read)
+        os.close(err_read)
+        raise
 
 
 async def start(argv: Sequence[str], *, stdin: bool, env: dict[str, str], cwd: Path | None) -> Child:
@@ -437,6 +446,9 @@ def exit_code_of(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+_NOT_RUNNABLE = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOEXEC, errno.ENOTDIR, errno.ELOOP})
+
+
 async def run_process(
     argv: Sequence[str],
     job: Job,
@@ -447,12 +459,13 @@ async def run_process(
 ) -> Outcome:
     """Run ``argv`` for ``job``: stream its output, honour its timeout, stop it when cancelled.
 
-    If ``argv`` cannot start and there is a ``fallback``, that is run instead.
+    If the program of ``argv`` cannot be run (missing, not executable, not a binary) and there
+    is a ``fallback``, that is run instead; a lack of resources fails the node either way.
     """
     try:
         child = await start(argv, stdin=stdin is not None, env=dict(job.env), cwd=job.cwd)
     except OSError as exc:
-        if fallback is not None:
+        if fallback is not None and exc.errno in _NOT_RUNNABLE:
             return await run_process(fallback, job, sink, stdin)
         return await start_failed(argv[0], job, sink, exc)
     feeder = None
