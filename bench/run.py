@@ -4,7 +4,8 @@
     .venv/bin/python bench/run.py --reps 1 W1 W3
 
 Each repetition runs every contender of every workload once, in turn, so machine noise hits
-all of them alike. Reported: the median wall time, the ratio wtflow / baseline, and the peak
+all of them alike. pypyr and doit join W1 and W2 as further baselines when they are installed
+(``pip install -e '.[bench]'``). Reported: the median wall time, the ratio wtflow / baseline, and the peak
 RSS of the runner process (from wait4). Results also go to bench/results/<time>.json.
 wtflow is always run through its CLI, as users run it, with artifacts stored and SQLite
 tracking on unless a workload says otherwise. wtflow's logs go to a file (JSON lines, as in CI);
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import importlib.util
 import json
 import os
 import shutil
@@ -107,6 +109,32 @@ def wtflow(workflow: Path, *extra: str) -> Callable[[Path], list[str]]:
     return argv
 
 
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def pypyr(folder: Path, name: str, lanes: list[list[str]]) -> Callable[[Path], list[str]]:
+    """pypyr running ``lanes`` side by side, each lane's commands one after another, through the shell."""
+    step = {"name": "pypyr.steps.shells", "in": {"cmds": {"run": lanes}}}
+    (folder / f"{name}.yaml").write_text(json.dumps({"steps": [step]}))  # JSON is YAML
+    return lambda _: [PYTHON, "-m", "pypyr", name, "--dir", str(folder)]
+
+
+def doit(count: int, *, parallel: int = 1, chain: bool = False) -> Callable[[Path], list[str]]:
+    def argv(scratch: Path) -> list[str]:
+        return [
+            PYTHON, "-m", "doit", "-f", str(HERE / "dodo.py"), "--db-file", str(scratch / "doit.db"),
+            *(["-n", str(parallel)] if parallel > 1 else []), f"count={count}", f"chain={int(chain)}",
+        ]  # fmt: skip
+
+    return argv
+
+
+def others(*contenders: tuple[str, Contender]) -> list[Contender]:
+    """The contenders whose runner is installed (pypyr and doit are optional baselines)."""
+    return [contender for module, contender in contenders if installed(module)]
+
+
 def write_graph(path: Path, commands: list[str], *, chain: bool = False, max_parallel: int | None = None,
                 functions: bool = False) -> Path:  # fmt: skip
     lines = [f"name: {path.stem}"]
@@ -178,11 +206,15 @@ def workloads(folder: Path, quick: bool) -> list[Workload]:
             Contender("reference", reference(trues, 2, folder)),
             Contender("xargs -P2", xargs(n, 2)),
             Contender("bash loop", bash_loop(n)),
+            *others(("pypyr", Contender("pypyr, 2 lanes", pypyr(folder, "w1", [trues[::2], trues[1::2]]))),
+                    ("doit", Contender("doit -n 2", doit(n, parallel=2)))),
         ], [("wtflow", "reference", 1.25)]),
         Workload("W2", "a chain of 1,000 `true`", "<= 1.25 x reference", [
             Contender("wtflow", wtflow(w2)),
             Contender("reference", reference(trues, 1, folder)),
             Contender("bash loop", bash_loop(n)),
+            *others(("pypyr", Contender("pypyr", pypyr(folder, "w2", [trues]))),
+                    ("doit", Contender("doit", doit(n, chain=True)))),
         ], [("wtflow", "reference", 1.25)]),
         Workload("W3a", "1 GiB of 100-byte lines on stdout", "<= 1.5 x reference; RSS <= empty + 64 MiB", [
             Contender("wtflow", wtflow(w3_lines)),
