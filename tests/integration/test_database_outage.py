@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, func, select
 
 from tests.conftest import wait_for
 from wtflow import Command, Config, DatabaseConfig, Engine, Node, RunConfig, StorageConfig, Workflow
+from wtflow.db import recorder
 from wtflow.db.connect import normalise_url
 from wtflow.db.tables import node_runs, runs
 from wtflow.orphans import children
@@ -32,6 +33,8 @@ class Proxy:
         self.port = self.listener.getsockname()[1]
         self.open = threading.Event()
         self.open.set()
+        self.flowing = threading.Event()  # cleared: connections stay open but nothing gets through
+        self.flowing.set()
         self.connections: list[socket.socket] = []
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -51,10 +54,10 @@ class Proxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self.flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass
@@ -74,8 +77,13 @@ class Proxy:
     def restore(self) -> None:
         self.open.set()
 
+    def freeze(self) -> None:
+        """Hold everything sent from now on, as a network that drops packets does."""
+        self.flowing.clear()
+
     def close(self) -> None:
         self.cut()
+        self.flowing.set()
         self.listener.close()
 
 
@@ -195,3 +203,23 @@ def test_a_database_writer_that_dies_mid_run_leaves_a_warning_and_the_run_goes_o
         f"the database writer ended unexpectedly (exit -9); rows may be missing; "
         f"{engine.result.run_dir / 'events.jsonl'} has every event"
     ]
+
+
+@pytest.mark.postgres
+def test_a_database_that_stops_answering_delays_the_end_of_a_run_by_a_bounded_time(
+    tmp_path: Path, proxied_url: tuple[str, Proxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder, "FINISH_GRACE", 1.0)
+    url, proxy = proxied_url
+    config = Config(db=DatabaseConfig(url, retry=0.5), storage=StorageConfig(tmp_path / "arts"))
+    run = GatedRun(tmp_path, "silent", config, Node("second", executable=Command("echo while nothing answers")))
+    proxy.freeze()  # connected, but no answer will ever come: the writer's next statement hangs
+    run.release()
+    assert run.finish() == 0
+    engine = run.engine
+    assert engine.result is not None
+    assert engine.warnings == [
+        "the database writer was still writing 1.5 s after the run ended (the database stopped answering) "
+        f"and was stopped; rows may be missing; {engine.result.run_dir / 'events.jsonl'} has every event"
+    ]
+    assert not [pid for pid in children() if b"wtflow.db.writer" in Path(f"/proc/{pid}/cmdline").read_bytes()]

@@ -90,6 +90,8 @@ def message(event: Event) -> RunOpened | NodeStartedRow | NodeFinishedRow | RunF
 
 
 _prestarted: dict[str, subprocess.Popen[bytes]] = {}
+# Seconds the runner waits, beyond the writer's retry time, for the writer to finish after a run.
+FINISH_GRACE = 60.0
 
 
 def _connect(process: subprocess.Popen[bytes], url: str, retry: float) -> dict[str, Any]:
@@ -195,22 +197,40 @@ class DatabaseRecorder(BaseObserver):
             asyncio.get_running_loop().call_soon(self._flush)
         self._buffer.append(pickle.dumps(row, pickle.HIGHEST_PROTOCOL))
 
+    async def _end_writer(self, process: subprocess.Popen[bytes]) -> dict[str, Any]:
+        if self._transport is not None and self._pipe is not None:
+            self._transport.close()  # what is buffered is written first, then the writer sees the end
+            await self._pipe.closed
+            self._transport = None
+        return await asyncio.to_thread(_finish, process)
+
     def _flush(self) -> None:
         if self._buffer and self._transport is not None and not self._transport.is_closing():
             self._transport.write(b"".join(self._buffer))
         self._buffer.clear()
 
     async def aclose(self) -> None:
-        """Let the writer write everything sent (retrying a lost database for a while), then end it."""
+        """Let the writer write everything sent (retrying a lost database for a while), then end it.
+
+        A writer still busy :data:`FINISH_GRACE` seconds after its retry time (a database that
+        stopped answering without closing the connection) is killed, with a warning.
+        """
         if self._process is None:
             return
         self._flush()
-        if self._transport is not None and self._pipe is not None:
-            self._transport.close()  # what is buffered is written first, then the writer sees the end
-            await self._pipe.closed
-            self._transport = None
         process, self._process = self._process, None
-        last = await asyncio.to_thread(_finish, process)
+        finishing = asyncio.ensure_future(self._end_writer(process))
+        try:
+            await asyncio.wait_for(asyncio.shield(finishing), self.retry + FINISH_GRACE)
+        except TimeoutError:
+            process.kill()  # its pipes close: what waits on them ends now
+            await finishing
+            self.problem = (
+                f"the database writer was still writing {self.retry + FINISH_GRACE:g} s after the run ended "
+                "(the database stopped answering) and was stopped; rows may be missing"
+            )
+            return
+        last = finishing.result()
         if "lost" not in last:  # it died without its last word (killed, out of memory)
             self.problem = f"the database writer ended unexpectedly (exit {process.returncode}); rows may be missing"
         elif last["lost"]:
