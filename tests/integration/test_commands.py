@@ -221,3 +221,30 @@ def test_a_process_that_cannot_be_watched_is_stopped_and_its_node_fails(
     assert b"Too many open files" in output(run_workflow, "a", "stderr")
     assert len(spawned) == 1  # a lack of descriptors is not a reason to try through the shell
     assert not process_alive(spawned[0])
+
+
+def test_a_node_in_another_directory_is_watched_like_any_other(
+    run_workflow: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[process.Child] = []
+    real_start = process.start
+
+    async def recording_start(argv: Sequence[str], **options: Any) -> process.Child:
+        started.append(await real_start(argv, **options))
+        return started[-1]
+
+    monkeypatch.setattr(process, "start", recording_start)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    engine = run_workflow(Node("a", executable=Command("pwd; echo err >&2; exit 7", cwd=elsewhere)))
+    assert engine.result is not None
+    assert (engine.result["a"].exit_code, output(run_workflow, "a")) == (7, f"{elsewhere}\n".encode())
+    assert output(run_workflow, "a", "stderr") == b"err\n"
+    assert [type(child) for child in started] == [process.SpawnedChild]  # a pidfd, not a thread per child
+
+
+def test_a_missing_program_in_another_directory_fails_with_127(run_workflow: Runner, tmp_path: Path) -> None:
+    engine = run_workflow(Node("a", executable=Command(["no-such-program-wtflow"], cwd=tmp_path)))
+    assert engine.result is not None
+    assert engine.result["a"].exit_code == 127
+    assert f"cannot start 'no-such-program-wtflow' in {tmp_path}".encode() in output(run_workflow, "a", "stderr")
