@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py              # 3 repetitions of everything
     .venv/bin/python bench/run.py --reps 1 W1 W3
+    .venv/bin/python bench/run.py --compare bench/results/<earlier>.json   # what changed since then
 
 Each repetition runs every contender of every workload once, in turn, so machine noise hits
 all of them alike. pypyr and doit join W1 and W2 as further baselines when they are installed
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -258,6 +260,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("only", nargs="*", help="workload ids to run (default: all)")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--compare", type=Path, metavar="RESULTS_JSON",
+                        help="also print what changed since an earlier run's bench/results/*.json")  # fmt: skip
     args = parser.parse_args()
     compileall.compile_dir(HERE.parent / "wtflow", quiet=1)
     folder = Path(tempfile.mkdtemp(prefix="wtflow-bench-"))
@@ -277,7 +281,9 @@ def main() -> int:
                     status = "ok" if measure.ok else f"FAILED {measure.note}"
                     print(f"rep {rep + 1} {workload.id:4} {contender.name:18} {measure.seconds:8.3f}s "
                           f"{measure.max_rss_mib:7.1f} MiB {status}", file=sys.stderr, flush=True)  # fmt: skip
-        report(chosen)
+        data = report(chosen)
+        if args.compare is not None:
+            print(compare(chosen, data, args.compare))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0
@@ -297,14 +303,14 @@ def free_space(scratch: Path, large: int = 1 << 20) -> None:
             path.unlink()
 
 
-def report(chosen: list[Workload]) -> None:
+def report(chosen: list[Workload]) -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE, check=False
     ).stdout.strip()
     lines = [f"commit {commit}, {os.cpu_count()} cores, Python {sys.version.split()[0]}", ""]
     lines.append("| id | workload | contender | median s | peak RSS MiB | ok |")
     lines.append("|---|---|---|---:|---:|---|")
-    data: dict[str, object] = {"commit": commit, "python": sys.version.split()[0], "workloads": {}}
+    data: dict[str, Any] = {"commit": commit, "python": sys.version.split()[0], "workloads": {}}
     for workload in chosen:
         for name, measures in workload.results.items():
             median = statistics.median(m.seconds for m in measures)
@@ -313,7 +319,7 @@ def report(chosen: list[Workload]) -> None:
             lines.append(
                 f"| {workload.id} | {workload.title} | {name} | {median:.3f} | {rss:.0f} | {'yes' if ok else 'NO'} |"
             )
-            data["workloads"].setdefault(workload.id, {})[name] = {  # type: ignore[union-attr]
+            data["workloads"].setdefault(workload.id, {})[name] = {
                 "median_s": median, "peak_rss_mib": rss, "ok": ok, "runs": [m.seconds for m in measures],
                 "notes": [m.note for m in measures if m.note],
             }  # fmt: skip
@@ -345,6 +351,41 @@ def report(chosen: list[Workload]) -> None:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (results / f"{stamp}.json").write_text(json.dumps(data, indent=2))
     (results / "latest.md").write_text(text + "\n")
+    return data
+
+
+def median_of(data: dict[str, Any], workload: str, contender: str) -> float | None:
+    found = data.get("workloads", {}).get(workload, {}).get(contender)
+    return float(found["median_s"]) if found else None
+
+
+def compare(chosen: list[Workload], now: dict[str, Any], before_path: Path) -> str:
+    """The ratios and wtflow's medians of this run beside those of an earlier one."""
+    before = json.loads(before_path.read_text())
+    lines = [f"\nsince {before_path.name} (commit {before.get('commit', '?')})", "",
+             "| id | what | before | now | change |", "|---|---|---:|---:|---:|"]  # fmt: skip
+
+    def row(workload: str, what: str, old: float | None, new: float | None, unit: str) -> None:
+        if old is not None and new is not None:
+            lines.append(f"| {workload} | {what} | {old:.3f}{unit} | {new:.3f}{unit} | {new / old - 1:+.0%} |")
+
+    for workload in chosen:
+        for numerator, denominator, _ in workload.ratios:
+            ratios = []
+            for data in (before, now):
+                top, bottom = median_of(data, workload.id, numerator), median_of(data, workload.id, denominator)
+                ratios.append(top / bottom if top and bottom else None)
+            row(workload.id, f"{numerator} / {denominator}", *ratios, "")
+        for name in workload.results:
+            if name.startswith("wtflow"):
+                row(
+                    workload.id,
+                    f"{name}, median",
+                    median_of(before, workload.id, name),
+                    median_of(now, workload.id, name),
+                    " s",
+                )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
