@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,21 @@ def test_concurrent_upgrades_of_one_sqlite_file_all_succeed(tmp_path: Path) -> N
 @pytest.mark.postgres
 def test_concurrent_upgrades_of_postgres_all_succeed(postgres_url: str) -> None:
     upgrade_in_parallel(postgres_url, 8)
+
+
+@pytest.mark.postgres
+def test_postgres_connections_notice_a_dead_network_within_a_minute(postgres_url: str) -> None:
+    engine = open_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            probe = socket.socket(fileno=os.dup(raw.pgconn.socket))
+            try:
+                assert probe.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                assert probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+                assert probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 60_000
+            finally:
+                probe.close()
+    finally:
+        engine.dispose()

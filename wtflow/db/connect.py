@@ -15,6 +15,17 @@ from sqlalchemy.exc import ArgumentError
 from wtflow.errors import BackendUnavailable, ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+# libpq settings: give up connecting after 10 s; on a connection whose network died (packets
+# dropped, no reset), fail a statement within about a minute instead of the system's TCP
+# timeout of a quarter of an hour, so the writer's own retries and warning take over.
+POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,  # ms that sent data may stay unacknowledged
+}
 
 
 def normalise_url(url: str) -> URL:
@@ -88,4 +99,4 @@ def open_engine(url: str) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _sqlite_settings(engine)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    return create_engine(parsed, pool_pre_ping=True, connect_args=POSTGRES_CONNECT_ARGS)
