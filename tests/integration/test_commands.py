@@ -248,3 +248,15 @@ def test_a_missing_program_in_another_directory_fails_with_127(run_workflow: Run
     assert engine.result is not None
     assert engine.result["a"].exit_code == 127
     assert f"cannot start 'no-such-program-wtflow' in {tmp_path}".encode() in output(run_workflow, "a", "stderr")
+
+
+def test_a_plain_command_runs_when_the_runners_directory_is_gone(
+    run_workflow: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    engine = run_workflow(Node("a", executable=Command("uname -s")))
+    assert engine.result is not None
+    assert (engine.result["a"].status, output(run_workflow, "a")) == (NodeStatus.SUCCEEDED, b"Linux\n")

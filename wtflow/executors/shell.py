@@ -41,15 +41,25 @@ def plain_argv(command: str) -> tuple[str, ...] | None:
 
 
 def shell_env(env: Mapping[str, str], cwd: Path | None) -> dict[str, str]:
-    """``env`` as the shell would pass it on: with ``PWD`` naming the working directory."""
-    here = Path(cwd).absolute() if cwd is not None else Path.cwd()
-    pwd = env.get("PWD")
+    """``env`` as the shell would pass it on: with ``PWD`` naming the working directory.
+
+    A directory that cannot be named (this process's own was deleted) leaves ``env`` as it is:
+    the program still runs, as it did under the shell.
+    """
     try:
-        if pwd is not None and Path(pwd).is_absolute() and here.samefile(pwd):
+        here = Path(cwd).absolute() if cwd is not None else Path.cwd()
+        if _names(env.get("PWD"), here):
             return dict(env)  # the shell keeps a PWD that is right (a path through a symlink, say)
-    except OSError:
-        pass
-    return {**env, "PWD": str(here.resolve())}
+        return {**env, "PWD": str(here.resolve(strict=True))}
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return dict(env)
+
+
+def _names(pwd: str | None, directory: Path) -> bool:
+    try:
+        return pwd is not None and Path(pwd).is_absolute() and directory.samefile(pwd)
+    except OSError:  # PWD names nothing (any more)
+        return False
 
 
 class CommandExecutor:
