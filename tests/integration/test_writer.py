@@ -94,8 +94,15 @@ def test_after_the_runner_ends_an_unreachable_database_is_retried_with_pauses(
     assert 2 <= len(attempts) <= 10
 
 
-def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(tmp_path: Path) -> None:
-    engine = writer.connect(f"sqlite:///{tmp_path / 'runs.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runs.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(database_url: str) -> None:
+    engine = writer.connect(database_url)
     messages = writer.Inbox()
     drain = threading.Thread(target=writer.RowWriter(engine, messages, retry=1).drain)
     drain.start()
@@ -118,12 +125,16 @@ def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(tm
         drain.join(timeout=30)
     rows = node_rows(engine)
     engine.dispose()
-    naive_start, naive_later = started.replace(tzinfo=None), later.replace(tzinfo=None)
-    assert [(r.name, r.status, r.exit_code, r.attempts, r.started_at, r.finished_at) for r in rows] == [
-        ("a", "succeeded", 0, 1, naive_start, naive_later),
-        ("b", "failed", 3, 1, naive_start, naive_later),
-        ("c", "running", None, 2, naive_later, None),
+    assert [(r.name, r.status, r.exit_code, r.attempts, utc(r.started_at), utc(r.finished_at)) for r in rows] == [
+        ("a", "succeeded", 0, 1, started, later),
+        ("b", "failed", 3, 1, started, later),
+        ("c", "running", None, 2, later, None),
     ]
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """SQLite gives back UTC times without their zone, PostgreSQL with it."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def node_rows(engine: Engine) -> list[Row[Any]]:
