@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -371,33 +371,48 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str]) -> SpawnedChild | None:
         if found is None:
             return None
         program = found
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    try:
+
+    def spawn(out: int, err: int) -> tuple[int, None]:
         pid = os.posix_spawn(
             program,
             list(argv),
             env,
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, _devnull(), 0),
-                (os.POSIX_SPAWN_DUP2, out_write, 1),
-                (os.POSIX_SPAWN_DUP2, err_write, 2),
+                (os.POSIX_SPAWN_DUP2, out, 1),
+                (os.POSIX_SPAWN_DUP2, err, 2),
                 *_closing_inherited(),
             ],
             setsid=True,
             setsigdef=_DEFAULT_SIGNALS,
         )
-    except BaseException as exc:
+        return pid, None
+
+    try:
+        started = _piped(spawn)
+    except NotImplementedError:  # a C library without POSIX_SPAWN_SETSID
+        _CAN_SPAWN = False
+        return None
+    return _watched(*started)
+
+
+_Started = tuple[int, int, int, subprocess.Popen[bytes] | None]  # pid, stdout and stderr read ends, Popen
+
+
+def _piped(start: Callable[[int, int], tuple[int, subprocess.Popen[bytes] | None]]) -> _Started:
+    """Start a child with ``start``, given the write ends of two new pipes for its stdout and stderr."""
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        pid, popen = start(out_write, err_write)
+    except BaseException:
         os.close(out_read)
         os.close(err_read)
-        if isinstance(exc, NotImplementedError):  # a C library without POSIX_SPAWN_SETSID
-            _CAN_SPAWN = False
-            return None
         raise
     finally:
         os.close(out_write)
         os.close(err_write)
-    return _watched(pid, out_read, err_read)
+    return pid, out_read, err_read, popen
 
 
 def _watched(pid: int, out_read: int, err_read: int, popen: subprocess.Popen[bytes] | None = None) -> SpawnedChild:
@@ -421,26 +436,14 @@ def _popen(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None) -> Spa
     asyncio's subprocess machinery, which did this before, cost 15-20 % more a node, and on
     Python 3.11 a thread per child unless the caller set up a pidfd child watcher.
     """
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    try:
-        popen = subprocess.Popen(
-            list(argv),
-            stdin=_devnull(),
-            stdout=out_write,
-            stderr=err_write,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
+
+    def popen(out: int, err: int) -> tuple[int, subprocess.Popen[bytes]]:
+        process = subprocess.Popen(
+            list(argv), stdin=_devnull(), stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True
         )
-    except BaseException:
-        os.close(out_read)
-        os.close(err_read)
-        raise
-    finally:
-        os.close(out_write)
-        os.close(err_write)
-    return _watched(popen.pid, out_read, err_read, popen)
+        return process.pid, process
+
+    return _watched(*_piped(popen))
 
 
 async def start(argv: Sequence[str], *, stdin: bool, env: dict[str, str], cwd: Path | None) -> Child:

@@ -47,7 +47,7 @@ def shell_env(env: Mapping[str, str], cwd: Path | None) -> dict[str, str]:
     the program still runs, as it did under the shell.
     """
     try:
-        here = Path(cwd).absolute() if cwd is not None else Path.cwd()
+        here = cwd.absolute() if cwd is not None else Path.cwd()
         if _names(env.get("PWD"), here):
             return dict(env)  # the shell keeps a PWD that is right (a path through a symlink, say)
         return {**env, "PWD": str(here.resolve(strict=True))}
