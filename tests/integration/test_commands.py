@@ -16,6 +16,21 @@ from wtflow import Command, Node, NodeStatus
 from wtflow.executors import process
 
 
+@pytest.fixture
+def starts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[str, ...], process.Child]]:
+    """Every process the run starts, as the argv it was given and the child watching it."""
+    started: list[tuple[tuple[str, ...], process.Child]] = []
+    real_start = process.start
+
+    async def recording_start(argv: Sequence[str], **options: Any) -> process.Child:
+        child = await real_start(argv, **options)
+        started.append((tuple(argv), child))
+        return child
+
+    monkeypatch.setattr(process, "start", recording_start)
+    return started
+
+
 def output(runner: Runner, node: str, stream: str = "stdout") -> bytes:
     assert runner.engine is not None
     assert runner.engine.result is not None
@@ -151,22 +166,14 @@ def test_commands_die_quietly_of_a_closed_pipe(run_workflow: Runner) -> None:
 
 
 def test_a_plain_command_string_starts_its_program_without_a_shell(
-    run_workflow: Runner, monkeypatch: pytest.MonkeyPatch
+    run_workflow: Runner, starts: list[tuple[tuple[str, ...], process.Child]]
 ) -> None:
-    started: list[tuple[str, ...]] = []
-    real_start = process.start
-
-    async def recording_start(argv: Sequence[str], **options: Any) -> process.Child:
-        started.append(tuple(argv))
-        return await real_start(argv, **options)
-
-    monkeypatch.setattr(process, "start", recording_start)
     run_workflow(Node("a", executable=Command("printf %s, done"), children=[Node("b", executable=Command("true"))]))
     assert output(run_workflow, "a") == b"done,"
     # printf and true are the shell's own: only a program it would merely exec starts directly.
-    assert started == [("/bin/sh", "-c", "printf %s, done"), ("/bin/sh", "-c", "true")]
+    assert [argv for argv, _ in starts] == [("/bin/sh", "-c", "printf %s, done"), ("/bin/sh", "-c", "true")]
     run_workflow(Node("c", executable=Command("  head -c 3 /dev/zero ")))
-    assert started[-1] == ("head", "-c", "3", "/dev/zero")
+    assert starts[-1][0] == ("head", "-c", "3", "/dev/zero")
     assert output(run_workflow, "c") == b"\0\0\0"
 
 
@@ -224,23 +231,15 @@ def test_a_process_that_cannot_be_watched_is_stopped_and_its_node_fails(
 
 
 def test_a_node_in_another_directory_is_watched_like_any_other(
-    run_workflow: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_workflow: Runner, tmp_path: Path, starts: list[tuple[tuple[str, ...], process.Child]]
 ) -> None:
-    started: list[process.Child] = []
-    real_start = process.start
-
-    async def recording_start(argv: Sequence[str], **options: Any) -> process.Child:
-        started.append(await real_start(argv, **options))
-        return started[-1]
-
-    monkeypatch.setattr(process, "start", recording_start)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     engine = run_workflow(Node("a", executable=Command("pwd; echo err >&2; exit 7", cwd=elsewhere)))
     assert engine.result is not None
     assert (engine.result["a"].exit_code, output(run_workflow, "a")) == (7, f"{elsewhere}\n".encode())
     assert output(run_workflow, "a", "stderr") == b"err\n"
-    assert [type(child) for child in started] == [process.SpawnedChild]  # a pidfd, not a thread per child
+    assert [type(child) for _, child in starts] == [process.SpawnedChild]  # a pidfd, not a thread per child
 
 
 def test_a_missing_program_in_another_directory_fails_with_127(run_workflow: Runner, tmp_path: Path) -> None:
