@@ -27,7 +27,7 @@ import click
 
 from wtflow import __version__
 from wtflow.config import Config, DatabaseConfig, RunConfig, StorageConfig
-from wtflow.errors import Interrupted, UsageError, WorkflowError, WtflowError
+from wtflow.errors import BackendUnavailable, Interrupted, UsageError, WorkflowError, WtflowError
 from wtflow.log import LEVELS, LogFormat
 
 STATE_DIR = Path(".wtflow")
@@ -571,12 +571,23 @@ def runs() -> None:
 
 
 def _history_engine(app: App) -> Any:
-    from wtflow.db.writer import connect
+    from wtflow.db.plain import from_engine
+    from wtflow.db.schema import open_upgraded
+    from wtflow.db.writer import mark_crashed
 
     url = app.config().db.url
     if not url:
         raise UsageError("no database configured: set --db-url or WTFLOW_DB_URL")
-    return connect(url)
+    engine = open_upgraded(url)
+    database = from_engine(engine)
+    try:
+        mark_crashed(database, url=url)  # runs whose owner died show as crashed, not running
+    except BackendUnavailable:
+        engine.dispose()
+        raise
+    finally:
+        database.close()
+    return engine
 
 
 def _duration(start: Any, end: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Row, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, Row, create_engine, select
 
 from wtflow.db import writer
-from wtflow.db.recorder import RunOpened, message
+from wtflow.db.connect import normalise_url
+from wtflow.db.messages import RunOpenedRow, to_micros
+from wtflow.db.recorder import message
 from wtflow.db.tables import node_runs, runs
 from wtflow.events import NodeFinished, NodeStarted, NodeStatus, RunFinished, RunStatus
 
@@ -23,20 +25,23 @@ from wtflow.events import NodeFinished, NodeStarted, NodeStatus, RunFinished, Ru
 def test_a_busy_run_keeps_its_heartbeat_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Other hosts count a run silent for five minutes as crashed: events must not delay the beat.
     monkeypatch.setattr(writer, "HEARTBEAT_SECONDS", 0.2)
-    engine = writer.connect(f"sqlite:///{tmp_path / 'runs.db'}")
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    database = writer.connect(url)
     messages = writer.Inbox()
-    row_writer = writer.RowWriter(engine, messages, retry=1)
+    row_writer = writer.RowWriter(database, messages, retry=1)
     drain = threading.Thread(target=row_writer.drain)
     drain.start()
     started = datetime.now(UTC)
     try:
-        messages.put(RunOpened("r1", "busy", started, "elsewhere", os.getpid(), ("a",)))
+        messages.put(opened("r1", "busy", started, ("a",)))
         for attempt in range(1, 61):  # an event every 20 ms for over a second: never a quiet moment
             messages.put(message(NodeStarted("r1", "a", "a", datetime.now(UTC), attempt)))
             time.sleep(0.02)
     finally:
         messages.put(None)
         drain.join(timeout=30)
+    database.close()
+    engine = create_engine(normalise_url(url))
     with engine.connect() as connection:
         beat = connection.scalar(select(runs.c.heartbeat_at))
     engine.dispose()
@@ -74,20 +79,20 @@ def test_the_writer_stops_gathering_as_soon_as_the_runner_closes_its_end(monkeyp
 def test_after_the_runner_ends_an_unreachable_database_is_retried_with_pauses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = writer.connect(f"sqlite:///{tmp_path / 'runs.db'}")
+    database = writer.connect(f"sqlite:///{tmp_path / 'runs.db'}")
     attempts: list[float] = []
 
     def unreachable(self: writer.RowWriter, messages: list[writer.Message]) -> None:
         attempts.append(time.monotonic())
-        raise OperationalError("INSERT", {}, Exception("the database went away"))
+        raise sqlite3.OperationalError("the database went away")
 
     monkeypatch.setattr(writer.RowWriter, "_write", unreachable)
     messages = writer.Inbox()
-    row_writer = writer.RowWriter(engine, messages, retry=1)
+    row_writer = writer.RowWriter(database, messages, retry=1)
     messages.put(message(NodeStarted("r1", "a", "a", datetime.now(UTC), 1)))
     messages.put(None)  # the runner has ended: nothing more will come
     row_writer.drain()
-    engine.dispose()
+    database.close()
     assert row_writer.lost == 1
     # Pauses of 0.1, 0.2, 0.4, 0.8 s between tries for the second of retrying: a handful of
     # tries, not a loop that hammers the database as fast as it can.
@@ -102,14 +107,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(database_url: str) -> None:
-    engine = writer.connect(database_url)
+    database = writer.connect(database_url)
+    engine = create_engine(normalise_url(database_url))
     messages = writer.Inbox()
-    drain = threading.Thread(target=writer.RowWriter(engine, messages, retry=1).drain)
+    drain = threading.Thread(target=writer.RowWriter(database, messages, retry=1).drain)
     drain.start()
     started = datetime.now(UTC).replace(microsecond=0)
     later = started + timedelta(seconds=3)
     try:
-        messages.put(RunOpened("r1", "wide", started, "here", os.getpid(), ("a", "b", "c")))
+        messages.put(opened("r1", "wide", started, ("a", "b", "c")))
         for name in ("a", "b", "c"):
             messages.put(message(NodeStarted("r1", name, f"wide/{name}", started)))
         deadline = time.monotonic() + 30
@@ -119,10 +125,11 @@ def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(da
         messages.put(message(NodeFinished("r1", "a", "wide/a", NodeStatus.SUCCEEDED, 0, started, later)))
         messages.put(message(NodeFinished("r1", "b", "wide/b", NodeStatus.FAILED, 3, started, later)))
         messages.put(message(NodeStarted("r1", "c", "wide/c", later, attempt=2)))
-        messages.put(RunFinished("r1", "wide", RunStatus.FAILED, 1, started, later))
+        messages.put(message(RunFinished("r1", "wide", RunStatus.FAILED, 1, started, later)))
     finally:
         messages.put(None)
         drain.join(timeout=30)
+    database.close()
     rows = node_rows(engine)
     engine.dispose()
     assert [(r.name, r.status, r.exit_code, r.attempts, utc(r.started_at), utc(r.finished_at)) for r in rows] == [
@@ -130,6 +137,10 @@ def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(da
         ("b", "failed", 3, 1, started, later),
         ("c", "running", None, 2, later, None),
     ]
+
+
+def opened(run_id: str, workflow: str, started: datetime, nodes: tuple[str, ...]) -> RunOpenedRow:
+    return ("opened", run_id, workflow, to_micros(started), "elsewhere", os.getpid(), nodes)
 
 
 def utc(moment: datetime | None) -> datetime | None:

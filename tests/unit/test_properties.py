@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import EventLog
 from wtflow import Command, Config, Engine, Node, NodeStatus, RunConfig, StorageConfig, Workflow, WorkflowError
-from wtflow.db.recorder import from_micros, to_micros
+from wtflow.db.messages import from_micros, to_micros
 from wtflow.events import NodeFinished, NodeStarted
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.loader import load_yaml

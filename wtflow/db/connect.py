@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
-import sqlite3
-import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from wtflow.db.plain import (
+    POSTGRES_CONNECT_ARGS,
+    SQLITE_BUSY_TIMEOUT_MS,
+    configure_sqlite,
+    make_sqlite_directory,
+)
 from wtflow.errors import BackendUnavailable, ConfigError
-
-SQLITE_BUSY_TIMEOUT_MS = 60_000
-# libpq settings: give up connecting after 10 s; on a connection whose network died (packets
-# dropped, no reset), fail a statement within about a minute instead of the system's TCP
-# timeout of a quarter of an hour, so the writer's own retries and warning take over.
-POSTGRES_CONNECT_ARGS = {
-    "connect_timeout": 10,
-    "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
-    "keepalives_count": 3,
-    "tcp_user_timeout": 60_000,  # ms that sent data may stay unacknowledged
-}
 
 
 def normalise_url(url: str) -> URL:
@@ -41,34 +31,9 @@ def normalise_url(url: str) -> URL:
     if parsed.drivername == "postgresql+psycopg" and importlib.util.find_spec("psycopg") is None:
         raise BackendUnavailable("PostgreSQL needs the psycopg driver: pip install 'wtflow[postgres]'")
     if not parsed.drivername.startswith(("sqlite", "postgresql")):
-        raise ConfigError(f"database URL {display_url(parsed)}: only sqlite:// and postgresql:// are supported")
+        shown = parsed.render_as_string(hide_password=True)
+        raise ConfigError(f"database URL {shown}: only sqlite:// and postgresql:// are supported")
     return parsed
-
-
-def display_url(url: URL | str) -> str:
-    """The URL with any password hidden, for messages."""
-    parsed = url if isinstance(url, URL) else make_url(url)
-    return parsed.render_as_string(hide_password=True)
-
-
-def _enable_wal(cursor: Any) -> None:
-    """Switch to WAL, retrying while the file is locked.
-
-    SQLite answers "database is locked" here without waiting for its busy timeout while
-    another connection opens the same new file.
-    """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    delay = 0.005
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
-                raise
-        else:
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
 
 
 def _sqlite_settings(engine: Engine) -> None:
@@ -76,13 +41,7 @@ def _sqlite_settings(engine: Engine) -> None:
     # so a transaction never fails half-way upgrading a read lock ("database is locked").
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        _enable_wal(cursor)
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
+        configure_sqlite(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
@@ -93,9 +52,7 @@ def open_engine(url: str) -> Engine:
     """A SQLAlchemy engine for ``url`` (blocking: call from a worker thread)."""
     parsed = normalise_url(url)
     if parsed.drivername.startswith("sqlite"):
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        make_sqlite_directory(parsed.database)
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _sqlite_settings(engine)
         return engine

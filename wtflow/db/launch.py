@@ -1,8 +1,8 @@
 """Starting database writer processes (see :mod:`wtflow.db.writer`), with nothing heavy imported.
 
-The writer takes about 0.35 s to import SQLAlchemy, more than the runner takes to parse its
-command line, load the workflow and open the run. ``wtflow run`` therefore starts one *spare*
-writer on its first line, before the CLI's own imports (:func:`start_spare`); the recorder
+The writer takes 0.05 s to start and import its driver, and connecting can take longer (a
+remote PostgreSQL, a first run creating the database). ``wtflow run`` therefore starts one
+*spare* writer on its first line, before the CLI's own imports (:func:`start_spare`); the recorder
 hands it the database URL once the configuration is known. A spare nobody takes is stopped,
 and one whose runner died ends by itself: it reads end-of-file where it waits for its URL.
 """

@@ -1,9 +1,8 @@
 """Records a run in the database through a writer process (see :mod:`wtflow.db.writer`).
 
 The event loop only pickles the events that change rows and hands them to a pipe; the
-writer process does the SQL. This module does not import SQLAlchemy, so a run pays for it
-in the writer, in parallel, and not on its own start-up. The CLI starts the writer before its
-own imports (:mod:`wtflow.db.launch`), so the writer's imports overlap with the runner's.
+writer process does the SQL. The CLI starts the writer before its own imports
+(:mod:`wtflow.db.launch`), so the writer's start and connection overlap with the runner's.
 """
 
 from __future__ import annotations
@@ -13,58 +12,15 @@ import contextlib
 import json
 import pickle
 import subprocess
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from wtflow.db import launch
+from wtflow.db.messages import Message, to_micros
 from wtflow.errors import BackendUnavailable, ConfigError
 from wtflow.events import BaseObserver, Event, NodeFinished, NodeStarted, RunFinished, RunStarted
 
 
-@dataclass(frozen=True)
-class RunOpened:
-    """A run has started: what its row needs (``RunStarted`` without the workflow itself)."""
-
-    run_id: str
-    workflow: str
-    started_at: datetime
-    host: str
-    pid: int
-    nodes: tuple[str, ...]
-
-
-# A node's events travel to the writer as tuples of plain values, times in whole microseconds
-# since the epoch: pickling the event dataclasses (their enums, Paths and aware datetimes) cost
-# 28 us a node in the runner and 30 us in the writer, the tuples 2 us each.
-NodeStartedRow = tuple[Literal["started"], str, str, int, int]  # node, path, attempt, started_at
-NodeFinishedRow = tuple[
-    Literal["finished"],
-    str,  # node
-    str,  # path
-    str,  # status
-    int | None,  # exit code
-    int,  # attempt
-    int | None,  # started_at
-    int,  # finished_at
-    str | None,  # error
-    tuple[tuple[str, str, int], ...],  # artifacts: name, path, size
-]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def to_micros(moment: datetime) -> int:
-    """``moment`` (timezone-aware) as whole microseconds since the epoch: exact, unlike a float."""
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    """The UTC time :func:`to_micros` gave ``micros`` for."""
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-def message(event: Event) -> RunOpened | NodeStartedRow | NodeFinishedRow | RunFinished | None:
+def message(event: Event) -> Message | None:
     """What the writer needs of ``event``; ``None`` for events that change no row."""
     if isinstance(event, NodeStarted):
         return ("started", event.node, event.path, event.attempt, to_micros(event.started_at))
@@ -83,9 +39,11 @@ def message(event: Event) -> RunOpened | NodeStartedRow | NodeFinishedRow | RunF
         )
     if isinstance(event, RunStarted):
         workflow = event.workflow
-        return RunOpened(event.run_id, workflow.name, event.started_at, event.host, event.pid, tuple(workflow.nodes))
+        started = to_micros(event.started_at)
+        return ("opened", event.run_id, workflow.name, started, event.host, event.pid, tuple(workflow.nodes))
     if isinstance(event, RunFinished):
-        return event
+        finished = to_micros(event.finished_at)
+        return ("closed", event.run_id, str(event.status), event.exit_code, finished, event.error)
     return None
 
 

@@ -1,12 +1,14 @@
 """The database writer: a process of its own that turns a run's events into rows.
 
 ``wtflow.db.recorder`` starts it with ``python -m wtflow.db.writer`` and talks to it through
-its stdin and stdout. Being a process, it imports SQLAlchemy and connects while the runner
-is still loading the workflow, and its work never competes with the event loop for the GIL.
+its stdin and stdout. Being a process, it connects while the runner is still loading the
+workflow, and its work never competes with the event loop for the GIL. It writes through the
+database's driver (:mod:`wtflow.db.plain`): SQLAlchemy's import cost 0.2 s of CPU a run, on
+the cores the nodes need, and is paid only when the schema must be created or migrated.
 
 Protocol: the runner sends pickled messages on stdin, first ``("open", url, retry)``, then its
-run's events as :func:`wtflow.db.recorder.message` gives them (``RunOpened``, a tuple for each
-node's start and finish, ``RunFinished``). The writer answers one
+run's events as :func:`wtflow.db.recorder.message` gives them (tuples of plain values, see
+:mod:`wtflow.db.messages`). The writer answers one
 JSON line on stdout once connected (``{"ready": true}``, or ``{"error": ..., "exit_code": ...}``)
 and one when it ends (``{"lost": N, "error": ...}``). It gathers what arrives for a moment and
 writes it in one transaction; if the database stops answering, events wait and are written
@@ -29,16 +31,10 @@ from datetime import UTC, datetime, timedelta
 from select import poll
 from typing import Any, BinaryIO
 
-from sqlalchemy import Engine, bindparam, insert, select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
-
-from wtflow.db.connect import display_url, open_engine
-from wtflow.db.recorder import NodeFinishedRow, NodeStartedRow, RunOpened, from_micros
-from wtflow.db.schema import upgrade
-from wtflow.db.tables import artifacts as artifact_table
-from wtflow.db.tables import node_runs, runs
+from wtflow.db.ddl import prepare
+from wtflow.db.messages import Message, from_micros
+from wtflow.db.plain import HEAD, VERSION_TABLE, Database, display_url, from_engine, open_database, reason
 from wtflow.errors import BackendUnavailable, WtflowError
-from wtflow.events import NodeStatus, RunFinished
 
 # The writer refreshes its run's heartbeat this often; runs silent for STALE_AFTER count as crashed.
 HEARTBEAT_SECONDS = 15.0
@@ -60,24 +56,61 @@ _NODE_DEFAULTS: dict[str, Any] = {
 }
 
 
-Message = RunOpened | NodeStartedRow | NodeFinishedRow | RunFinished
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(f':{c}' for c in columns)})"  # noqa: S608 - our names
 
 
-def connect(url: str) -> Engine:
-    """Open ``url``, bring the schema up to date and mark crashed runs; :class:`BackendUnavailable` if unreachable."""
-    engine = open_engine(url)
+_INSERT_RUN = _insert("wtflow_runs", ("id", "workflow", "status", "started_at", "host", "pid", "heartbeat_at"))
+_INSERT_NODE = _insert("wtflow_node_runs", ("run_id", "name", "position", *_NODE_DEFAULTS))
+_INSERT_ARTIFACT = _insert("wtflow_artifacts", ("run_id", "node", "name", "path", "size"))
+_CLOSE_RUN = (
+    "UPDATE wtflow_runs SET status = :status, exit_code = :exit_code, finished_at = :finished_at, error = :error "
+    "WHERE id = :id"
+)
+
+
+def connect(url: str) -> Database:
+    """Open ``url``, bring the schema up to date and mark crashed runs; :class:`BackendUnavailable` if unreachable.
+
+    A database at the newest schema, or an empty one, is opened with its driver alone;
+    SQLAlchemy is imported only to migrate an older schema, or for a URL only it reads.
+    """
+    database = open_database(url)
+    if database is None:
+        from wtflow.db.schema import open_upgraded  # SQLAlchemy: only when needed
+
+        database = from_engine(open_upgraded(url), dispose=True)
+    else:
+        try:
+            database.connect()
+            current = revision(database) == HEAD or prepare(database)
+        except database.errors as exc:
+            database.close()
+            raise _unavailable(url, exc) from None
+        if not current:  # an older schema: Alembic migrates it
+            from wtflow.db.schema import open_upgraded  # SQLAlchemy: only when needed
+
+            open_upgraded(url).dispose()
     try:
-        upgrade(engine)
-        mark_crashed(engine)
-    except (OperationalError, DBAPIError) as exc:
-        engine.dispose()
-        raise BackendUnavailable(f"database {display_url(url)} is unavailable: {_reason(exc)}") from None
-    return engine
+        mark_crashed(database, url=url)
+    except BackendUnavailable:
+        database.close()
+        raise
+    return database
 
 
-def _reason(exc: DBAPIError) -> str:
-    """The first line of what the driver said: enough to tell an outage from a mistake."""
-    return (str(exc.orig or exc).strip().splitlines() or ["unknown error"])[0]
+def _unavailable(url: str, exc: BaseException) -> BackendUnavailable:
+    return BackendUnavailable(f"database {display_url(url)} is unavailable: {reason(exc)}")
+
+
+def revision(database: Database) -> str | None:
+    """The database's schema revision; ``None`` for one wtflow has not set up."""
+    try:
+        with database.transaction() as cursor:
+            rows = cursor.execute(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 - a constant
+    except database.errors:
+        return None  # no version table: the schema's code decides what the database needs
+    return str(rows[0][0]) if rows else None
 
 
 def _alive(pid: int) -> bool:
@@ -90,39 +123,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def mark_crashed(engine: Engine, now: datetime | None = None) -> int:
+def mark_crashed(database: Database, now: datetime | None = None, *, url: str = "") -> int:
     """Mark ``running`` runs whose owner is gone as ``crashed``; return how many.
 
     A run's owner is gone when it ran on this host and its pid no longer exists, or when its
-    heartbeat is older than :data:`STALE_AFTER` (runs of other hosts).
+    heartbeat is older than :data:`STALE_AFTER` (runs of other hosts). The database's errors
+    come as :class:`BackendUnavailable`, naming ``url``.
     """
+    try:
+        return _mark_crashed(database, now)
+    except database.errors as exc:
+        raise _unavailable(url, exc) from None
+
+
+def _mark_crashed(database: Database, now: datetime | None) -> int:
     now = now or datetime.now(UTC)
     host = socket.gethostname()
     stale_before = now - STALE_AFTER
+    with database.transaction() as cursor:
+        running = cursor.execute("SELECT id, host, pid, heartbeat_at FROM wtflow_runs WHERE status = 'running'")
     crashed: list[str] = []
-    with engine.connect() as connection:
-        for run_id, run_host, pid, heartbeat in connection.execute(
-            select(runs.c.id, runs.c.host, runs.c.pid, runs.c.heartbeat_at).where(runs.c.status == "running")
-        ):
-            beat = heartbeat.replace(tzinfo=UTC) if heartbeat is not None and heartbeat.tzinfo is None else heartbeat
-            if (run_host == host and not _alive(pid)) or (beat is not None and beat < stale_before):
-                crashed.append(run_id)
+    for run_id, run_host, pid, heartbeat in running:
+        beat = database.read_moment(heartbeat)
+        if (run_host == host and not _alive(pid)) or (beat is not None and beat < stale_before):
+            crashed.append(run_id)
     if crashed:
-        _crash(engine, crashed, now)
+        _crash(database, crashed, now)
     return len(crashed)
 
 
-def _crash(engine: Engine, run_ids: list[str], now: datetime) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            update(runs)
-            .where(runs.c.id.in_(run_ids), runs.c.status == "running")
-            .values(status="crashed", finished_at=now, error=CRASHED_ERROR)
+def _crash(database: Database, run_ids: list[str], now: datetime) -> None:
+    rows = [{"id": run_id, "now": database.moment(now), "error": CRASHED_ERROR} for run_id in run_ids]
+    with database.transaction() as cursor:
+        cursor.executemany(
+            "UPDATE wtflow_runs SET status = 'crashed', finished_at = :now, error = :error "
+            "WHERE id = :id AND status = 'running'",
+            rows,
         )
-        connection.execute(
-            update(node_runs)
-            .where(node_runs.c.run_id.in_(run_ids), node_runs.c.status.in_(["running", "pending"]))
-            .values(status="cancelled", finished_at=now)
+        cursor.executemany(
+            "UPDATE wtflow_node_runs SET status = 'cancelled', finished_at = :now "
+            "WHERE run_id = :id AND status IN ('running', 'pending')",
+            rows,
         )
 
 
@@ -169,8 +210,8 @@ class Inbox:
 class RowWriter:
     """Drains an :class:`Inbox` into the database in batched transactions."""
 
-    def __init__(self, engine: Engine, inbox: Inbox, *, retry: float) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, inbox: Inbox, *, retry: float) -> None:
+        self._database = database
         self._retry = retry  # seconds to keep retrying an unreachable database after the end of input
         self._inbox = inbox
         self._known_nodes: set[tuple[str, str]] = set()
@@ -202,8 +243,8 @@ class RowWriter:
             if pending:
                 try:
                     self._write(pending)
-                except (OperationalError, DBAPIError) as exc:
-                    self.last_error = _reason(exc)
+                except self._database.errors as exc:
+                    self.last_error = reason(exc)
                     if not (ended and time.monotonic() >= give_up_at):
                         retry_delay = min(retry_delay * 2, 5.0)
                         continue
@@ -229,22 +270,25 @@ class RowWriter:
         if self._run_id is None or self._run_closed:
             return
         try:
-            with self._engine.begin() as connection:
-                connection.execute(update(runs).where(runs.c.id == self._run_id).values(heartbeat_at=datetime.now(UTC)))
-        except (OperationalError, DBAPIError) as exc:
-            self.last_error = _reason(exc)
+            with self._database.transaction() as cursor:
+                cursor.execute(
+                    "UPDATE wtflow_runs SET heartbeat_at = :now WHERE id = :id",
+                    {"now": self._database.moment(datetime.now(UTC)), "id": self._run_id},
+                )
+        except self._database.errors as exc:
+            self.last_error = reason(exc)
 
     def _close_unfinished(self) -> None:
         """The runner ended without closing its run (it was killed): the run crashed."""
         if self._run_id is None or self._run_closed:
             return
         try:
-            _crash(self._engine, [self._run_id], datetime.now(UTC))
-        except (OperationalError, DBAPIError) as exc:
-            self.last_error = _reason(exc)
+            _crash(self._database, [self._run_id], datetime.now(UTC))
+        except self._database.errors as exc:
+            self.last_error = reason(exc)
 
     def _node_key(self, node: str) -> tuple[str, str]:
-        if self._run_id is None:  # the runner sends RunOpened first
+        if self._run_id is None:  # the runner sends "opened" first
             raise ValueError(f"node {node!r} reported before its run was opened")
         return self._run_id, node
 
@@ -258,27 +302,29 @@ class RowWriter:
         run_changes: dict[str, dict[str, Any]] = {}
         node_changes: dict[tuple[str, str], dict[str, Any]] = {}
         artifacts: list[dict[str, Any]] = []
+        moment = self._moment
         for message in messages:
-            if isinstance(message, RunOpened):
-                self._positions = {name: index for index, name in enumerate(message.nodes)}
-                self._run_id = message.run_id
+            if message[0] == "opened":
+                _, run_id, workflow, started_at, host, pid, nodes = message
+                self._positions = {name: index for index, name in enumerate(nodes)}
+                self._run_id = run_id
                 new_runs.append(
                     {
-                        "id": message.run_id,
-                        "workflow": message.workflow,
+                        "id": run_id,
+                        "workflow": workflow,
                         "status": "running",
-                        "started_at": message.started_at,
-                        "host": message.host,
-                        "pid": message.pid,
-                        "heartbeat_at": message.started_at,
+                        "started_at": moment(started_at),
+                        "host": host,
+                        "pid": pid,
+                        "heartbeat_at": moment(started_at),
                     }
                 )
-            elif isinstance(message, tuple) and message[0] == "started":
+            elif message[0] == "started":
                 _, node, path, attempt, started_at = message
                 node_changes.setdefault(self._node_key(node), {}).update(
-                    path=path, status=str(NodeStatus.RUNNING), attempts=attempt, started_at=from_micros(started_at)
+                    path=path, status="running", attempts=attempt, started_at=moment(started_at)
                 )
-            elif isinstance(message, tuple) and message[0] == "finished":
+            elif message[0] == "finished":
                 _, node, path, status, exit_code, attempt, started, finished_at, error, stored = message
                 key = self._node_key(node)
                 change = node_changes.setdefault(key, {})
@@ -287,23 +333,28 @@ class RowWriter:
                     status=status,
                     exit_code=exit_code,
                     attempts=attempt,
-                    finished_at=from_micros(finished_at),
+                    finished_at=moment(finished_at),
                     error=error,
                 )
                 if started is not None:
-                    change["started_at"] = from_micros(started)
+                    change["started_at"] = moment(started)
                 artifacts.extend(
                     {"run_id": key[0], "node": node, "name": name, "path": file, "size": size}
                     for name, file, size in stored
                 )
-            elif isinstance(message, RunFinished):
-                run_changes[message.run_id] = {
-                    "status": str(message.status),
-                    "exit_code": message.exit_code,
-                    "finished_at": message.finished_at,
-                    "error": message.error,
+            elif message[0] == "closed":
+                _, run_id, status, exit_code, finished_at, error = message
+                run_changes[run_id] = {
+                    "id": run_id,
+                    "status": status,
+                    "exit_code": exit_code,
+                    "finished_at": moment(finished_at),
+                    "error": error,
                 }
         return new_runs, run_changes, node_changes, artifacts
+
+    def _moment(self, micros: int) -> Any:
+        return self._database.moment(from_micros(micros))
 
     def _write(self, messages: list[Message]) -> None:
         """Write ``messages`` in one transaction, merging each node's events into one row change."""
@@ -313,26 +364,26 @@ class RowWriter:
             for (run_id, name), change in node_changes.items()
             if (run_id, name) not in self._known_nodes
         ]
-        with self._engine.begin() as connection:
+        with self._database.transaction() as cursor:
             if new_runs:
-                connection.execute(insert(runs), new_runs)
+                cursor.executemany(_INSERT_RUN, new_runs)
             if inserts:
-                connection.execute(insert(node_runs), inserts)
-            for rows in _updates(node_changes, self._known_nodes).values():
-                connection.execute(_UPDATE_NODE, rows)
+                cursor.executemany(_INSERT_NODE, inserts)
+            for columns, rows in _updates(node_changes, self._known_nodes).items():
+                cursor.executemany(_update_node(columns), rows)
             if artifacts:
-                connection.execute(insert(artifact_table), artifacts)
-            for run_id, change in run_changes.items():
-                connection.execute(update(runs).where(runs.c.id == run_id).values(**change))
+                cursor.executemany(_INSERT_ARTIFACT, artifacts)
+            if run_changes:
+                cursor.executemany(_CLOSE_RUN, list(run_changes.values()))
         self._known_nodes.update(node_changes)
         if self._run_id in run_changes:
             self._run_closed = True
 
 
-# One statement for many nodes' changes (executemany): the SET clause comes from the rows' keys.
-_UPDATE_NODE = update(node_runs).where(
-    node_runs.c.run_id == bindparam("row_run_id"), node_runs.c.name == bindparam("row_name")
-)
+def _update_node(columns: tuple[str, ...]) -> str:
+    """One statement for many nodes' changes to ``columns`` (executemany)."""
+    assignments = ", ".join(f"{column} = :{column}" for column in columns)  # columns are the writer's own names
+    return f"UPDATE wtflow_node_runs SET {assignments} WHERE run_id = :row_run_id AND name = :row_name"  # noqa: S608
 
 
 def _updates(
@@ -417,7 +468,7 @@ def main() -> int:
     kind, url, retry = first[0]
     assert kind == "open"
     try:
-        engine = connect(url)
+        database = connect(url)
     except WtflowError as exc:
         _answer(stdout, error=str(exc), exit_code=exc.exit_code)
         return exc.exit_code
@@ -426,11 +477,11 @@ def main() -> int:
     for message in first[1:]:  # none: the runner waits for the answer before it sends events
         messages.put(message)
     threading.Thread(target=_read, args=(source, messages), name="wtflow-db-reader", daemon=True).start()
-    writer = RowWriter(engine, messages, retry=retry)
+    writer = RowWriter(database, messages, retry=retry)
     try:
         writer.drain()
     finally:
-        engine.dispose()
+        database.close()
         _answer(stdout, lost=writer.lost, error=writer.last_error)
     return 0
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from wtflow.db.schema import VERSION_TABLE
+from wtflow.db.plain import VERSION_TABLE
 from wtflow.db.tables import metadata
 
 connection = context.config.attributes["connection"]

@@ -1,0 +1,56 @@
+"""What the runner sends the database writer: tuples of plain values, cheap to pickle and to read.
+
+Pickling the event dataclasses (their enums, Paths and aware datetimes) cost 28 us a node in
+the runner and 30 us in the writer, the tuples 2 us each. Times travel as whole microseconds
+since the epoch. This module imports nothing heavy: the writer reads these without asyncio,
+wtflow's events or SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+RunOpenedRow = tuple[
+    Literal["opened"],
+    str,  # run id
+    str,  # workflow
+    int,  # started_at
+    str,  # host
+    int,  # pid
+    tuple[str, ...],  # the workflow's nodes, in order
+]
+NodeStartedRow = tuple[Literal["started"], str, str, int, int]  # node, path, attempt, started_at
+NodeFinishedRow = tuple[
+    Literal["finished"],
+    str,  # node
+    str,  # path
+    str,  # status
+    int | None,  # exit code
+    int,  # attempt
+    int | None,  # started_at
+    int,  # finished_at
+    str | None,  # error
+    tuple[tuple[str, str, int], ...],  # artifacts: name, path, size
+]
+RunClosedRow = tuple[
+    Literal["closed"],
+    str,  # run id
+    str,  # status
+    int,  # exit code
+    int,  # finished_at
+    str | None,  # error
+]
+Message = RunOpenedRow | NodeStartedRow | NodeFinishedRow | RunClosedRow
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """``moment`` (timezone-aware) as whole microseconds since the epoch: exact, unlike a float."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The UTC time :func:`to_micros` gave ``micros`` for."""
+    return _EPOCH + timedelta(microseconds=micros)
