@@ -149,6 +149,20 @@ def test_a_program_is_found_on_the_path_the_node_sets(run_workflow: Runner, tmp_
     assert output(run_workflow, "a") == b"found\n"
 
 
+def test_a_program_removed_since_a_node_found_it_is_looked_up_again(run_workflow: Runner, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for tools in (first, second):
+        tools.mkdir()
+        (tools / "wtflow-test-tool").write_text(f"#!/bin/sh\necho {tools.name}\n")
+        (tools / "wtflow-test-tool").chmod(0o755)
+    env = {"PATH": f"{first}:{second}:{os.environ.get('PATH', os.defpath)}"}
+    run_workflow(Node("a", executable=Command(["wtflow-test-tool"], env=env)))
+    assert output(run_workflow, "a") == b"first\n"
+    (first / "wtflow-test-tool").unlink()
+    run_workflow(Node("b", executable=Command(["wtflow-test-tool"], env=env)))
+    assert output(run_workflow, "b") == b"second\n"
+
+
 def test_a_program_that_is_not_executable_fails_with_126(run_workflow: Runner, tmp_path: Path) -> None:
     script = tmp_path / "not-executable"
     script.write_text("#!/bin/sh\necho never\n")

@@ -362,12 +362,29 @@ def _closing_inherited() -> list[tuple[int, int]]:
     return actions
 
 
+# Where programs were found on a PATH, kept as a shell's command hash keeps them: W7's 500 nodes
+# looked `sleep` up 500 times, at 0.1 ms each. A program that has gone is looked up afresh.
+_found: dict[tuple[str, str], str] = {}
+
+
+def _find(program: str, path: str) -> str | None:
+    key = (program, path)
+    found = _found.get(key)
+    if found is None:
+        found = shutil.which(program, path=path)
+        if found is not None and found.startswith("/"):  # from a relative PATH entry: not kept
+            _found[key] = found
+    return found
+
+
 def _spawn(argv: Sequence[str], env: Mapping[str, str]) -> SpawnedChild | None:
     """Start ``argv`` with posix_spawn, or ``None`` when Popen must (see ``_CAN_SPAWN``)."""
     global _CAN_SPAWN  # noqa: PLW0603 - switched off for good if this system lacks a feature
     program = argv[0]
+    key = (program, env.get("PATH", os.defpath))
+    known = key in _found
     if "/" not in program:
-        found = shutil.which(program, path=env.get("PATH", os.defpath))
+        found = _find(*key)
         if found is None:
             return None
         program = found
@@ -393,6 +410,11 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str]) -> SpawnedChild | None:
     except NotImplementedError:  # a C library without POSIX_SPAWN_SETSID
         _CAN_SPAWN = False
         return None
+    except OSError as exc:
+        if known and exc.errno in _NOT_RUNNABLE:  # removed or changed since it was found
+            del _found[key]
+            return _spawn(argv, env)
+        raise
     return _watched(*started)
 
 
