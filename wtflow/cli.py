@@ -326,7 +326,7 @@ def run(  # noqa: PLR0917 - click passes each option positionally
         app.configure_logging()
         config = app.config()
         if config.db.url and not dry_run:
-            recorder.prestart(config.db.url)  # the database writer imports SQLAlchemy while the workflow loads
+            recorder.prestart(config.db.url)  # the database writer connects while the workflow loads
         else:
             recorder.discard_prestarted()  # the spare writer wtflow.entry started is not needed
         loaded = _load(path, workflow)
