@@ -1,4 +1,4 @@
-"""Loading workflow files: YAML (validated against :mod:`wtflow.spec`) and Python modules.
+"""Loading workflow files: YAML (validated against :mod:`wtflow.fastspec`, :mod:`wtflow.spec`) and Python modules.
 
 Loading is a function that returns values; it never runs a node. Every problem is reported
 as ``FILE:LINE:COL: what is wrong``, all of them at once where the file could be parsed.
@@ -13,19 +13,22 @@ import difflib
 import gc
 import importlib
 import importlib.util
+import re
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
-from pydantic import ValidationError
 
+from wtflow import fastspec
 from wtflow.errors import WorkflowError
 from wtflow.model import Artifact, Command, Container, FileArtifact, Node, PyFunc, Retry, Workflow
-from wtflow.spec import ArtifactRefSpec, FileArtifactSpec, NodeSpec, RetriesSpec, WorkflowSpec
+
+if TYPE_CHECKING:  # pydantic is imported only for a file with a problem (see wtflow.fastspec)
+    from wtflow.spec import FileArtifactSpec, NodeSpec, RetriesSpec, WorkflowSpec
 
 DEFAULT_FILES = ("wtflow.yml", "wtflow.yaml", "wtflow.py")
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -209,175 +212,15 @@ def parse_yaml(text: str, file: str) -> _Document:
         raise WorkflowError("the document is nested too deeply", location=f"{file}:1:1") from None
     if not isinstance(document.data, dict):
         raise WorkflowError(
-            f"a workflow file holds a mapping (name:, root: or nodes:), not a {_kind(document.data)}",
+            f"a workflow file holds a mapping (name:, root: or nodes:), not a {kind_of_value(document.data)}",
             location=document.where(()),
         )
     return document
 
 
-def _kind(value: Any) -> str:
+def kind_of_value(value: Any) -> str:
+    """What ``value`` is, in a message's words: list, string, number, boolean or value."""
     return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "value")
-
-
-# -- validation errors ----------------------------------------------------------------------
-
-_MESSAGES = {
-    "string_type": "expected text",
-    "int_type": "expected a whole number",
-    "bool_type": "expected true or false",
-    "list_type": "expected a list",
-    "dict_type": "expected a mapping",
-    "model_type": "expected a mapping",
-    "float_type": "expected a number",
-}
-
-
-def _model_at(loc: Loc) -> type | None:
-    """Which spec model describes the mapping at ``loc`` (a cleaned location)."""
-    model: type = WorkflowSpec
-    index = 0
-    while index < len(loc):
-        part = loc[index]
-        if part == "root" and model is WorkflowSpec:
-            model = NodeSpec
-        elif part in {"nodes", "children"}:
-            model = NodeSpec
-            index += 1  # the list index
-        elif part == "retries":
-            model = RetriesSpec
-        elif part == "artifacts" and model is NodeSpec:
-            model = FileArtifactSpec
-            index += 1
-        else:
-            return None
-        index += 1
-    return model
-
-
-def _clean(loc: Iterable[str | int], data: Any, *, last_is_key: bool = False) -> tuple[Loc, Loc | None]:
-    """The location in the data, without pydantic's union member tags; and where a union was."""
-    cleaned: list[str | int] = []
-    union_at: Loc | None = None
-    current = data
-    parts = list(loc)
-    for position, part in enumerate(parts):
-        if last_is_key and position == len(parts) - 1:
-            cleaned.append(part)
-            break
-        if isinstance(current, dict) and part in current:  # noqa: SIM114 - apart, each index has its own type
-            current = current[part]
-            cleaned.append(part)
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
-            current = current[part]
-            cleaned.append(part)
-        elif isinstance(current, dict) and isinstance(part, str) and not _is_union_tag(part):
-            cleaned.append(part)  # a missing or unknown key
-            current = None
-        elif union_at is None:
-            union_at = tuple(cleaned)
-    return tuple(cleaned), union_at
-
-
-def _is_union_tag(part: str) -> bool:
-    return (
-        part[:1].isupper()
-        or part
-        in {
-            "str",
-            "int",
-            "float",
-            "bool",
-            "list[str]",
-            "none",
-            "function-after[_retries_not_negative(), union[int,RetriesSpec]]",
-        }
-        or "[" in part
-    )
-
-
-def validation_messages(exc: ValidationError, document: _Document) -> list[str]:
-    """One ``FILE:LINE:COL: message`` per problem pydantic found, most specific first."""
-    found: dict[Loc, tuple[str, str]] = {}
-    union_errors: dict[Loc, list[tuple[Loc, dict[str, Any]]]] = {}
-    errors = exc.errors(include_url=False)
-    for error in errors[: MAX_MESSAGES * 4]:  # a union's members report one problem several times
-        loc, union_at = _clean(error["loc"], document.data, last_is_key=error["type"] == "extra_forbidden")
-        if union_at is not None:
-            union_errors.setdefault(union_at, []).append((loc, dict(error)))
-            continue
-        found.setdefault(loc, _message(loc, dict(error), document))
-    for union_at, members in union_errors.items():
-        deepest = max(len(loc) for loc, _ in members)
-        if deepest > len(union_at):
-            for loc, member in members:
-                if len(loc) == deepest:
-                    found.setdefault(loc, _message(loc, member, document))
-        else:
-            found.setdefault(union_at, (document.where(union_at), _union_message(union_at)))
-    messages = [f"{where}: {message}" for where, message in sorted(found.values(), key=lambda item: _sort_key(item[0]))]
-    if len(messages) > MAX_MESSAGES or len(errors) > MAX_MESSAGES * 4:
-        shown = messages[:MAX_MESSAGES]
-        shown.append(f"{document.file}:1:1: ... and more problems ({exc.error_count()} in all); fix these first")
-        return shown
-    return messages
-
-
-def _sort_key(where: str) -> tuple[int, int]:
-    _, line, column = where.rsplit(":", 2)
-    return int(line), int(column)
-
-
-def _union_message(loc: Loc) -> str:
-    field_name = loc[-1] if loc else "value"
-    hints = {
-        "command": "command must be a string or a list of strings",
-        "retries": "retries must be a whole number or a mapping {max, delay, backoff}",
-        "timeout": "timeout must be seconds or a duration such as 90s, 5m, 1h30m",
-        "max_parallel": "max_parallel must be a whole number >= 1",
-        "working_directory": "working_directory must be text",
-        "function": "function must be text: module:attribute",
-        "root": "root must be a mapping (a node)",
-        "nodes": "nodes must be a list of nodes",
-    }
-    return hints.get(str(field_name), f"{field_name} has the wrong type")
-
-
-def _message(loc: Loc, error: dict[str, Any], document: _Document) -> tuple[str, str]:  # noqa: PLR0911 - one return per kind
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        model = _model_at(loc[:-1])
-        known = sorted(model.model_fields) if model is not None else []  # type: ignore[attr-defined]
-        close = difflib.get_close_matches(key, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
-        return document.where(loc, key=True), f"unknown key {key!r}{hint}"
-    if kind == "missing":
-        return document.where(loc[:-1]), f"missing required key {loc[-1]!r}"
-    field_name = str(loc[-1]) if loc else "value"
-    if kind == "string_pattern_mismatch":
-        if field_name == "function":
-            return document.where(loc), "function must be written module:attribute, e.g. mypkg.reports:summarize"
-        if field_name == "artifact":
-            return document.where(loc), "artifact must be written NODE.NAME, e.g. lint.stdout"
-        return document.where(loc), f"{field_name} has a character that is not allowed"
-    if kind in _MESSAGES:
-        return document.where(loc), f"{field_name}: {_MESSAGES[kind]}, got {_kind_of(error.get('input'))}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if kind in {"greater_than_equal", "too_short", "string_too_short"}:
-        message = f"{field_name}: {message[0].lower()}{message[1:]}"
-    return document.where(loc), message
-
-
-def _kind_of(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    return (
-        f"{_kind(value)} {value!r}"
-        if not isinstance(value, dict | list)
-        else _kind(value)
-        if isinstance(value, list)
-        else "a mapping"
-    )
 
 
 # -- building the model --------------------------------------------------------------------
@@ -447,10 +290,14 @@ class _Build:
                         f"which is not a node of this workflow{_did_you_mean(need, names)}"
                     )
             for ref_loc, ref in _artifact_refs(spec, loc):
-                node_name = ref.artifact.rsplit(".", 1)[0]
+                if not re.search(fastspec.ARTIFACT_REF_PATTERN, ref):
+                    where = self.document.where(ref_loc)
+                    self.problems.append(f"{where}: artifact must be written NODE.NAME, e.g. lint.stdout")
+                    continue
+                node_name = ref.rsplit(".", 1)[0]
                 if node_name not in self.locs:
                     self.problems.append(
-                        f"{self.document.where(ref_loc)}: artifact {ref.artifact!r} names node {node_name!r}, "
+                        f"{self.document.where(ref_loc)}: artifact {ref!r} names node {node_name!r}, "
                         f"which is not a node of this workflow{_did_you_mean(node_name, names)}"
                     )
 
@@ -458,8 +305,7 @@ class _Build:
         value: Any = self.spec
         for part in loc:
             value = value[part] if isinstance(part, int) else getattr(value, part)
-        assert isinstance(value, NodeSpec)
-        return value
+        return cast("NodeSpec", value)  # a node's location, from _index
 
     def _node(self, spec: NodeSpec, loc: Loc) -> Node:
         try:
@@ -536,10 +382,12 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _artifact_refs(spec: NodeSpec, loc: Loc) -> Iterator[tuple[Loc, ArtifactRefSpec]]:
-    def walk(value: Any, value_loc: Loc) -> Iterator[tuple[Loc, ArtifactRefSpec]]:
+def _artifact_refs(spec: NodeSpec, loc: Loc) -> Iterator[tuple[Loc, str]]:
+    """Every ``{artifact: NODE.NAME}`` in a function node's arguments, with where it stands."""
+
+    def walk(value: Any, value_loc: Loc) -> Iterator[tuple[Loc, str]]:
         if isinstance(value, dict) and set(value) == {"artifact"} and isinstance(value["artifact"], str):
-            yield (*value_loc, "artifact"), ArtifactRefSpec(artifact=value["artifact"])
+            yield (*value_loc, "artifact"), value["artifact"]
         elif isinstance(value, dict):
             for key, item in value.items():
                 yield from walk(item, (*value_loc, key))
@@ -642,10 +490,12 @@ def _load_yaml(text: str, file: str, base_dir: Path | None) -> Workflow:
         document.pending = _walk_positions(text, document)  # positions only if a problem needs them
     else:
         document = parse_yaml(text, file)
-    try:
-        spec = WorkflowSpec.model_validate(document.data)
-    except ValidationError as exc:
-        raise WorkflowError("\n".join(validation_messages(exc, document))) from None
+    # msgspec's Structs have the models' fields and values (tests check it): the build reads either.
+    spec = cast("WorkflowSpec | None", fastspec.read(document.data))
+    if spec is None:  # pydantic, the format's authority, says what is wrong, or reads it after all
+        from wtflow.problems import validated
+
+        spec = validated(document)
     return _Build(spec, document, base).workflow()
 
 

@@ -1,17 +1,16 @@
-"""The workflow file format, as pydantic models: validation and the published JSON Schema.
+"""The workflow file format, as pydantic models: the authority on it, and its JSON Schema.
 
 These models describe what a YAML file may say; :mod:`wtflow.loader` turns a validated
-document into the frozen :class:`~wtflow.model.Workflow`.
+document into the frozen :class:`~wtflow.model.Workflow`. A valid file is read with the
+faster :mod:`wtflow.fastspec`, and these models are imported only when it refuses one: their
+complete error list becomes the loader's messages.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from typing import Annotated, Any, Literal
 
-import durationpy
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,39 +24,22 @@ from pydantic import (
 )
 from pydantic.functional_validators import BeforeValidator
 
+from wtflow.fastspec import (
+    ARTIFACT_REF_PATTERN,
+    ENV_NAME_PATTERN,
+    FUNCTION_PATTERN,
+    check_command,
+    check_node,
+    check_retries,
+    check_workflow,
+    parse_duration,
+)
+
 # These models are wtflow's, not the user's: keep pydantic from scanning every installed
 # package's metadata for plugins while they are built (30 ms of each start). Put back below.
 _PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
 _plugins_setting = os.environ.get(_PLUGINS)
 os.environ[_PLUGINS] = "__all__"
-
-FUNCTION_PATTERN = (
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-)
-ENV_NAME_PATTERN = r"^[^=\x00]+$"
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a duration string such as ``90s``, ``5m`` or ``1h30m``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a number of seconds or a duration such as 90s, 5m, 1h30m")  # noqa: TRY004
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            seconds = float(text)
-        else:
-            try:
-                seconds = durationpy.from_str(text).total_seconds()
-            except (durationpy.DurationError, ValueError, OverflowError):
-                raise ValueError(f"{value!r} is not a duration; write seconds (90) or e.g. 90s, 5m, 1h30m") from None
-    else:
-        raise ValueError("expected a number of seconds or a duration such as 90s, 5m, 1h30m")  # noqa: TRY004
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{value!r} is not a duration >= 0")
-    return seconds
-
 
 Duration = Annotated[
     float,
@@ -97,7 +79,7 @@ class FileArtifactSpec(_Spec):
 class ArtifactRefSpec(_Spec):
     """An upstream artifact passed as an argument: ``{artifact: node.stdout}``."""
 
-    artifact: StrictStr = Field(pattern=r"^.+\.[^.]+$", description="NODE.NAME, e.g. lint.stdout")
+    artifact: StrictStr = Field(pattern=ARTIFACT_REF_PATTERN, description="NODE.NAME, e.g. lint.stdout")
 
 
 class ContainerSpec(_Spec):
@@ -142,31 +124,18 @@ class NodeSpec(_Spec):
     @field_validator("command")
     @classmethod
     def _command_not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if value is not None and (not value or (isinstance(value, str) and not value.strip())):
-            raise ValueError("command is empty")
+        check_command(value)
         return value
 
     @field_validator("retries")
     @classmethod
     def _retries_not_negative(cls, value: int | RetriesSpec | None) -> int | RetriesSpec | None:
-        if isinstance(value, int) and value < 0:
-            raise ValueError("retries must be >= 0")
+        check_retries(value)
         return value
 
     @model_validator(mode="after")
     def _one_executable(self) -> NodeSpec:
-        if self.command is not None and self.function is not None:
-            raise ValueError("a node has at most one of command and function")
-        if self.container is not None and self.command is None:
-            raise ValueError("container needs a command")
-        if self.function is None and (self.args or self.kwargs):
-            raise ValueError("args and kwargs need a function")
-        if self.command is None and self.function is None:
-            for key in ("timeout", "retries", "working_directory"):
-                if getattr(self, key) is not None:
-                    raise ValueError(f"{key} needs a command or a function")
-            if self.env:
-                raise ValueError("env needs a command or a function (set it on the workflow for every node)")
+        check_node(self)
         return self
 
 
@@ -191,8 +160,7 @@ class WorkflowSpec(_Spec):
 
     @model_validator(mode="after")
     def _one_form(self) -> WorkflowSpec:
-        if (self.root is None) == (self.nodes is None):
-            raise ValueError("a workflow has exactly one of root (a tree) and nodes (a graph)")
+        check_workflow(self)
         return self
 
 

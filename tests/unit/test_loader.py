@@ -173,6 +173,11 @@ def test_function_must_be_module_colon_attribute() -> None:
     assert "function must be written module:attribute" in error_of("name: w\nroot: {name: a, function: os.path.join}\n")
 
 
+def test_artifact_reference_without_node_and_name_is_reported_at_its_line() -> None:
+    message = error_of("name: w\nroot:\n  name: a\n  function: 'os.path:join'\n  args: [{artifact: nodot}]\n")
+    assert message == "wf.yml:5:21: artifact must be written NODE.NAME, e.g. lint.stdout"
+
+
 def test_artifact_of_unknown_node_is_reported() -> None:
     message = error_of("name: w\nroot: {name: a, function: 'os.path:join', args: [{artifact: lnt.stdout}]}\n")
     assert "artifact 'lnt.stdout' names node 'lnt', which is not a node of this workflow" in message
