@@ -171,5 +171,5 @@ def read(data: object) -> Workflow | None:
     """``data`` (from YAML) as a :class:`Workflow`; ``None`` if it does not fit, for pydantic to say why."""
     try:
         return msgspec.convert(data, Workflow)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, RecursionError):  # a tree deeper than msgspec goes: pydantic's call
         return None

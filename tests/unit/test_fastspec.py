@@ -201,6 +201,13 @@ def test_loading_a_valid_file_does_not_import_pydantic(tmp_path: Path) -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_a_tree_too_deep_for_msgspec_is_left_to_pydantic() -> None:
+    node: dict[str, Any] = {"name": "leaf", "command": "true"}
+    for depth in range(2000):
+        node = {"name": f"n{depth}", "children": [node]}
+    assert fastspec.read({"name": "deep", "root": node}) is None
+
+
 def test_a_document_msgspec_refuses_is_read_by_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fastspec, "read", lambda _data: None)
     workflow = loader.load_yaml("name: wf\nroot: {name: a, command: 'true', timeout: 90s}\n")
