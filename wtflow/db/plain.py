@@ -5,8 +5,8 @@ need; the writer's few statements do not need it. :func:`open_database` reads th
 shapes itself (``sqlite:///path``, ``postgresql://user:password@host:port/db?options``) and
 connects with the driver as SQLAlchemy's dialect would; for any other shape it returns
 ``None`` and the caller goes through SQLAlchemy (:func:`from_engine`), which also words the
-errors of URLs that are wrong. The schema stays SQLAlchemy's and Alembic's
-(:mod:`wtflow.db.schema`), needed only when a database is new or older than wtflow.
+errors of URLs that are wrong. A new database gets its schema from :mod:`wtflow.db.ddl`;
+SQLAlchemy and Alembic (:mod:`wtflow.db.schema`) are needed only for an older one.
 """
 
 from __future__ import annotations

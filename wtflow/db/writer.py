@@ -3,8 +3,9 @@
 ``wtflow.db.recorder`` starts it with ``python -m wtflow.db.writer`` and talks to it through
 its stdin and stdout. Being a process, it connects while the runner is still loading the
 workflow, and its work never competes with the event loop for the GIL. It writes through the
-database's driver (:mod:`wtflow.db.plain`): SQLAlchemy's import cost 0.2 s of CPU a run, on
-the cores the nodes need, and is paid only when the schema must be created or migrated.
+database's driver (:mod:`wtflow.db.plain`) and creates a new database's schema from its SQL
+text (:mod:`wtflow.db.ddl`): SQLAlchemy's import cost 0.2 s of CPU a run, on the cores the
+nodes need, and is paid now only when an older schema must be migrated.
 
 Protocol: the runner sends pickled messages on stdin, first ``("open", url, retry)``, then its
 run's events as :func:`wtflow.db.recorder.message` gives them (tuples of plain values, see
@@ -90,7 +91,11 @@ def connect(url: str) -> Database:
         if not current:  # an older schema: Alembic migrates it
             from wtflow.db.schema import open_upgraded  # SQLAlchemy: only when needed
 
-            open_upgraded(url).dispose()
+            try:
+                open_upgraded(url).dispose()
+            except BaseException:
+                database.close()
+                raise
     try:
         mark_crashed(database, url=url)
     except BackendUnavailable:
