@@ -149,7 +149,7 @@ def _union_message(loc: Loc) -> str:
     return hints.get(str(field_name), f"{field_name} has the wrong type")
 
 
-def _message(loc: Loc, error: dict[str, Any], document: _Document) -> tuple[str, str]:  # noqa: PLR0911 - one return per kind
+def _message(loc: Loc, error: dict[str, Any], document: _Document) -> tuple[str, str]:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
@@ -164,8 +164,6 @@ def _message(loc: Loc, error: dict[str, Any], document: _Document) -> tuple[str,
     if kind == "string_pattern_mismatch":
         if field_name == "function":
             return document.where(loc), "function must be written module:attribute, e.g. mypkg.reports:summarize"
-        if field_name == "artifact":
-            return document.where(loc), "artifact must be written NODE.NAME, e.g. lint.stdout"
         return document.where(loc), f"{field_name} has a character that is not allowed"
     if kind in _MESSAGES:
         return document.where(loc), f"{field_name}: {_MESSAGES[kind]}, got {_kind_of(error.get('input'))}"

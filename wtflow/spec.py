@@ -25,7 +25,6 @@ from pydantic import (
 from pydantic.functional_validators import BeforeValidator
 
 from wtflow.fastspec import (
-    ARTIFACT_REF_PATTERN,
     ENV_NAME_PATTERN,
     FUNCTION_PATTERN,
     check_command,
@@ -74,12 +73,6 @@ class FileArtifactSpec(_Spec):
 
     name: StrictStr = Field(min_length=1, description="Name of the artifact")
     path: StrictStr = Field(min_length=1, description="File or glob, relative to the working directory")
-
-
-class ArtifactRefSpec(_Spec):
-    """An upstream artifact passed as an argument: ``{artifact: node.stdout}``."""
-
-    artifact: StrictStr = Field(pattern=ARTIFACT_REF_PATTERN, description="NODE.NAME, e.g. lint.stdout")
 
 
 class ContainerSpec(_Spec):
