@@ -18,7 +18,7 @@ from wtflow import Command, Config, Engine, Node, NodeStatus, RunConfig, Storage
 from wtflow.db.messages import from_micros, to_micros
 from wtflow.events import NodeFinished, NodeStarted
 from wtflow.executors.fake import FakeExecutor, Step
-from wtflow.loader import load_yaml
+from wtflow.loader import _fast_data, load_yaml
 from wtflow.masking import Masker
 from wtflow.model import STDOUT
 from wtflow.scheduler import MAX_PENDING_LINE, _Sink
@@ -157,3 +157,30 @@ def test_a_time_sent_to_the_database_writer_comes_back_to_the_microsecond(moment
     back = from_micros(to_micros(moment))
     assert back == moment
     assert back.tzinfo is UTC
+
+
+yaml_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.dates(),
+    st.datetimes(timezones=st.just(UTC)),
+)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=8), st.integers(), st.booleans()), inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(yaml_values, st.sampled_from([False, True, None]))
+def test_the_fast_yaml_reading_gives_what_pyyamls_safe_loader_gives(value: object, flow: bool | None) -> None:
+    text = yaml.safe_dump(value, default_flow_style=flow, allow_unicode=True)
+    assume("*" not in text and "!" not in text)  # those always go to the careful parser
+    assert _fast_data(text) == yaml.safe_load(text)
