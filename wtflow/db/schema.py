@@ -39,6 +39,9 @@ def open_upgraded(url: str) -> Engine:
     except DBAPIError as exc:
         engine.dispose()
         raise BackendUnavailable(f"database {display_url(url)} is unavailable: {reason(exc.orig or exc)}") from None
+    except BaseException:  # e.g. a revision this wtflow does not know
+        engine.dispose()
+        raise
     return engine
 
 

@@ -76,29 +76,26 @@ def connect(url: str) -> Database:
     A database at the newest schema, or an empty one, is opened with its driver alone;
     SQLAlchemy is imported only to migrate an older schema, or for a URL only it reads.
     """
-    database = open_database(url)
-    if database is None:
+    plain = open_database(url)
+    if plain is None:
         from wtflow.db.schema import open_upgraded  # SQLAlchemy: only when needed
 
         database = from_engine(open_upgraded(url), dispose=True)
     else:
-        try:
-            database.connect()
-            current = revision(database) == HEAD or prepare(database)
-        except database.errors as exc:
-            database.close()
-            raise _unavailable(url, exc) from None
-        if not current:  # an older schema: Alembic migrates it
-            from wtflow.db.schema import open_upgraded  # SQLAlchemy: only when needed
-
-            try:
-                open_upgraded(url).dispose()
-            except BaseException:
-                database.close()
-                raise
+        database = plain
     try:
+        if plain is not None:
+            try:
+                plain.connect()  # first on its own: an unreachable server is waited for once
+                current = revision(plain) == HEAD or prepare(plain)
+            except plain.errors as exc:
+                raise _unavailable(url, exc) from None
+            if not current:  # an older schema: Alembic migrates it
+                from wtflow.db.schema import open_upgraded  # SQLAlchemy: only when needed
+
+                open_upgraded(url).dispose()
         mark_crashed(database, url=url)
-    except BackendUnavailable:
+    except BaseException:
         database.close()
         raise
     return database

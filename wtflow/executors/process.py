@@ -363,7 +363,7 @@ def _closing_inherited() -> list[tuple[int, int]]:
 
 
 # Where programs were found on a PATH, kept as a shell's command hash keeps them: W7's 500 nodes
-# looked `sleep` up 500 times, at 0.1 ms each. A program that has gone is looked up afresh.
+# looked `sleep` up 500 times, at 25 us each. A program that has gone is looked up afresh.
 _found: dict[tuple[str, str], str] = {}
 
 
