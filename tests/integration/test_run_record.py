@@ -9,13 +9,13 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Row, create_engine, select
 
+from tests.conftest import utc
 from tests.integration import pyfuncs
 from tests.integration.conftest import Runner
 from wtflow import BackendUnavailable, Command, Config, DatabaseConfig, Engine, Node, PyFunc, Workflow
@@ -88,11 +88,6 @@ def rows(url: str) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]], Sequence[Row
         engine.dispose()
 
 
-def aware(moment: datetime) -> datetime:
-    """SQLite gives back UTC times without their zone."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 def check_recorded(url: str, runner: Runner) -> None:
     engine = runner(sample(), db_url=url)
     assert engine.result is not None
@@ -108,7 +103,7 @@ def check_recorded(url: str, runner: Runner) -> None:
         ("never", "root/never", "skipped", None),
     ]
     results = engine.result.nodes
-    assert [(n.started_at and aware(n.started_at), aware(n.finished_at), n.attempts) for n in node_rows] == [
+    assert [(utc(n.started_at), utc(n.finished_at), n.attempts) for n in node_rows] == [
         (results[n.name].started_at, results[n.name].finished_at, results[n.name].attempts) for n in node_rows
     ]
     sizes = {(a.node, a.name): a.size for a in artifact_rows}

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, Row, create_engine, select
 
+from tests.conftest import utc
 from wtflow.db import writer
 from wtflow.db.connect import normalise_url
 from wtflow.db.messages import RunOpenedRow, to_micros
@@ -141,11 +142,6 @@ def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(da
 
 def opened(run_id: str, workflow: str, started: datetime, nodes: tuple[str, ...]) -> RunOpenedRow:
     return ("opened", run_id, workflow, to_micros(started), "elsewhere", os.getpid(), nodes)
-
-
-def utc(moment: datetime | None) -> datetime | None:
-    """SQLite gives back UTC times without their zone, PostgreSQL with it."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def node_rows(engine: Engine) -> list[Row[Any]]:
