@@ -79,11 +79,16 @@ class RunLayout:
     def __init__(self, run_dir: Path, node_names: Iterable[str]) -> None:
         self.run_dir = run_dir
         self._dirs = node_dir_names(node_names)
-        self._paths: dict[tuple[str, str], Path] = {}  # the scheduler asks for each path several times
+        # The scheduler asks for each path several times, as a node starts (W7: 500 at once).
+        self._node_dirs: dict[str, Path] = {}
+        self._paths: dict[tuple[str, str], Path] = {}
 
     def node_dir(self, node: str) -> Path:
         """The directory holding ``node``'s artifacts."""
-        return self.run_dir / self._dirs[node]
+        path = self._node_dirs.get(node)
+        if path is None:
+            path = self._node_dirs[node] = self.run_dir / self._dirs[node]
+        return path
 
     def path(self, node: str, artifact: str) -> Path:
         """The file of ``node``'s artifact ``artifact``."""

@@ -17,6 +17,7 @@ from wtflow.db.recorder import DatabaseRecorder
 from wtflow.errors import BackendUnavailable
 from wtflow.events import Event, NodeStatus, Observer, RunFinished, RunStarted, RunStatus
 from wtflow.executors.base import DispatchExecutor, Executor
+from wtflow.executors.process import FDS_PER_NODE, reserve_descriptors
 from wtflow.masking import Masker
 from wtflow.model import Artifact, Workflow
 from wtflow.observers import console_observers, record_observers
@@ -161,6 +162,7 @@ class Engine:
     async def run_async(self) -> int:
         """:meth:`run` for callers already inside an event loop."""
         executor = self._executor or DispatchExecutor()
+        _make_room(self.workflow, self.max_parallel)
         if (preflight := getattr(executor, "preflight", None)) is not None:
             await preflight(self.workflow)  # e.g. the docker engine must answer before anything runs
         run_id = new_run_id()
@@ -227,6 +229,12 @@ class Engine:
             await _close_all(observers)
             self.warnings += _lost_rows(observers, layout.run_dir)
         return EXIT_CODES[status]
+
+
+def _make_room(workflow: Workflow, max_parallel: int) -> None:
+    """Room in the descriptor table for every node that can run at once, made before the loop has worker threads."""
+    running = min(max_parallel, sum(node.executable is not None for node in workflow.nodes.values()))
+    reserve_descriptors(FDS_PER_NODE * running)
 
 
 def secrets_masker(workflow: Workflow, config: Config) -> Masker:

