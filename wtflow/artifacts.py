@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import atexit
 import functools
-import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +35,7 @@ FILE_NAMES = {STDOUT: "stdout.log", STDERR: "stderr.log", RESULT: "result.json"}
 def new_run_id(now: datetime | None = None) -> str:
     """A run id that sorts by start time: ``20261129T010212123456Z-1a2b3c4d``."""
     now = now or datetime.now(UTC)
-    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(4)
+    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + os.urandom(4).hex()  # secrets.token_hex(4), without its import
 
 
 def safe_dir_name(name: str) -> str:
@@ -46,6 +43,8 @@ def safe_dir_name(name: str) -> str:
     cleaned = _UNSAFE.sub("_", name).lstrip(".")[:_MAX_NAME]
     if cleaned == name and name not in {"", "files"}:
         return name
+    import hashlib  # rarely needed; a run's start does not wait for it
+
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{cleaned or 'node'}-{digest}"
 
@@ -68,6 +67,8 @@ def node_dir_names(names: Iterable[str]) -> dict[str, str]:
 @functools.cache
 def process_temp_dir() -> Path:
     """A directory that lasts until this process exits: the default artifacts directory."""
+    import tempfile  # only when no artifacts directory is set
+
     path = Path(tempfile.mkdtemp(prefix="wtflow-"))
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path

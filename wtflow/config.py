@@ -15,9 +15,7 @@ INI layout::
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
-import difflib
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -152,6 +150,8 @@ class Config:
     @classmethod
     def from_ini(cls, path: str | os.PathLike[str], *, base: Config | None = None) -> Self:
         """``base`` (or the defaults) overridden by the keys of the INI file at ``path``."""
+        import configparser  # most runs read no INI file
+
         parser = configparser.ConfigParser(interpolation=None)
         try:
             with open(path, encoding="utf-8") as handle:
@@ -186,6 +186,8 @@ class Config:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
+    import difflib  # for error messages only
+
     close = difflib.get_close_matches(word, choices, n=1)
     if close:
         return f"; did you mean {close[0]!r}?"

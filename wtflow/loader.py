@@ -9,7 +9,6 @@ YAML is parsed safely: no tags that construct objects, aliases expanded within a
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gc
 import importlib
 import importlib.util
@@ -378,6 +377,8 @@ class _Build:
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
+    import difflib  # for error messages only: a valid file's load does not wait for it
+
     close = difflib.get_close_matches(word, choices, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
