@@ -5,12 +5,14 @@ Library code never configures logging; used as a library, wtflow logs nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii  # what json.dumps does with a str: 3x faster called directly
-from typing import TextIO
+from typing import Any, TextIO
 
+import msgspec
 import structlog
 
 
@@ -25,6 +27,25 @@ class LogFormat(StrEnum):
 LEVELS = ("debug", "info", "warning", "error", "critical")
 _PLACEHOLDER = "\x00wtflow-line\x00"
 _json_stream: TextIO | None = None  # where configure() sends JSON log lines, if it does
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def dumps(data: Any, **options: Any) -> str:
+    """A log line's JSON, by msgspec where it can, else ``json.dumps(data, **options)``.
+
+    msgspec renders a lifecycle line in 14 us against json.dumps' 24 (two lines a node). A
+    type msgspec does not know (a path, any object: structlog's ``default`` writes its repr) and
+    text that is not ASCII (json.dumps escapes it, so a log stays ASCII wherever it is written)
+    go to json.dumps. msgspec writes datetimes as ISO 8601 and a float NaN as null, where
+    json.dumps wrote a repr and a bare ``NaN`` (which is not JSON).
+    """
+    try:
+        encoded = _encode(data)
+    except TypeError:
+        return json.dumps(data, **options)
+    return encoded.decode() if encoded.isascii() else json.dumps(data, **options)
 
 
 def resolve(log_format: LogFormat, stream: TextIO) -> LogFormat:
@@ -42,7 +63,7 @@ def configure(log_format: LogFormat, level: str = "info", stream: TextIO | None 
     _json_stream = stream if chosen is LogFormat.JSON else None
     renderer: structlog.typing.Processor
     if chosen is LogFormat.JSON:
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=dumps)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     structlog.configure(

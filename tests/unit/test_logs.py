@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -91,3 +92,25 @@ def test_log_observer_without_wtflows_json_logs_logs_through_structlog(stream: i
     with structlog.testing.capture_logs() as captured:
         LogObserver(output=True).notify(NodeOutput("r1", "n", "stdout", b"a\nb\n"))
     assert [(c["event"], c["line"]) for c in captured] == [("output", "a"), ("output", "b")]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"event": "node_finished", "node": "n", "exit_code": None, "duration": 0.25, "ok": True, "list": [1, "a"]},
+        {"line": 'say "hi"\tback\\slash \x00 \x1f'},
+        {"big": 10**30, "nested": {"empty": {}, "none": [None]}},
+    ],
+)
+def test_a_log_line_means_what_json_dumps_would_write(data: dict[str, object]) -> None:
+    assert json.loads(log.dumps(data, default=repr)) == json.loads(json.dumps(data, default=repr))
+
+
+def test_a_log_line_with_text_beyond_ascii_stays_ascii_as_json_dumps_writes_it() -> None:
+    data = {"line": "caf\u00e9 \u2603"}
+    assert log.dumps(data, default=repr) == json.dumps(data, default=repr)
+
+
+def test_a_value_msgspec_does_not_know_is_written_by_json_dumps_with_its_default() -> None:
+    data = {"path": Path("/tmp/x"), "n": 1}
+    assert log.dumps(data, default=repr) == json.dumps(data, default=repr)
