@@ -15,11 +15,16 @@ _encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
 class EventsFileWriter(BaseObserver):
-    """Every event but output (which is in the artifacts), each line written at once so a crash loses none."""
+    """Every event but output (which is in the artifacts), written on the loop's next turn.
+
+    The lines one turn of the loop produces go to the file in one write (a write cost 15-20 us
+    here, two a node), and are in the file before the next turn's: a crash loses a turn at most.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: BinaryIO | None = None
+        self._lines: list[bytes] = []
 
     async def aopen(self) -> None:
         """Create the file."""
@@ -27,12 +32,21 @@ class EventsFileWriter(BaseObserver):
 
     def notify(self, event: Event) -> None:
         """Append the event."""
-        if self._file is not None and not isinstance(event, NodeOutput):
-            self._file.write(_encode(to_record(event)) + b"\n")
+        if self._file is None or isinstance(event, NodeOutput):
+            return
+        if not self._lines:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._lines.append(_encode(to_record(event)) + b"\n")
+
+    def _flush(self) -> None:
+        if self._lines and self._file is not None:
+            self._file.write(b"".join(self._lines))
+            self._lines.clear()
             self._file.flush()
 
     async def aclose(self) -> None:
-        """Close the file."""
+        """Write what is left, and close the file."""
         if self._file is not None:
+            self._flush()
             self._file.close()
             self._file = None
