@@ -5,7 +5,9 @@
     .venv/bin/python bench/run.py --compare bench/results/<earlier>.json   # what changed since then
 
 Each repetition runs every contender of every workload once, in turn, so machine noise hits
-all of them alike. pypyr and doit join W1 and W2 as further baselines when they are installed
+all of them alike. W7, whose target is an absolute time, also runs bench/floor.py: the least a
+Python runner that keeps the output can do, so each run shows what the machine allows.
+pypyr and doit join W1 and W2 as further baselines when they are installed
 (``pip install -e '.[bench]'``). Reported: the median wall time, the ratio wtflow / baseline, and the peak
 RSS of the runner process (from wait4). Results also go to bench/results/<time>.json.
 wtflow is always run through its CLI, as users run it, with artifacts stored and SQLite
