@@ -5,14 +5,25 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import structlog
 
-from wtflow import log
-from wtflow.events import NodeOutput
-from wtflow.log import LogFormat, OutputLines
+from wtflow import Command, Node, Workflow, log
+from wtflow.events import (
+    Event,
+    NodeFinished,
+    NodeOutput,
+    NodeRetrying,
+    NodeStarted,
+    NodeStatus,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+)
+from wtflow.log import JsonEvents, LogFormat, OutputLines
 from wtflow.observers.logs import LogObserver
 
 LINES = ["plain", 'say "hi"', "back\\slash", "tab\there", "caf\u00e9 \u2603", "", "\x00wtflow-line\x00"]
@@ -114,3 +125,47 @@ def test_a_log_line_with_text_beyond_ascii_stays_ascii_as_json_dumps_writes_it()
 def test_a_value_msgspec_does_not_know_is_written_by_json_dumps_with_its_default() -> None:
     data = {"path": Path("/tmp/x"), "n": 1}
     assert log.dumps(data, default=repr) == json.dumps(data, default=repr)
+
+
+def _lifecycle(tmp_path: Path) -> list[Event]:
+    workflow = Workflow("wf", Node("root", children=[Node("a", executable=Command("true"))]))
+    start = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    end = start + timedelta(seconds=1.5)
+    return [
+        RunStarted("r1", workflow, tmp_path / "r1", start, "host", 1),
+        NodeStarted("r1", "a", "root/a", start, 1),
+        NodeRetrying("r1", "a", 1, 3, 0.5),
+        NodeFinished("r1", "a", "root/a", NodeStatus.FAILED, 3, start, end, 2, "exit code 3 caf\u00e9", ()),
+        NodeFinished("r1", "root", "root", NodeStatus.SUCCEEDED, None, start, end, 1, None, ()),
+        RunFinished("r1", "wf", RunStatus.FAILED, 1, start, end, "a failed"),
+    ]
+
+
+def _logged(events: list[Event], stream: io.StringIO, observer: LogObserver) -> list[dict[str, object]]:
+    for event in events:
+        observer.notify(event)
+    return records(stream)
+
+
+@pytest.mark.parametrize("level", ["info", "warning"])
+def test_lifecycle_lines_written_directly_are_the_lines_structlog_writes(
+    level: str, stream: io.StringIO, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log.configure(LogFormat.JSON, level=level, stream=stream)
+    direct = _logged(_lifecycle(tmp_path), stream, LogObserver())
+    stream.seek(0)
+    stream.truncate()
+    monkeypatch.setattr(JsonEvents, "for_configured", classmethod(lambda cls: None))
+    through_structlog = _logged(_lifecycle(tmp_path), stream, LogObserver())
+    assert direct  # the run's failure is an error: logged at either level
+    assert [list(r) for r in direct] == [list(r) for r in through_structlog]  # the same keys, in the same order
+    assert [without_time(r) for r in direct] == [without_time(r) for r in through_structlog]
+    assert all(str(r["timestamp"]).endswith("Z") for r in direct)
+
+
+def test_lifecycle_lines_go_through_structlog_once_it_is_configured_otherwise(stream: io.StringIO) -> None:
+    log.configure(LogFormat.JSON, stream=stream)
+    with structlog.testing.capture_logs() as captured:
+        LogObserver().notify(NodeStarted("r1", "a", "root/a", datetime.now(UTC), 1))
+    assert [(c["event"], c["node"]) for c in captured] == [("node_started", "a")]
+    assert stream.getvalue() == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from wtflow.events import (
@@ -15,7 +17,7 @@ from wtflow.events import (
     RunStarted,
     RunStatus,
 )
-from wtflow.log import OutputLines
+from wtflow.log import JsonEvents, OutputLines
 
 
 class LogObserver(BaseObserver):
@@ -26,6 +28,11 @@ class LogObserver(BaseObserver):
         # Bound now, with the configuration of now: the lazy proxy would build a logger per call.
         self.log = structlog.get_logger("wtflow").bind()
         self._lines = OutputLines.for_configured() if output else None
+        self._events = JsonEvents.for_configured()
+
+    def _log(self, level: str, event: str, **fields: Any) -> None:
+        if self._events is None or not self._events.log(level, event, **fields):
+            getattr(self.log, level)(event, **fields)
 
     def notify(self, event: Event) -> None:
         """Log the event."""
@@ -38,19 +45,28 @@ class LogObserver(BaseObserver):
             return
         if isinstance(event, RunStarted):
             structlog.contextvars.bind_contextvars(run_id=event.run_id)
-            self.log.info(
-                "run_started", workflow=event.workflow.name, nodes=len(event.workflow.nodes), run_dir=str(event.run_dir)
+            self._log(
+                "info",
+                "run_started",
+                workflow=event.workflow.name,
+                nodes=len(event.workflow.nodes),
+                run_dir=str(event.run_dir),
             )
         elif isinstance(event, NodeStarted):
-            self.log.info("node_started", node=event.node, attempt=event.attempt)
+            self._log("info", "node_started", node=event.node, attempt=event.attempt)
         elif isinstance(event, NodeRetrying):
-            self.log.warning(
-                "node_retrying", node=event.node, attempt=event.attempt, exit_code=event.exit_code, delay=event.delay
+            self._log(
+                "warning",
+                "node_retrying",
+                node=event.node,
+                attempt=event.attempt,
+                exit_code=event.exit_code,
+                delay=event.delay,
             )
         elif isinstance(event, NodeFinished):
-            method = self.log.error if event.status.is_failure else self.log.info
             fields = {"error": event.error} if event.error else {}
-            method(
+            self._log(
+                "error" if event.status.is_failure else "info",
                 "node_finished",
                 node=event.node,
                 status=str(event.status),
@@ -60,8 +76,8 @@ class LogObserver(BaseObserver):
                 **fields,
             )
         elif isinstance(event, RunFinished):
-            method = self.log.info if event.status is RunStatus.SUCCEEDED else self.log.error
-            method(
+            self._log(
+                "info" if event.status is RunStatus.SUCCEEDED else "error",
                 "run_finished",
                 workflow=event.workflow,
                 status=str(event.status),
