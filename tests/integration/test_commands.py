@@ -273,3 +273,16 @@ def test_a_plain_command_runs_when_the_runners_directory_is_gone(
     engine = run_workflow(Node("a", executable=Command("uname -s")))
     assert engine.result is not None
     assert (engine.result["a"].status, output(run_workflow, "a")) == (NodeStatus.SUCCEEDED, b"Linux\n")
+
+
+def test_a_node_in_its_own_directory_gets_pwd_when_the_runners_directory_is_gone(
+    run_workflow: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    run_workflow(Node("a", executable=Command("env", cwd=work, env={"PWD": "/somewhere/else"})))
+    assert f"PWD={work.resolve()}\n".encode() in output(run_workflow, "a")

@@ -49,8 +49,11 @@ def shell_env(env: Mapping[str, str], cwd: Path | None) -> dict[str, str]:
     each node starts: 9 us against pathlib's 26 us here.)
     """
     try:
-        # Strings, as the docstring says; join keeps an absolute cwd as it is.
-        here = os.getcwd() if cwd is None else os.path.join(os.getcwd(), cwd)  # noqa: PTH109, PTH118
+        # Strings, as the docstring says; an absolute cwd needs no getcwd() (nor a runner's
+        # directory that still exists).
+        here = os.getcwd() if cwd is None else os.fspath(cwd)  # noqa: PTH109
+        if not os.path.isabs(here):  # noqa: PTH117
+            here = os.path.join(os.getcwd(), here)  # noqa: PTH109, PTH118
         pwd = env.get("PWD")
         if pwd is not None and _names(pwd, here):
             return dict(env)  # the shell keeps a PWD that is right (a path through a symlink, say)
