@@ -7,6 +7,7 @@ work to a thread of its own and finishes it in ``aclose``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -140,7 +141,7 @@ class Observer(Protocol):
     """Receives a run's events. ``aopen`` may refuse the run before any node starts."""
 
     async def aopen(self) -> None:
-        """Get ready (connect, create files); raise to stop the run before it starts."""
+        """Get ready (connect, start helpers); raise to stop the run before it starts."""
 
     def notify(self, event: Event) -> None:
         """Take one event; must not block the event loop.
@@ -151,6 +152,12 @@ class Observer(Protocol):
 
     async def aclose(self) -> None:
         """Finish all pending work; called once, also when the run failed or was cancelled."""
+
+    def helper_pids(self) -> Collection[int]:
+        """Processes this observer started and still owns: not orphans of the run, never stopped as such."""
+
+    def warnings(self) -> list[str]:
+        """After :meth:`aclose`: what went wrong beside the run (rows a database lost), for the caller to show."""
 
 
 class BaseObserver:
@@ -164,6 +171,14 @@ class BaseObserver:
 
     async def aclose(self) -> None:
         """Nothing to finish."""
+
+    def helper_pids(self) -> Collection[int]:
+        """No helper processes."""
+        return ()
+
+    def warnings(self) -> list[str]:
+        """Nothing went wrong."""
+        return []
 
 
 _EVENT_NAMES = {

@@ -63,59 +63,33 @@ class OutputSink(Protocol):
 
 
 class Executor(Protocol):
-    """Runs one job. On cancellation it stops what it started, then re-raises."""
+    """Runs one job at a time per call; many calls may run at once.
+
+    ``preflight`` checks, before any node runs, what the workflow needs from this executor (an
+    engine that answers, images, room for ``max_parallel`` processes); ``aclose`` releases what
+    the executor holds for the run. On cancellation ``execute`` stops what it started, then
+    re-raises.
+    """
+
+    async def preflight(self, workflow: Workflow, max_parallel: int) -> None:
+        """Refuse the run before it starts if this executor cannot serve it."""
 
     async def execute(self, job: Job, sink: OutputSink) -> Outcome:
         """Run ``job`` to the end, streaming its output into ``sink``."""
 
-
-class DispatchExecutor:
-    """Sends each job to the executor registered for its executable's type."""
-
-    def __init__(self, executors: Mapping[type, Executor] | None = None) -> None:
-        if executors is None:
-            from wtflow.executors.shell import CommandExecutor
-
-            executors = {Command: CommandExecutor()}
-            self._functions_by_default = True  # made on first use: a workflow of commands never imports them
-        else:
-            self._functions_by_default = False
-        self._executors = dict(executors)
-        self._containers: Executor | None = None
-
-    def _executor_for(self, kind: type) -> Executor | None:
-        if kind is PyFunc and kind not in self._executors and self._functions_by_default:
-            from wtflow.executors.pyfunc import PyFuncExecutor
-
-            self._executors[PyFunc] = PyFuncExecutor()
-        return self._executors.get(kind)
-
-    def _container_executor(self) -> Executor:
-        if self._containers is None:
-            from wtflow.executors.container import ContainerExecutor
-
-            self._containers = ContainerExecutor()
-        return self._containers
-
-    async def preflight(self, workflow: Workflow) -> None:
-        """Check, before any node runs, what the workflow's containers need (an engine, images)."""
-        from wtflow.executors.container import containers_of
-
-        if containers_of(workflow):
-            await self._container_executor().preflight(workflow)  # type: ignore[attr-defined]
-
     async def aclose(self) -> None:
-        """Release what the executors hold for the run (the fork server)."""
-        for executor in [*self._executors.values(), self._containers]:
-            close = getattr(executor, "aclose", None)
-            if close is not None:
-                await close()
+        """Release what the executor holds for the run; called once, after the last job."""
+
+
+class BaseExecutor:
+    """No-op ``preflight`` and ``aclose``: subclass it and write ``execute``."""
+
+    async def preflight(self, workflow: Workflow, max_parallel: int) -> None:
+        """Nothing to check."""
 
     async def execute(self, job: Job, sink: OutputSink) -> Outcome:
-        """Run ``job`` with the executor for its type."""
-        if isinstance(job.executable, Command) and job.executable.container is not None:
-            return await self._container_executor().execute(job, sink)
-        executor = self._executor_for(type(job.executable))
-        if executor is None:
-            return Outcome(exit_code=None, error=f"no executor for {type(job.executable).__name__}")
-        return await executor.execute(job, sink)
+        """Run ``job``; subclasses say how."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
