@@ -16,7 +16,8 @@ from wtflow.config import Config, default_max_parallel
 from wtflow.db.recorder import DatabaseRecorder
 from wtflow.errors import BackendUnavailable
 from wtflow.events import Event, NodeStatus, Observer, RunFinished, RunStarted, RunStatus
-from wtflow.executors.base import DispatchExecutor, Executor
+from wtflow.executors.base import Executor
+from wtflow.executors.dispatch import DispatchExecutor
 from wtflow.executors.process import FDS_PER_NODE, reserve_descriptors
 from wtflow.masking import Masker
 from wtflow.model import Artifact, Workflow
@@ -163,8 +164,7 @@ class Engine:
         """:meth:`run` for callers already inside an event loop."""
         executor = self._executor or DispatchExecutor()
         _make_room(self.workflow, self.max_parallel)
-        if (preflight := getattr(executor, "preflight", None)) is not None:
-            await preflight(self.workflow)  # e.g. the docker engine must answer before anything runs
+        await executor.preflight(self.workflow, self.max_parallel)  # e.g. the docker engine must answer
         run_id = new_run_id()
         try:
             run_dir = await asyncio.to_thread(create_run_dir, self.config.storage.artifacts_dir, run_id)
@@ -213,8 +213,7 @@ class Engine:
                 raise
             finally:
                 try:
-                    if (close := getattr(executor, "aclose", None)) is not None:
-                        await close()
+                    await executor.aclose()
                     if self._stop_orphans:
                         helpers = {o.pid for o in observers if isinstance(o, DatabaseRecorder) and o.pid is not None}
                         await asyncio.to_thread(_stop_orphans, self.config.run.kill_grace, helpers)

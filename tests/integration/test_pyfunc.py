@@ -157,11 +157,9 @@ def test_example_reader_gets_bytes(run_workflow: Runner, name: str) -> None:
 
 def test_functions_also_run_without_the_fork_server(run_workflow: Runner, tmp_path: Path) -> None:
     from wtflow import Config, Engine, StorageConfig, Workflow
-    from wtflow.executors.base import DispatchExecutor
     from wtflow.executors.pyfunc import PyFuncExecutor
-    from wtflow.executors.shell import CommandExecutor
 
-    executor = DispatchExecutor({PyFunc: PyFuncExecutor(fork_server=False), Command: CommandExecutor()})
+    executor = PyFuncExecutor(fork_server=False)
     workflow = Workflow("wf", Node("f", executable=PyFunc(pyfuncs.low_level_output)))
     engine = Engine(workflow, Config(storage=StorageConfig(tmp_path)), observers=[], executor=executor)
     assert engine.run() == 0

@@ -23,7 +23,7 @@ from wtflow.events import (
     RunFinished,
     RunStarted,
 )
-from wtflow.executors.base import Job, Outcome, OutputSink
+from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.model import STDOUT
 from wtflow.scheduler import MAX_PENDING_LINE
@@ -283,7 +283,7 @@ def test_jobs_carry_the_run_environment(tmp_path: Path, event_log: EventLog) -> 
     assert env["WTFLOW_RUN_DIR"] == str(engine.result.run_dir)
 
 
-class _ChunkWriter:
+class _ChunkWriter(BaseExecutor):
     """Writes ``count`` numbered lines, one chunk each, the way a process's output arrives."""
 
     def __init__(self, count: int) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wtflow.errors import BackendUnavailable
-from wtflow.executors.base import Job, Outcome, OutputSink
+from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
 from wtflow.model import STDERR, STDOUT, Command, Container, Workflow
 
 LABEL_RUN = "io.wtflow.run"
@@ -52,7 +52,7 @@ def containers_of(workflow: Workflow) -> list[Container]:
     ]
 
 
-class ContainerExecutor:
+class ContainerExecutor(BaseExecutor):
     """One container per node attempt, removed afterwards."""
 
     def __init__(self) -> None:
@@ -71,7 +71,7 @@ class ContainerExecutor:
             await asyncio.to_thread(self._client.close)
             self._client = None
 
-    async def preflight(self, workflow: Workflow) -> None:
+    async def preflight(self, workflow: Workflow, max_parallel: int) -> None:
         """Before any node runs: the engine answers and ``pull: never`` images exist (else exit 3)."""
         wanted = containers_of(workflow)
         if wanted:

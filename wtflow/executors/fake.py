@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from wtflow.executors.base import Job, Outcome, OutputSink
+from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
 from wtflow.model import STDERR, STDOUT
 
 
@@ -30,7 +30,7 @@ class Step:
     calls: int = field(default=0, init=False)
 
 
-class FakeExecutor:
+class FakeExecutor(BaseExecutor):
     """Runs steps by node name; nodes without a step succeed at once with no output."""
 
     def __init__(self, steps: Mapping[str, Step] | None = None) -> None:

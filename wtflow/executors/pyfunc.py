@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from wtflow.artifacts import FILE_NAMES
-from wtflow.executors.base import Job, Outcome, OutputSink
+from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
 from wtflow.executors.forkserver import ForkServer
 from wtflow.executors.process import run_process, supervise
 from wtflow.model import RESULT, STDERR, PyFunc
@@ -34,7 +34,7 @@ def _main_header(func_module: str | None) -> dict[str, str]:
     return {"main_path": str(Path(main_file).resolve())} if main_file else {}
 
 
-class PyFuncExecutor:
+class PyFuncExecutor(BaseExecutor):
     """Runs each function in its own process.
 
     Where the platform can fork, the process is forked from a warm helper (the fork server),

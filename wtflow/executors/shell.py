@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from wtflow.executors.base import Job, Outcome, OutputSink
+from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
 from wtflow.executors.process import run_process
 from wtflow.model import Command
 
@@ -69,7 +69,7 @@ def _names(pwd: str, directory: str) -> bool:
         return False
 
 
-class CommandExecutor:
+class CommandExecutor(BaseExecutor):
     """A string through ``/bin/sh -c`` (a plain ``program args`` directly); a list executed directly."""
 
     async def execute(self, job: Job, sink: OutputSink) -> Outcome:
