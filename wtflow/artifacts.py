@@ -1,41 +1,60 @@
-"""Where a run's outputs live on disk, and how they are written.
+"""The artifact store: where a run's outputs live, and how they are written and collected.
 
-Layout::
+Layout of the files store::
 
     <artifacts_dir>/<run_id>/run.json
+    <artifacts_dir>/<run_id>/events.jsonl
     <artifacts_dir>/<run_id>/<node dir>/stdout.log
+    <artifacts_dir>/<run_id>/<node dir>/stdout.attempt-N.log  (output of a failed attempt N that was retried)
     <artifacts_dir>/<run_id>/<node dir>/stderr.log
     <artifacts_dir>/<run_id>/<node dir>/result.json        (PyFunc return value)
     <artifacts_dir>/<run_id>/<node dir>/files/<name>/...   (declared file artifacts)
 
-Run ids sort by start time and carry random bits, so concurrent runs never collide. Node
-directory names come from node names, made safe and unique.
+The scheduler asks the store (:class:`ArtifactStore`) for a node attempt's :class:`OutputWriter`
+(the executor's sink: whole lines, secrets masked, stored and forwarded), to collect a node's
+declared files, and for what a node left with its sizes. :class:`FileStore` keeps them on disk;
+:class:`MemoryStore` keeps them in memory, for tests. Run ids sort by start time and carry random
+bits, so concurrent runs never collide. Node directory names come from node names, made safe and unique.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import functools
-import json
+import glob
+import io
 import os
 import re
 import shutil
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
-from wtflow.model import RESULT, STDERR, STDOUT
+from wtflow.events import ArtifactInfo
+from wtflow.masking import Masker
+from wtflow.model import RESULT, STDERR, STDOUT, Node
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 64
 FILE_NAMES = {STDOUT: "stdout.log", STDERR: "stderr.log", RESULT: "result.json"}
+_STREAMS = frozenset({STDOUT, STDERR, RESULT})
+# A partial line longer than this is passed on without waiting for its newline.
+MAX_PENDING_LINE = 1 << 16
+# Writing into the page cache costs less than handing the write to a thread and back, so output
+# is written from the loop; a write that takes longer than this means the disk cannot keep up
+# (a network mount, throttled writeback), and the node's later writes go through aiofiles'
+# worker threads so the loop and every other node's output are not held up.
+SLOW_WRITE = 0.02
+Forward = Callable[[str, bytes], None]
 
 
 def new_run_id(now: datetime | None = None) -> str:
     """A run id that sorts by start time: ``20261129T010212123456Z-1a2b3c4d``."""
     now = now or datetime.now(UTC)
-    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + os.urandom(4).hex()  # secrets.token_hex(4), without its import
+    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + os.urandom(4).hex()
 
 
 def safe_dir_name(name: str) -> str:
@@ -119,28 +138,309 @@ def create_run_dir(artifacts_dir: Path | None, run_id: str) -> Path:
     return run_dir.resolve()
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON so readers see the old file or the new one, never half of one.
+class OutputWriter:
+    """One node attempt's output: held to whole lines, secrets masked, stored, then forwarded.
 
-    Top-level keys and the entries of nested objects get a line each: readable, and every line
-    is encoded by the C encoder (``indent`` would switch json to its pure-Python one, which
-    costs tens of milliseconds for a run of a thousand nodes).
+    The executor's sink (:class:`~wtflow.executors.base.OutputSink`). ``forward`` receives each
+    stream's whole lines, masked (the scheduler turns them into ``NodeOutput`` events). The
+    files come from ``opening``, which settles once they exist (the store opens them while the
+    node's process starts).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(_json_lines(data))
-    os.replace(tmp, path)
 
+    def __init__(
+        self, opening: asyncio.Future[list[BinaryIO]], forward: Forward, *, masker: Masker, mask_files: bool
+    ) -> None:
+        self._opening = opening
+        self._files: dict[str, BinaryIO] | None = None
+        self._slow: dict[str, Any] = {}  # stream -> the aiofiles handle its writes go through now
+        self._forward = forward
+        self._masker = masker
+        self._mask_files = mask_files
+        self._pending = {STDOUT: b"", STDERR: b""}
 
-def _json_lines(data: dict[str, Any]) -> str:
-    def entry(key: str, value: Any, indent: str) -> str:
-        return f"{indent}{json.dumps(key)}: {json.dumps(value, default=str)}"
+    async def ready(self) -> None:
+        """Wait until the node's files exist (``OSError`` if they cannot be made)."""
+        if self._files is None:
+            out, err = await asyncio.shield(self._opening)
+            self._files = {STDOUT: out, STDERR: err}
 
-    parts = []
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            inner = ",\n".join(entry(k, v, "    ") for k, v in value.items())
-            parts.append(f"  {json.dumps(key)}: {{\n{inner}\n  }}")
+    async def write(self, stream: str, data: bytes) -> None:
+        """Take a chunk of ``stream``; whole lines go on, a partial line waits for its newline."""
+        pending = self._pending[stream]
+        end = data.rfind(b"\n") + 1  # just past the last whole line; 0 if none ends here
+        held = len(data) - end if end else len(pending) + len(data)  # what would wait for its newline
+        if held > MAX_PENDING_LINE:  # a partial line too long to hold: passed on as it is
+            self._pending[stream] = b""
+            await self._pass_on(stream, pending + data)
+        elif not end:
+            self._pending[stream] = pending + data
         else:
-            parts.append(entry(key, value, "  "))
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+            self._pending[stream] = data[end:]
+            # The whole lines, copied once: output runs to gigabytes.
+            await self._pass_on(stream, b"".join((pending, memoryview(data)[:end])) if pending else data[:end])
+
+    async def _pass_on(self, stream: str, lines: bytes) -> None:
+        self._masker.scan(lines)
+        masked = self._masker.bytes(lines)
+        await self.ready()
+        await self._store(stream, masked if self._mask_files else lines)
+        self._forward(stream, masked)
+
+    async def _store(self, stream: str, data: bytes) -> None:
+        slow = self._slow.get(stream)
+        if slow is not None:
+            await slow.write(data)
+            return
+        assert self._files is not None
+        handle = self._files[stream]
+        start = time.perf_counter()
+        handle.write(data)
+        if time.perf_counter() - start > SLOW_WRITE:
+            import aiofiles.threadpool  # only once a disk turns slow
+
+            self._slow[stream] = aiofiles.threadpool.wrap(handle, loop=asyncio.get_running_loop())
+
+    async def flush(self) -> None:
+        """Pass on what waits for a newline (the stream has ended)."""
+        for stream, pending in self._pending.items():
+            if pending:
+                self._pending[stream] = b""
+                await self._pass_on(stream, pending)
+
+    async def aclose(self) -> None:
+        """Pass on what is left and close the files (once they are open, even if cancelled meanwhile)."""
+        try:
+            await self.flush()
+        finally:
+            try:
+                _close_files(await asyncio.shield(self._opening))  # closing without fsync does not block
+            except asyncio.CancelledError:
+                self._opening.add_done_callback(_close_when_opened)
+                raise
+
+
+def _close_files(files: list[BinaryIO]) -> None:
+    for handle in files:
+        handle.close()
+
+
+def _close_when_opened(opening: asyncio.Future[list[BinaryIO]]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        _close_files(opening.result())
+
+
+class ArtifactStore(Protocol):
+    """Where one run's artifacts go: a node attempt's output, its declared files, their sizes.
+
+    ``open_run`` is called once, before any node starts; the other methods during the run.
+    """
+
+    async def open_run(self, run_id: str, nodes: Iterable[str], masker: Masker) -> Path:
+        """Make room for the run; its directory (``OSError`` if it cannot be made)."""
+        ...
+
+    def node_dir(self, node: str) -> Path:
+        """The directory a node's process may write into (a function's ``result.json``)."""
+        ...
+
+    def path(self, node: str, artifact: str) -> Path:
+        """Where ``node``'s artifact ``artifact`` is kept."""
+        ...
+
+    def output(self, node: str, attempt: int, forward: Forward) -> OutputWriter:
+        """The sink of ``node``'s attempt ``attempt``; an earlier attempt's output is kept beside it."""
+        ...
+
+    async def collect(self, node: Node, cwd: Path | None) -> None:
+        """Keep the node's declared file artifacts (globs in its working directory ``cwd``)."""
+        ...
+
+    def infos(self, node: Node) -> tuple[ArtifactInfo, ...]:
+        """The artifacts the node left, with their sizes; what is missing or unreadable is left out."""
+        ...
+
+
+class FileStore:
+    """Artifacts as files under ``artifacts_dir`` (a temporary directory for this process when ``None``).
+
+    ``mask_files=False`` stores output unmasked (what is forwarded stays masked).
+    """
+
+    def __init__(self, artifacts_dir: Path | None = None, *, mask_files: bool = True) -> None:
+        self.artifacts_dir = artifacts_dir
+        self.mask_files = mask_files
+        self._layout: RunLayout | None = None
+        self._masker = Masker()
+
+    @property
+    def layout(self) -> RunLayout:
+        """The paths of the open run."""
+        assert self._layout is not None, "open_run first"
+        return self._layout
+
+    async def open_run(self, run_id: str, nodes: Iterable[str], masker: Masker) -> Path:
+        """Create the run's directory."""
+        run_dir = await asyncio.to_thread(create_run_dir, self.artifacts_dir, run_id)
+        self._layout = RunLayout(run_dir, nodes)
+        self._masker = masker
+        return run_dir
+
+    def node_dir(self, node: str) -> Path:
+        """The node's directory (it exists once the node's output files are open)."""
+        return self.layout.node_dir(node)
+
+    def path(self, node: str, artifact: str) -> Path:
+        """The file (or, for declared files, the directory) of ``node``'s ``artifact``."""
+        return self.layout.path(node, artifact)
+
+    def output(self, node: str, attempt: int, forward: Forward) -> OutputWriter:
+        """Open the attempt's files on the loop's next turn: once the node's process has started.
+
+        The pipes hold the process's first output meanwhile. Creating a file is cheaper than
+        handing it to a thread. A file that cannot be made fails the node after it ran.
+        """
+        paths = (self.path(node, STDOUT), self.path(node, STDERR))
+        if attempt > 1:
+            _keep_attempt(paths, attempt - 1)
+        loop = asyncio.get_running_loop()
+        opening: asyncio.Future[list[BinaryIO]] = loop.create_future()
+
+        def open_now() -> None:
+            try:
+                opening.set_result(_open_files(paths))
+            except BaseException as exc:  # settled whatever happens: the attempt waits for it
+                opening.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+
+        loop.call_soon(open_now)
+        return OutputWriter(opening, forward, masker=self._masker, mask_files=self.mask_files)
+
+    async def collect(self, node: Node, cwd: Path | None) -> None:
+        """Copy the node's declared file artifacts into its ``files/`` directory."""
+        if node.artifacts:
+            await asyncio.to_thread(self._collect, node, cwd)
+
+    def _collect(self, node: Node, cwd: Path | None) -> None:
+        base = (cwd or Path.cwd()).resolve()
+        for declared in node.artifacts:
+            target = self.path(node.name, declared.name)
+            for match in sorted(glob.glob(declared.path, root_dir=base, recursive=True)):
+                source = (base / match).resolve()
+                if not source.is_relative_to(base):
+                    continue  # a symlink out of the working directory is not an artifact
+                destination = target / match
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if source.is_dir():
+                    shutil.copytree(source, destination, dirs_exist_ok=True, symlinks=True)
+                else:
+                    shutil.copy2(source, destination)
+
+    def infos(self, node: Node) -> tuple[ArtifactInfo, ...]:
+        """Each artifact's file and size in bytes (a declared file artifact: the sum of its files)."""
+        infos = []
+        for name in sorted(node.artifact_names()):
+            path = self.path(node.name, name)
+            try:
+                if name in _STREAMS:
+                    size = path.stat().st_size
+                elif path.is_dir():
+                    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                else:
+                    continue
+            except OSError:
+                continue
+            infos.append(ArtifactInfo(name, path, size))
+        return tuple(infos)
+
+
+def _keep_attempt(paths: tuple[Path, ...], attempt: int) -> None:
+    """Keep a failed attempt's output beside the next attempt's, as ``stdout.attempt-N.log``."""
+    for path in paths:
+        if path.exists():
+            path.rename(path.with_name(f"{path.stem}.attempt-{attempt}{path.suffix}"))
+
+
+def _open_files(paths: tuple[Path, ...]) -> list[BinaryIO]:
+    """Open (create or truncate) each file for writing, making its directory if needed."""
+    files: list[BinaryIO] = []
+    try:
+        for path in paths:
+            try:
+                files.append(open(path, "wb"))  # noqa: SIM115 - closed by _close_files
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                files.append(open(path, "wb"))  # noqa: SIM115 - closed by _close_files
+    except BaseException:
+        _close_files(files)
+        raise
+    return files
+
+
+class _Kept(io.BytesIO):
+    """A memory file that stays readable after its writer has closed it."""
+
+    def close(self) -> None:
+        """Keep the bytes."""
+
+
+_MEMORY = Path("/nonexistent/wtflow-memory-store")
+
+
+class MemoryStore:
+    """Artifacts in memory, for tests: ``data[(node, name)]`` holds what each node wrote.
+
+    Streams of retried attempts are kept as ``stdout.attempt-N``. Paths are made up: nothing
+    is on disk, so a function node cannot write its result here.
+    """
+
+    def __init__(self, *, mask_files: bool = True) -> None:
+        self.mask_files = mask_files
+        self.run_dir = _MEMORY
+        self._masker = Masker()
+        self._files: dict[tuple[str, str], _Kept] = {}
+        self.collected: list[str] = []
+
+    @property
+    def data(self) -> dict[tuple[str, str], bytes]:
+        """Every stream written so far, by (node, name)."""
+        return {key: kept.getvalue() for key, kept in self._files.items()}
+
+    async def open_run(self, run_id: str, nodes: Iterable[str], masker: Masker) -> Path:
+        """Nothing to make."""
+        self.run_dir = _MEMORY / run_id
+        self._masker = masker
+        return self.run_dir
+
+    def node_dir(self, node: str) -> Path:
+        """A made-up directory."""
+        return self.run_dir / safe_dir_name(node)
+
+    def path(self, node: str, artifact: str) -> Path:
+        """A made-up path."""
+        return self.node_dir(node) / FILE_NAMES.get(artifact, artifact)
+
+    def output(self, node: str, attempt: int, forward: Forward) -> OutputWriter:
+        """Memory files for the attempt, the earlier attempt's kept under its number."""
+        if attempt > 1:
+            for stream in (STDOUT, STDERR):
+                if (node, stream) in self._files:
+                    self._files[(node, f"{stream}.attempt-{attempt - 1}")] = self._files.pop((node, stream))
+        files = [self._files.setdefault((node, stream), _Kept()) for stream in (STDOUT, STDERR)]
+        opening: asyncio.Future[list[BinaryIO]] = asyncio.get_running_loop().create_future()
+        opening.set_result(files)  # type: ignore[arg-type]  # BytesIO is a binary file
+        return OutputWriter(opening, forward, masker=self._masker, mask_files=self.mask_files)
+
+    async def collect(self, node: Node, cwd: Path | None) -> None:
+        """Note that the node's files would have been collected."""
+        if node.artifacts:
+            self.collected.append(node.name)
+
+    def infos(self, node: Node) -> tuple[ArtifactInfo, ...]:
+        """The streams the node wrote, with their sizes."""
+        data = self.data
+        return tuple(
+            ArtifactInfo(name, self.path(node.name, name), len(data[(node.name, name)]))
+            for name in sorted(node.artifact_names())
+            if (node.name, name) in data
+        )

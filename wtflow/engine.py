@@ -1,4 +1,10 @@
-"""``Engine``: runs a workflow once, wiring the scheduler to storage, executors and observers."""
+"""``Engine``: runs a workflow once: the scheduler, with the executor, artifact store and observers it is given.
+
+The engine opens the observers, makes the run's directory, tells the run's start, lets the
+:class:`~wtflow.scheduler.Scheduler` walk the graph, and closes the run whatever happens. It
+knows the executor, the store and the observers only by their interfaces; what a run uses when
+its caller names nothing comes from :mod:`wtflow.defaults`.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from wtflow.artifacts import RunLayout, create_run_dir, new_run_id
+from wtflow import defaults
+from wtflow.artifacts import ArtifactStore, new_run_id
 from wtflow.config import Config, default_max_parallel
-from wtflow.db.recorder import DatabaseRecorder
-from wtflow.errors import BackendUnavailable
+from wtflow.errors import BackendUnavailable, run_exit_code
 from wtflow.events import Event, NodeStatus, Observer, RunFinished, RunStarted, RunStatus
 from wtflow.executors.base import Executor
-from wtflow.executors.dispatch import DispatchExecutor
-from wtflow.executors.process import FDS_PER_NODE, reserve_descriptors
 from wtflow.masking import Masker
 from wtflow.model import Artifact, Workflow
-from wtflow.observers import console_observers, record_observers
 from wtflow.scheduler import Scheduler, now
-
-EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
 
 
 class _Delivery:
@@ -109,10 +110,11 @@ class Engine:
     """Runs a :class:`~wtflow.model.Workflow`.
 
     ``Engine(workflow)`` reads its configuration from ``WTFLOW_*`` variables. The run's record
-    is always kept: ``run.json`` in the run's directory, and rows in the database when
-    ``config.db.url`` is set. By default the nodes' output goes to this process's stdout and
-    stderr and nothing else is printed; ``observers`` replaces that console output. ``executor``
-    runs nodes differently (tests use :class:`~wtflow.executors.fake.FakeExecutor`).
+    is always kept: ``run.json`` and ``events.jsonl`` in the run's directory, and rows in the
+    database when ``config.db.url`` is set. By default the nodes' output goes to this process's
+    stdout and stderr and nothing else is printed; ``observers`` replaces that console output.
+    ``executor`` runs nodes differently (tests use :class:`~wtflow.executors.fake.FakeExecutor`),
+    ``store`` keeps artifacts elsewhere (tests use :class:`~wtflow.artifacts.MemoryStore`).
     ``stop_orphans`` stops, when the run ends, processes that escaped their node's process group
     and were adopted by this process (see :mod:`wtflow.orphans`; the CLI turns it on).
     """
@@ -124,12 +126,14 @@ class Engine:
         *,
         observers: Iterable[Observer] | None = None,
         executor: Executor | None = None,
+        store: ArtifactStore | None = None,
         stop_orphans: bool = False,
     ) -> None:
         self.workflow = workflow
         self.config = config if config is not None else Config.from_env()
         self._observers = list(observers) if observers is not None else None
         self._executor = executor
+        self._store = store
         self._stop_orphans = stop_orphans
         self.result: RunResult | None = None
         # What went wrong beside the run itself, for the caller to show (rows the database lost).
@@ -141,17 +145,6 @@ class Engine:
         """The concurrency cap: configured, else the workflow's, else the default."""
         return self.config.run.max_parallel or self.workflow.max_parallel or default_max_parallel()
 
-    async def _record_failed_start(self, run_id: str, run_dir: Path, error: str) -> None:
-        """Record a run that could not start (no artifacts directory) as failed, if a database is set."""
-        if not self.config.db.url:
-            return
-        recorder = DatabaseRecorder(self.config.db.url, retry=self.config.db.retry)
-        await recorder.aopen()
-        started = now()
-        recorder.notify(RunStarted(run_id, self.workflow, run_dir, started, socket.gethostname(), os.getpid()))
-        recorder.notify(RunFinished(run_id, self.workflow.name, RunStatus.FAILED, 1, started, now(), error))
-        await recorder.aclose()
-
     def masker(self) -> Masker:
         """The masker for this run: the values of the workflow's and the configuration's secrets."""
         return secrets_masker(self.workflow, self.config)
@@ -162,35 +155,60 @@ class Engine:
 
     async def run_async(self) -> int:
         """:meth:`run` for callers already inside an event loop."""
-        executor = self._executor or DispatchExecutor()
-        _make_room(self.workflow, self.max_parallel)
+        executor = self._executor or defaults.executor()
+        store = self._store or defaults.store(self.config)
         await executor.preflight(self.workflow, self.max_parallel)  # e.g. the docker engine must answer
+        records = defaults.record_observers(self.config)
+        observers = [*records, *(self._observers if self._observers is not None else defaults.console_observers())]
         run_id = new_run_id()
-        try:
-            run_dir = await asyncio.to_thread(create_run_dir, self.config.storage.artifacts_dir, run_id)
-        except OSError as exc:
-            where = self.config.storage.artifacts_dir or "the temporary directory"
-            message = f"artifacts directory {where} cannot be written: {exc.strerror or exc}"
-            await self._record_failed_start(run_id, Path(where) / run_id, message)
-            raise BackendUnavailable(
-                f"{message}; choose another with --artifacts-dir or WTFLOW_ARTIFACTS_DIR"
-            ) from None
-        layout = RunLayout(run_dir, self.workflow.nodes)
-        observers = [
-            *record_observers(self.config, layout.run_file),
-            *(self._observers if self._observers is not None else console_observers()),
-        ]
+        masker = self.masker()
         await _open_all(observers)
+        try:
+            try:
+                run_dir = await store.open_run(run_id, self.workflow.nodes, masker)
+            except OSError as exc:
+                where = self.config.storage.artifacts_dir or "the temporary directory"
+                message = f"artifacts directory {where} cannot be written: {exc.strerror or exc}"
+                self._tell_failed_start(records, run_id, Path(where) / run_id, message)
+                raise BackendUnavailable(
+                    f"{message}; choose another with --artifacts-dir or WTFLOW_ARTIFACTS_DIR"
+                ) from None
+            return await self._run(run_id, run_dir, executor=executor, store=store, observers=observers, masker=masker)
+        finally:
+            try:
+                await _close_all(observers)
+            finally:
+                self.warnings += [warning for observer in observers for warning in observer.warnings()]
 
+    def _tell_failed_start(self, records: list[Observer], run_id: str, run_dir: Path, error: str) -> None:
+        """Record a run that could not start, where a record can still be kept (the database)."""
+        delivery = _Delivery(records)
+        started = now()
+        host, pid = socket.gethostname(), os.getpid()
+        delivery.now(RunStarted(run_id, self.workflow, run_dir, started, host, pid))
+        code = run_exit_code(RunStatus.FAILED)
+        delivery.now(RunFinished(run_id, self.workflow.name, RunStatus.FAILED, code, started, now(), error))
+        # The run's directory does not exist: the observers that write there cannot, as expected.
+
+    async def _run(
+        self,
+        run_id: str,
+        run_dir: Path,
+        *,
+        executor: Executor,
+        store: ArtifactStore,
+        observers: list[Observer],
+        masker: Masker,
+    ) -> int:
         delivery = _Delivery(observers)
         started_at = now()
         # At once, in this task's context: observers set up what later events need (the log's run id).
         delivery.now(RunStarted(run_id, self.workflow, run_dir, started_at, socket.gethostname(), os.getpid()))
-        masker = self.masker()
         scheduler = self.scheduler = Scheduler(
             self.workflow,
             run_id=run_id,
-            layout=layout,
+            run_dir=run_dir,
+            store=store,
             executor=executor,
             emit=delivery.emit,
             max_parallel=self.max_parallel,
@@ -198,56 +216,36 @@ class Engine:
             kill_grace=self.config.run.kill_grace,
             environ=os.environ,
             masker=masker,
-            mask_files=self.config.run.mask_artifacts,
         )
         status = RunStatus.CANCELLED
         error: str | None = "interrupted"
         try:
-            try:
-                await scheduler.run()
-                delivery.finish()
-                status = RunStatus.FAILED if scheduler.failed else RunStatus.SUCCEEDED
-                error = None
-            except Exception as exc:  # a bug: still close the run, and say what happened
-                status, error = RunStatus.FAILED, f"internal error: {exc!r}"
-                raise
-            finally:
-                try:
-                    await executor.aclose()
-                    if self._stop_orphans:
-                        helpers = {o.pid for o in observers if isinstance(o, DatabaseRecorder) and o.pid is not None}
-                        await asyncio.to_thread(_stop_orphans, self.config.run.kill_grace, helpers)
-                finally:
-                    error = masker.text(error) if error else None
-                    finished = RunFinished(
-                        run_id, self.workflow.name, status, EXIT_CODES[status], started_at, now(), error
-                    )
-                    delivery.now(finished)
-                    self.result = _result(finished, run_dir, scheduler)
+            await scheduler.run()
+            delivery.finish()
+            status = RunStatus.FAILED if scheduler.failed else RunStatus.SUCCEEDED
+            error = None
+        except Exception as exc:  # a bug: still close the run, and say what happened
+            status, error = RunStatus.FAILED, f"internal error: {exc!r}"
+            raise
         finally:
-            await _close_all(observers)
-            self.warnings += _lost_rows(observers, layout.run_dir)
-        return EXIT_CODES[status]
-
-
-def _make_room(workflow: Workflow, max_parallel: int) -> None:
-    """Room in the descriptor table for every node that can run at once, made before the loop has worker threads."""
-    running = min(max_parallel, sum(node.executable is not None for node in workflow.nodes.values()))
-    reserve_descriptors(FDS_PER_NODE * running)
+            try:
+                await executor.aclose()
+                if self._stop_orphans:
+                    helpers = {pid for observer in observers for pid in observer.helper_pids()}
+                    await asyncio.to_thread(_stop_orphans, self.config.run.kill_grace, helpers)
+            finally:
+                error = masker.text(error) if error else None
+                code = run_exit_code(status)
+                finished = RunFinished(run_id, self.workflow.name, status, code, started_at, now(), error)
+                delivery.now(finished)
+                self.result = _result(finished, run_dir, scheduler)
+        return run_exit_code(status)
 
 
 def secrets_masker(workflow: Workflow, config: Config) -> Masker:
     """A masker of the values of ``workflow``'s and ``config``'s secrets (environment variables)."""
     names = [*workflow.secrets, *config.run.secrets]
     return Masker(os.environ[name] for name in names if os.environ.get(name))
-
-
-def _lost_rows(observers: list[Observer], run_dir: Path) -> list[str]:
-    return [
-        f"{o.problem}; {run_dir / 'events.jsonl'} has every event"
-        for o in observers
-        if isinstance(o, DatabaseRecorder) and o.problem
-    ]
 
 
 def _stop_orphans(grace: float, helpers: set[int]) -> None:

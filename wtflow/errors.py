@@ -11,7 +11,10 @@ Hierarchy::
     │   └── ConfigError              exit 2  a configuration value is invalid
     ├── ArtifactError                exit 2  an artifact was read before it existed
     ├── BackendUnavailable           exit 3  database or docker engine cannot be reached
-    └── Interrupted                  exit 130 the run was stopped by a signal
+    └── Interrupted                  exit 130 the run was stopped by a signal (143 for SIGTERM)
+
+A run that ends ``succeeded`` exits 0. :data:`EXIT_CODES` is the table the CLI's help and the
+engine's return value come from.
 """
 
 from __future__ import annotations
@@ -69,3 +72,22 @@ class Interrupted(WtflowError):
     def __init__(self, message: str = "interrupted", *, signal_number: int = 2) -> None:
         super().__init__(message)
         self.exit_code = 128 + signal_number
+
+
+SUCCESS = 0
+
+EXIT_CODES: tuple[tuple[str, str], ...] = (
+    (str(SUCCESS), "success"),
+    (str(NodeFailed.exit_code), "a node failed"),
+    (str(UsageError.exit_code), "invalid workflow, configuration or usage"),
+    (str(BackendUnavailable.exit_code), "a backend is unavailable (database, docker)"),
+    (f"{Interrupted.exit_code}", "interrupted (Ctrl-C); 143 for SIGTERM"),
+)
+"""Every exit code of ``wtflow`` and what it means, in order."""
+
+_RUN_EXIT_CODES = {"succeeded": SUCCESS, "failed": NodeFailed.exit_code, "cancelled": Interrupted.exit_code}
+
+
+def run_exit_code(status: str) -> int:
+    """What a run that ended with ``status`` (``succeeded``, ``failed``, ``cancelled``) exits with."""
+    return _RUN_EXIT_CODES[status]

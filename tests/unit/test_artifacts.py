@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from wtflow.artifacts import RunLayout, new_run_id, node_dir_names, safe_dir_name, write_json_atomic
+from wtflow.artifacts import RunLayout, new_run_id, node_dir_names, safe_dir_name
+from wtflow.observers.runfile import write_json_atomic
 
 
 def test_run_ids_sort_by_start_time() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import string
-import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,13 +14,13 @@ from hypothesis import strategies as st
 
 from tests.conftest import EventLog
 from wtflow import Command, Config, Engine, Node, NodeStatus, RunConfig, StorageConfig, Workflow, WorkflowError
+from wtflow.artifacts import MAX_PENDING_LINE, MemoryStore
 from wtflow.db.messages import from_micros, to_micros
 from wtflow.events import NodeFinished, NodeStarted
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.loader import _fast_data, load_yaml
 from wtflow.masking import Masker
 from wtflow.model import STDOUT
-from wtflow.scheduler import MAX_PENDING_LINE, _Sink
 
 KEYS = ["name", "root", "nodes", "command", "children", "needs", "parallel", "timeout", "retries", "env", "x"]
 scalars = st.one_of(
@@ -116,23 +115,20 @@ def test_random_dags_respect_needs_cap_and_failure_policy(
                 assert status is expected, name
 
 
-def _sink_output(chunks: list[bytes], folder: Path) -> tuple[list[bytes], bytes]:
-    """What a node's sink emits for ``chunks`` written to stdout, and what its stdout file holds."""
+def _sink_output(chunks: list[bytes]) -> tuple[list[bytes], bytes]:
+    """What a node's output writer forwards for ``chunks`` written to stdout, and what it stores."""
     emitted: list[bytes] = []
-    files = [open(folder / "out", "wb"), open(folder / "err", "wb")]  # noqa: SIM115 - closed below
+    store = MemoryStore()
 
     async def main() -> None:
-        opening = asyncio.get_running_loop().create_future()
-        opening.set_result(files)
-        sink = _Sink("run", "a", opening, lambda event: emitted.append(event.data), masker=Masker(), mask_files=True)
+        await store.open_run("run", ["a"], Masker())
+        sink = store.output("a", 1, lambda _stream, lines: emitted.append(lines))
         for chunk in chunks:
             await sink.write(STDOUT, chunk)
-        await sink.flush()
+        await sink.aclose()
 
     asyncio.run(main())
-    for handle in files:
-        handle.close()
-    return emitted, (folder / "out").read_bytes()
+    return emitted, store.data[("a", STDOUT)]
 
 
 pieces = st.one_of(st.binary(max_size=40), st.sampled_from([b"\n", b"x" * (MAX_PENDING_LINE - 3), b"a\nb"]))
@@ -144,8 +140,7 @@ def test_output_passes_on_every_byte_in_order_and_in_whole_lines_unless_a_line_i
     chunks: list[bytes],
 ) -> None:
     assume(b"::add-mask::" not in b"".join(chunks))  # would mask what follows (tests/unit/test_masking.py)
-    with tempfile.TemporaryDirectory() as folder:
-        emitted, stored = _sink_output(chunks, Path(folder))
+    emitted, stored = _sink_output(chunks)
     assert b"".join(emitted) == b"".join(chunks) == stored
     for piece in emitted[:-1]:  # the last may be the final line without its newline
         assert piece

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import wtflow.scheduler
+import wtflow.artifacts
 from tests.conftest import EventLog
 from wtflow import Command, Config, Engine, Node, NodeStatus, Retry, RunConfig, RunStatus, StorageConfig, Workflow
 from wtflow.events import (
@@ -26,7 +26,7 @@ from wtflow.events import (
 from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.model import STDOUT
-from wtflow.scheduler import MAX_PENDING_LINE
+from wtflow.artifacts import MAX_PENDING_LINE
 
 SAFETY = 10  # seconds: only to turn a scheduling bug into a failure instead of a hang
 
@@ -305,8 +305,8 @@ def test_a_node_whose_writes_turn_slow_goes_on_writing_from_a_thread_in_order(
             writers.append(threading.get_ident())
             return super().write(data)
 
-    monkeypatch.setattr(wtflow.scheduler, "SLOW_WRITE", -1.0)  # every write counts as slow
-    monkeypatch.setattr(wtflow.scheduler, "open", lambda path, mode: RecordingFile(path, "w"), raising=False)
+    monkeypatch.setattr(wtflow.artifacts, "SLOW_WRITE", -1.0)  # every write counts as slow
+    monkeypatch.setattr(wtflow.artifacts, "open", lambda path, mode: RecordingFile(path, "w"), raising=False)
     config = Config(storage=StorageConfig(artifacts_dir=tmp_path))
     workflow = Workflow(name="wf", root=cmd("a"))
     assert run(Engine(workflow, config, observers=[event_log], executor=_ChunkWriter(50))) == 0

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
-from wtflow.artifacts import write_json_atomic
 from wtflow.events import BaseObserver, Event, NodeFinished, RunFinished, RunStarted
 
 
@@ -16,13 +17,14 @@ def _time(value: Any) -> str | None:
 class RunFileWriter(BaseObserver):
     """The run's summary: workflow, run id, status, exit code, times and every node."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self) -> None:
+        self.path: Path | None = None
         self.data: dict[str, Any] = {}
 
     def notify(self, event: Event) -> None:
         """Fold the event into the summary; write it at the run's start and end."""
         if isinstance(event, RunStarted):
+            self.path = event.run_dir / "run.json"
             self.data = {
                 "workflow": event.workflow.name,
                 "run_id": event.run_id,
@@ -35,6 +37,8 @@ class RunFileWriter(BaseObserver):
                 "nodes": {},
             }
             write_json_atomic(self.path, self.data)
+        elif self.path is None:
+            return
         elif isinstance(event, NodeFinished):
             self.data["nodes"][event.node] = {
                 "path": event.path,
@@ -55,3 +59,29 @@ class RunFileWriter(BaseObserver):
                 error=event.error,
             )
             write_json_atomic(self.path, self.data)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON so readers see the old file or the new one, never half of one.
+
+    Top-level keys and the entries of nested objects get a line each: readable, and every line
+    is encoded by json's C encoder (``indent`` would switch to its slower pure-Python one).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(_json_lines(data))
+    os.replace(tmp, path)
+
+
+def _json_lines(data: dict[str, Any]) -> str:
+    def entry(key: str, value: Any, indent: str) -> str:
+        return f"{indent}{json.dumps(key)}: {json.dumps(value, default=str)}"
+
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            inner = ",\n".join(entry(k, v, "    ") for k, v in value.items())
+            parts.append(f"  {json.dumps(key)}: {{\n{inner}\n  }}")
+        else:
+            parts.append(entry(key, value, "  "))
+    return "{\n" + ",\n".join(parts) + "\n}\n"

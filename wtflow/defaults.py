@@ -1,0 +1,52 @@
+"""What a run uses unless its caller says otherwise.
+
+Commands and functions run on this machine (:class:`~wtflow.executors.dispatch.DispatchExecutor`),
+artifacts are files (:class:`~wtflow.artifacts.FileStore`), the run's record is kept in
+``run.json``, ``events.jsonl`` and the configured database, and the nodes' own output goes to
+this process's console. The engine asks for these only when it is given nothing else; the
+implementations are imported here, on use, so the engine itself knows only their interfaces.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wtflow.artifacts import ArtifactStore
+    from wtflow.config import Config
+    from wtflow.events import Observer
+    from wtflow.executors.base import Executor
+
+
+def executor() -> Executor:
+    """Each node's executable on this machine: commands, Python functions, commands in containers."""
+    from wtflow.executors.dispatch import DispatchExecutor
+
+    return DispatchExecutor()
+
+
+def store(config: Config) -> ArtifactStore:
+    """Artifacts as files in the configured directory (a temporary one when none is set)."""
+    from wtflow.artifacts import FileStore
+
+    return FileStore(config.storage.artifacts_dir, mask_files=config.run.mask_artifacts)
+
+
+def record_observers(config: Config) -> list[Observer]:
+    """The observers that keep the run's record: ``run.json``, ``events.jsonl``, and the database if set."""
+    from wtflow.observers.eventsfile import EventsFileWriter
+    from wtflow.observers.runfile import RunFileWriter
+
+    observers: list[Observer] = [RunFileWriter(), EventsFileWriter()]
+    if config.db.url:
+        from wtflow.db.recorder import DatabaseRecorder
+
+        observers.append(DatabaseRecorder(config.db.url, retry=config.db.retry))
+    return observers
+
+
+def console_observers() -> list[Observer]:
+    """What a library user sees by default: the nodes' own output, nothing else."""
+    from wtflow.observers.console import ConsolePrinter
+
+    return [ConsolePrinter()]
