@@ -12,11 +12,14 @@ depends on is done:
 
 from __future__ import annotations
 
+import dataclasses
 import graphlib
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from wtflow.model import Workflow
+from wtflow.errors import WorkflowError
+
+if TYPE_CHECKING:  # types only: the model builds on this module at run time
+    from wtflow.model import Node, Workflow
 
 SELF = 0
 TREE = 1
@@ -25,8 +28,6 @@ Vertex = tuple[str, int]
 
 def dependencies(workflow: Workflow) -> dict[Vertex, set[Vertex]]:
     """Every vertex of ``workflow`` mapped to the vertices it waits for."""
-    from wtflow.model import PyFunc
-
     deps: dict[Vertex, set[Vertex]] = {}
     for node in workflow.root.walk():
         deps[(node.name, SELF)] = set()
@@ -42,8 +43,7 @@ def dependencies(workflow: Workflow) -> dict[Vertex, set[Vertex]]:
         if node.needs:
             ancestors = _ancestors(workflow, node.name)
             own.update((need, TREE) for need in node.needs if need not in ancestors)
-        if isinstance(node.executable, PyFunc):
-            own.update((ref.node, SELF) for ref in node.executable.artifacts())
+        own.update((ref.node, SELF) for ref in node.reads())
     return deps
 
 
@@ -93,8 +93,6 @@ def required(workflow: Workflow, targets: list[str]) -> set[str]:
 
     A needed node brings its whole subtree (``needs`` waits for it); an ancestor brings only itself.
     """
-    from wtflow.model import PyFunc
-
     chosen: set[str] = set()
     whole = list(targets)  # nodes wanted with their subtrees
     alone: list[str] = []  # ancestors: wanted without their other children
@@ -113,18 +111,13 @@ def required(workflow: Workflow, targets: list[str]) -> set[str]:
         if parent is not None:
             alone.append(parent.name)
         whole.extend(node.needs)
-        if isinstance(node.executable, PyFunc):
-            whole.extend(ref.node for ref in node.executable.artifacts())
+        whole.extend(ref.node for ref in node.reads())
     return chosen
 
 
 def subset(workflow: Workflow, targets: list[str]) -> Workflow:
     """The workflow cut down to ``targets`` and what they need; :class:`WorkflowError` for unknown targets."""
-    import dataclasses
-    import difflib
-
-    from wtflow.errors import WorkflowError
-    from wtflow.model import Node, Workflow
+    import difflib  # for error messages only
 
     for target in targets:
         if target not in workflow.nodes:
@@ -137,19 +130,11 @@ def subset(workflow: Workflow, targets: list[str]) -> Workflow:
         children = [prune(child) for child in node.children if child.name in keep]
         return dataclasses.replace(node, children=children)
 
-    return Workflow(
-        workflow.name,
-        prune(workflow.root),
-        env=workflow.env,
-        max_parallel=workflow.max_parallel,
-        secrets=workflow.secrets,
-    )
+    return dataclasses.replace(workflow, root=prune(workflow.root))
 
 
 def edges(workflow: Workflow) -> list[tuple[str, str, str]]:
     """``(from, to, kind)`` for every direct ordering between nodes: ``child``, ``then``, ``needs``, ``artifact``."""
-    from wtflow.model import PyFunc
-
     found: list[tuple[str, str, str]] = []
     for node in workflow.root.walk():
         for index, child in enumerate(node.children):
@@ -158,8 +143,7 @@ def edges(workflow: Workflow) -> list[tuple[str, str, str]]:
             else:
                 found.append((node.children[index - 1].name, child.name, "then"))
         found.extend((need, node.name, "needs") for need in node.needs)
-        if isinstance(node.executable, PyFunc):
-            found.extend((ref.node, node.name, f"artifact:{ref.name}") for ref in node.executable.artifacts())
+        found.extend((ref.node, node.name, f"artifact:{ref.name}") for ref in node.reads())
     return found
 
 

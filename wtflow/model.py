@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wtflow.errors import ArtifactError, WorkflowError
+from wtflow.graph import dependencies, find_cycle
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -329,6 +330,10 @@ class Node:
         """The JSON of a :class:`PyFunc`'s return value."""
         return self.artifact(RESULT)
 
+    def reads(self) -> list[Artifact]:
+        """The artifacts of other nodes this node's executable is given (a function's arguments)."""
+        return self.executable.artifacts() if isinstance(self.executable, PyFunc) else []
+
     def artifact_names(self) -> set[str]:
         """The names of every artifact this node produces."""
         names = {STDOUT, STDERR}
@@ -385,8 +390,6 @@ class Workflow:
     @cached_property
     def dependencies(self) -> dict[tuple[str, int], set[tuple[str, int]]]:
         """Each vertex of the run order and what it waits for (see :mod:`wtflow.graph`); read only."""
-        from wtflow.graph import dependencies
-
         return dependencies(self)
 
     def path(self, name: str) -> str:
@@ -415,25 +418,21 @@ class Workflow:
                     raise WorkflowError(
                         f"node {node.name!r} needs {need!r}, which is not a node of this workflow", node=node.name
                     )
-            if isinstance(node.executable, PyFunc):
-                for ref in node.executable.artifacts():
-                    producer = nodes.get(ref.node)
-                    if producer is None:
-                        raise WorkflowError(
-                            f"node {node.name!r} reads an artifact of {ref.node!r}, "
-                            "which is not a node of this workflow",
-                            node=node.name,
-                        )
-                    if ref.name not in producer.artifact_names():
-                        known = ", ".join(sorted(producer.artifact_names()))
-                        raise WorkflowError(
-                            f"node {node.name!r} reads artifact {ref.name!r} of {ref.node!r}, "
-                            f"which produces only {known}",
-                            node=node.name,
-                        )
-        # Imported here: graph builds on this module.
-        from wtflow.graph import find_cycle
-
+            for ref in node.reads():
+                producer = nodes.get(ref.node)
+                if producer is None:
+                    raise WorkflowError(
+                        f"node {node.name!r} reads an artifact of {ref.node!r}, "
+                        "which is not a node of this workflow",
+                        node=node.name,
+                    )
+                if ref.name not in producer.artifact_names():
+                    known = ", ".join(sorted(producer.artifact_names()))
+                    raise WorkflowError(
+                        f"node {node.name!r} reads artifact {ref.name!r} of {ref.node!r}, "
+                        f"which produces only {known}",
+                        node=node.name,
+                    )
         cycle = find_cycle(self.dependencies)
         if cycle:
             raise WorkflowError("dependency cycle: " + " -> ".join(cycle), node=cycle[0])
