@@ -10,8 +10,7 @@ from __future__ import annotations
 import importlib
 
 # typing's flag without importing typing: `wtflow run` starts its database writer right after
-# this module loads, 7 ms sooner so (typing takes 13 ms here, some of it then paid by subprocess),
-# and the writer's start is what a run with a database waits for.
+# this module loads, and a run with a database waits for the writer's start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -68,7 +67,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [
