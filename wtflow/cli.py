@@ -27,17 +27,11 @@ import click
 
 from wtflow import __version__
 from wtflow.config import Config, DatabaseConfig, RunConfig, StorageConfig
-from wtflow.errors import BackendUnavailable, Interrupted, UsageError, WorkflowError, WtflowError
+from wtflow.errors import EXIT_CODES, Interrupted, UsageError, WorkflowError, WtflowError
 from wtflow.log import LEVELS, LogFormat
 
 STATE_DIR = Path(".wtflow")
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0    success
-  1    a node failed
-  2    invalid workflow, configuration or usage
-  3    a backend is unavailable (database, docker)
-  130  interrupted (Ctrl-C); 143 for SIGTERM"""
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _LOCATED = re.compile(r"^\S.*:\d+:\d+: ")  # FILE:LINE:COL: message
@@ -571,23 +565,12 @@ def runs() -> None:
 
 
 def _history_engine(app: App) -> Any:
-    from wtflow.db.plain import from_engine
-    from wtflow.db.schema import open_upgraded
-    from wtflow.db.writer import mark_crashed
+    from wtflow.db.history import open_history
 
     url = app.config().db.url
     if not url:
         raise UsageError("no database configured: set --db-url or WTFLOW_DB_URL")
-    engine = open_upgraded(url)
-    database = from_engine(engine)
-    try:
-        mark_crashed(database, url=url)  # runs whose owner died show as crashed, not running
-    except BackendUnavailable:
-        engine.dispose()
-        raise
-    finally:
-        database.close()
-    return engine
+    return open_history(url)
 
 
 def _duration(start: Any, end: Any) -> str:
