@@ -99,7 +99,7 @@ class RunLayout:
     def __init__(self, run_dir: Path, node_names: Iterable[str]) -> None:
         self.run_dir = run_dir
         self._dirs = node_dir_names(node_names)
-        # The scheduler asks for each path several times, as a node starts (W7: 500 at once).
+        # Each path is asked for several times as a node starts, and many nodes start at once.
         self._node_dirs: dict[str, Path] = {}
         self._paths: dict[tuple[str, str], Path] = {}
 

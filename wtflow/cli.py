@@ -686,8 +686,8 @@ def entry() -> None:
     """The ``wtflow`` command: :func:`main`, then a quick exit.
 
     When a command returns, its output is written and its processes, files and database writer
-    are closed; what is left is the interpreter freeing every module, 0.05 to 0.1 s that no
-    one waits for gladly. Streams are flushed, then the process ends at once.
+    are closed; what is left is the interpreter freeing every module, which no one needs to wait
+    for. Streams are flushed, then the process ends at once.
     """
     try:
         main(prog_name="wtflow")

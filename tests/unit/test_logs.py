@@ -23,7 +23,7 @@ from wtflow.events import (
     RunStarted,
     RunStatus,
 )
-from wtflow.log import JsonEvents, LogFormat, OutputLines
+from wtflow.log import LogFormat, OutputLines
 from wtflow.observers.logs import LogObserver
 
 LINES = ["plain", 'say "hi"', "back\\slash", "tab\there", "caf\u00e9 \u2603", "", "\x00wtflow-line\x00"]
@@ -147,20 +147,23 @@ def _logged(events: list[Event], stream: io.StringIO, observer: LogObserver) -> 
     return records(stream)
 
 
-@pytest.mark.parametrize("level", ["info", "warning"])
-def test_lifecycle_lines_written_directly_are_the_lines_structlog_writes(
-    level: str, stream: io.StringIO, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    log.configure(LogFormat.JSON, level=level, stream=stream)
-    direct = _logged(_lifecycle(tmp_path), stream, LogObserver())
-    stream.seek(0)
-    stream.truncate()
-    monkeypatch.setattr(JsonEvents, "for_configured", classmethod(lambda cls: None))
-    through_structlog = _logged(_lifecycle(tmp_path), stream, LogObserver())
-    assert direct  # the run's failure is an error: logged at either level
-    assert [list(r) for r in direct] == [list(r) for r in through_structlog]  # the same keys, in the same order
-    assert [without_time(r) for r in direct] == [without_time(r) for r in through_structlog]
-    assert all(str(r["timestamp"]).endswith("Z") for r in direct)
+def test_json_lifecycle_lines_carry_the_run_node_level_and_utc_time(stream: io.StringIO, tmp_path: Path) -> None:
+    log.configure(LogFormat.JSON, stream=stream)
+    logged = _logged(_lifecycle(tmp_path), stream, LogObserver())
+    assert [r["event"] for r in logged] == [
+        "run_started",
+        "node_started",
+        "node_retrying",
+        "node_finished",
+        "node_finished",
+        "run_finished",
+    ]
+    failed = logged[3]
+    assert (failed["node"], failed["status"], failed["exit_code"], failed["attempt"]) == ("a", "failed", 3, 2)
+    assert (failed["level"], failed["error"], failed["duration"]) == ("error", "exit code 3 caf\u00e9", 1.5)
+    assert logged[2]["level"] == "warning"
+    assert all(r["run_id"] == "r1" for r in logged)
+    assert all(datetime.fromisoformat(str(r["timestamp"])).utcoffset() == timedelta(0) for r in logged)
 
 
 def test_lifecycle_lines_go_through_structlog_once_it_is_configured_otherwise(stream: io.StringIO) -> None:

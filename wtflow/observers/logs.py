@@ -17,7 +17,7 @@ from wtflow.events import (
     RunStarted,
     RunStatus,
 )
-from wtflow.log import JsonEvents, OutputLines
+from wtflow.log import OutputLines
 
 
 class LogObserver(BaseObserver):
@@ -28,11 +28,9 @@ class LogObserver(BaseObserver):
         # Bound now, with the configuration of now: the lazy proxy would build a logger per call.
         self.log = structlog.get_logger("wtflow").bind()
         self._lines = OutputLines.for_configured() if output else None
-        self._events = JsonEvents.for_configured()
 
     def _log(self, level: str, event: str, **fields: Any) -> None:
-        if self._events is None or not self._events.log(level, event, **fields):
-            getattr(self.log, level)(event, **fields)
+        getattr(self.log, level)(event, **fields)
 
     def notify(self, event: Event) -> None:
         """Log the event."""
