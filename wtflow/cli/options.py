@@ -1,0 +1,208 @@
+"""What the CLI's options configure (:class:`App`), the options shared by commands, and how errors are shown.
+
+Every option has a ``WTFLOW_*`` environment variable. Precedence: flag, then environment,
+then the ``--config`` INI file, then defaults. The CLI keeps its state in ``.wtflow/`` of the
+current directory: the SQLite database ``.wtflow/wtflow.db`` and the artifacts ``.wtflow/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from wtflow.config import Config, DatabaseConfig, RunConfig, StorageConfig
+from wtflow.errors import EXIT_CODES, WorkflowError, WtflowError
+from wtflow.log import LEVELS, LogFormat
+
+STATE_DIR = Path(".wtflow")
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_LOCATED = re.compile(r"^\S.*:\d+:\d+: ")  # FILE:LINE:COL: message
+
+
+class CliError(click.ClickException):
+    """A wtflow error shown without a traceback, exiting with its code."""
+
+    def __init__(self, error: WtflowError, *, as_json: bool = False) -> None:
+        super().__init__(str(error))
+        self.as_json = as_json
+        self.located = isinstance(error, WorkflowError) and _LOCATED.match(str(error)) is not None
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it on the class; ours varies
+
+    def show(self, file: Any = None) -> None:
+        """Print the message; as a JSON log line when logs are JSON."""
+        stream = file or sys.stderr
+        if self.as_json:
+            stream.write(json.dumps({"event": "error", "level": "error", "message": self.message}) + "\n")
+        elif self.located:
+            click.echo(self.message, file=stream)  # already FILE:LINE:COL: what is wrong, a line each
+        else:
+            click.echo(f"error: {self.message}", file=stream)
+
+
+class WtflowGroup(click.Group):
+    """Turns wtflow's own errors into clean messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a :class:`WtflowError` becomes a :class:`CliError`."""
+        try:
+            return super().invoke(ctx)
+        except WtflowError as exc:
+            app = ctx.find_object(App)
+            as_json = app is not None and app.log_format_given and app.log_format is LogFormat.JSON
+            raise CliError(exc, as_json=as_json) from None
+
+
+@dataclass
+class App:
+    """What the options of a command configure: where state lives and how to log."""
+
+    config_file: Path | None = None
+    db_url: str | None = None
+    db_retry: float | None = None
+    artifacts_dir: Path | None = None
+    max_parallel: int | None = None
+    ignore_failure: bool | None = None
+    kill_grace: float | None = None
+    secrets: tuple[str, ...] = ()
+    mask_artifacts: bool = True
+    log_format: LogFormat = LogFormat.AUTO
+    log_format_given: bool = False
+    log_level: str = "info"
+
+    def config(self) -> Config:
+        """Defaults, then the INI file, then flags and environment."""
+        base = Config(
+            db=DatabaseConfig(f"sqlite:///{(STATE_DIR / 'wtflow.db').resolve()}"),
+            storage=StorageConfig((STATE_DIR / "artifacts").resolve()),
+        )
+        if self.config_file is not None:
+            base = Config.from_ini(self.config_file, base=base)
+        db_url = base.db.url if self.db_url is None else (self.db_url or None)
+        run = base.run
+        return Config(
+            db=DatabaseConfig(db_url, base.db.retry if self.db_retry is None else self.db_retry),
+            storage=StorageConfig(self.artifacts_dir or base.storage.artifacts_dir),
+            run=RunConfig(
+                ignore_failure=run.ignore_failure if self.ignore_failure is None else self.ignore_failure,
+                max_parallel=self.max_parallel or run.max_parallel,
+                kill_grace=run.kill_grace if self.kill_grace is None else self.kill_grace,
+                secrets=self.secrets,
+                mask_artifacts=self.mask_artifacts,
+            ),
+        )
+
+    def prepare_state_dir(self, config: Config) -> None:
+        """Create ``.wtflow/`` with a ``.gitignore`` of ``*`` when the defaults keep state there."""
+        state = STATE_DIR.resolve()
+        uses_state = (config.db.url or "").endswith(str(state / "wtflow.db")) or (
+            config.storage.artifacts_dir is not None and config.storage.artifacts_dir.is_relative_to(state)
+        )
+        if uses_state and not (state / ".gitignore").exists():
+            state.mkdir(parents=True, exist_ok=True)
+            (state / ".gitignore").write_text("# wtflow's run history and artifacts: not for version control\n*\n")
+
+    def configure_logging(self) -> None:
+        """Set up structlog for this command (stderr)."""
+        from wtflow.log import configure
+
+        self.log_format = configure(self.log_format, self.log_level)
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+def _store(attribute: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        app = ctx.ensure_object(App)
+        if value is not None:
+            setattr(app, attribute, value)
+            if attribute == "log_format" and param.name is not None:
+                source = ctx.get_parameter_source(param.name)
+                app.log_format_given = source not in {None, click.core.ParameterSource.DEFAULT}
+        return value
+
+    return callback
+
+
+def app_option(
+    *decls: str,
+    attribute: str,
+    envvar: str,
+    help: str,
+    convert: Callable[[Any], Any] | None = None,
+    **kwargs: Any,
+) -> Callable[[F], F]:
+    """An option stored on the :class:`App` (not passed to the command), its variable named in its help."""
+    store = _store(attribute)
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        return store(ctx, param, convert(value) if convert is not None and value is not None else value)
+
+    return click.option(
+        *decls, envvar=envvar, expose_value=False, callback=callback, help=f"{help}  [env: {envvar}]", **kwargs
+    )
+
+
+def state_options(function: F) -> F:
+    """Options saying where run history lives: --config, --db-url, --db-retry, --artifacts-dir."""
+    options = [
+        app_option(
+            "--config",
+            attribute="config_file",
+            envvar="WTFLOW_CONFIG",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="INI file with [database], [storage] and [run] sections.",
+        ),
+        app_option(
+            "--db-url",
+            attribute="db_url",
+            envvar="WTFLOW_DB_URL",
+            help="sqlite:///path or postgresql://user@host/db; empty for none.  [default: sqlite:///.wtflow/wtflow.db]",
+        ),
+        app_option(
+            "--db-retry",
+            attribute="db_retry",
+            envvar="WTFLOW_DB_RETRY",
+            type=click.FloatRange(min=0),
+            help="Seconds to keep retrying rows after the run if the database went away.  [default: 30]",
+        ),
+        app_option(
+            "--artifacts-dir",
+            attribute="artifacts_dir",
+            envvar="WTFLOW_ARTIFACTS_DIR",
+            type=click.Path(path_type=Path, file_okay=False),
+            help="Where runs keep their output.  [default: .wtflow/artifacts]",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def log_options(function: F) -> F:
+    """Options for wtflow's own logs: --log-format, --log-level."""
+    function = app_option(
+        "--log-level",
+        attribute="log_level",
+        envvar="WTFLOW_LOG_LEVEL",
+        type=click.Choice(LEVELS, case_sensitive=False),
+        help="Least severe log level shown.  [default: info]",
+    )(function)
+    return app_option(
+        "--log-format",
+        attribute="log_format",
+        envvar="WTFLOW_LOG_FORMAT",
+        convert=LogFormat,
+        type=click.Choice([f.value for f in LogFormat]),
+        default="auto",
+        help="auto: readable on a terminal, JSON lines otherwise.",
+    )(function)

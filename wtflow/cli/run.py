@@ -1,0 +1,254 @@
+"""``wtflow run`` (and the GitHub Action's ``action``): load, plan or run a workflow, stop it cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import shlex
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wtflow.cli.options import EXIT_CODES_HELP, App, app_option, log_options, pass_app, state_options
+from wtflow.cli.workflows import load_workflow
+from wtflow.config import Config
+from wtflow.errors import Interrupted
+from wtflow.log import LogFormat
+
+
+@click.command(epilog="\b\nExamples:\n  wtflow run\n  wtflow run ci.yml --target unit --output grouped\n"
+              "  wtflow run --dry-run\n\n" + EXIT_CODES_HELP)  # fmt: skip
+@click.argument("path", required=False, type=click.Path(path_type=Path), envvar="WTFLOW_PATH")
+@click.option("-w", "--workflow", envvar="WTFLOW_WORKFLOW", help="Which workflow of the file.  [env: WTFLOW_WORKFLOW]")
+@click.option(
+    "-t",
+    "--target",
+    "targets",
+    multiple=True,
+    envvar="WTFLOW_TARGET",
+    help="Run only this node and what it needs; repeatable.  [env: WTFLOW_TARGET, space-separated]",
+)
+@click.option("--dry-run", is_flag=True, envvar="WTFLOW_DRY_RUN", help="Print the plan and run nothing.")
+@app_option(
+    "--max-parallel",
+    attribute="max_parallel",
+    envvar="WTFLOW_MAX_PARALLEL",
+    type=click.IntRange(min=1),
+    help="Nodes running at once, at most.",
+)
+@app_option(
+    "--ignore-failure/--no-ignore-failure",
+    attribute="ignore_failure",
+    envvar="WTFLOW_IGNORE_FAILURE",
+    default=None,
+    help="Keep going after a failed node (the run still fails).",
+)
+@app_option(
+    "--kill-grace",
+    attribute="kill_grace",
+    envvar="WTFLOW_KILL_GRACE",
+    type=click.FloatRange(min=0),
+    help="Seconds between SIGTERM and SIGKILL when stopping nodes.  [default: 10]",
+)
+@app_option(
+    "--secret",
+    attribute="secrets",
+    envvar="WTFLOW_SECRET",
+    multiple=True,
+    convert=lambda values: tuple(name for value in values for name in value.split()),
+    help="Mask the value of this environment variable (***) everywhere; repeatable, space-separated in the variable.",
+)
+@app_option(
+    "--no-mask-artifacts",
+    attribute="mask_artifacts",
+    envvar="WTFLOW_NO_MASK_ARTIFACTS",
+    is_flag=True,
+    convert=lambda value: not value,
+    help="Store nodes' output unmasked (console, logs and database stay masked).",
+)
+@click.option(
+    "--output",
+    type=click.Choice(["interleaved", "prefixed", "grouped", "quiet"]),
+    envvar="WTFLOW_OUTPUT",
+    help="How node output is shown.  [default: prefixed when nodes can run in parallel, else interleaved] "
+    "[env: WTFLOW_OUTPUT]",
+)
+@state_options
+@log_options
+@pass_app
+def run(  # noqa: PLR0917 - click passes each option positionally
+    app: App, path: Path | None, workflow: str | None, targets: Sequence[str], dry_run: bool, output: str | None
+) -> None:
+    """Run the workflow in PATH (a file, or a directory with wtflow.yml; default: this directory)."""
+    from wtflow.db import recorder
+    from wtflow.graph import stages, subset
+
+    try:
+        app.configure_logging()
+        config = app.config()
+        if config.db.url and not dry_run:
+            recorder.prestart(config.db.url)  # the database writer connects while the workflow loads
+        else:
+            recorder.discard_prestarted()  # the spare writer wtflow.entry started is not needed
+        loaded = load_workflow(path, workflow)
+        target_list = [name for target in targets for name in target.split()]
+        if target_list:
+            loaded = subset(loaded, target_list)
+        if dry_run:
+            from wtflow.engine import secrets_masker
+
+            _print_plan(loaded, config, secrets_masker(loaded, config))
+            return
+        parallel = any(len(stage) > 1 for stage in stages(loaded))
+        # Under GitHub Actions each node's output goes in a ::group:: block by default.
+        default = "grouped" if os.environ.get("GITHUB_ACTIONS") == "true" else "prefixed" if parallel else "interleaved"
+        mode = output or default
+        app.prepare_state_dir(config)
+        code = _run(loaded, config, app, mode)
+    finally:
+        recorder.discard_prestarted()  # writers the run did not take (no database, or it stopped before opening)
+    sys.exit(code)
+
+
+def _print_plan(workflow: Any, config: Config, masker: Any) -> None:
+    from wtflow.graph import stages
+    from wtflow.model import Command
+
+    cap = config.run.max_parallel or workflow.max_parallel
+    click.echo(f"workflow {workflow.name!r}: {len(workflow.nodes)} nodes" + (f", at most {cap} at once" if cap else ""))
+    for number, stage in enumerate(stages(workflow), start=1):
+        together = "  (in parallel)" if len(stage) > 1 else ""
+        click.echo(f"  {number:>3}. {', '.join(stage)}{together}")
+    click.echo("commands:")
+    for name, node in workflow.nodes.items():
+        executable = node.executable
+        if executable is None:
+            continue
+        what = executable.cmd if isinstance(executable, Command) else f"function {executable.name}"
+        click.echo(masker.text(f"  {name}: {what if isinstance(what, str) else ' '.join(what)}"))
+
+
+def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
+    from wtflow.engine import Engine, secrets_masker
+    from wtflow.events import Observer
+    from wtflow.observers.console import OutputMode, console_observer
+    from wtflow.observers.logs import LogObserver
+
+    json_output = app.log_format_given and app.log_format is LogFormat.JSON
+    observers: list[Observer] = [LogObserver(output=json_output and mode != "quiet")]
+    github = os.environ.get("GITHUB_ACTIONS") == "true"
+    if github:
+        from wtflow.observers.console import GroupedPrinter
+        from wtflow.observers.github import GitHubObserver
+
+        grouped = GroupedPrinter(github=True) if not json_output and mode == "grouped" else None
+        observers.append(
+            GitHubObserver(secrets_masker(workflow, config), annotate=grouped.annotate if grouped else None)
+        )
+        if grouped is not None:
+            observers.append(grouped)
+    if not (json_output or (github and mode == "grouped")) and (printer := console_observer(OutputMode(mode))):
+        observers.append(printer)
+    from wtflow.orphans import adopting_orphans
+
+    # Adopt processes that escape their node (setsid, double fork) so the run can stop them.
+    with adopting_orphans() as adopting:
+        engine = Engine(workflow, config, observers=observers, stop_orphans=adopting)
+        try:
+            return run_interruptibly(engine)
+        finally:
+            if engine.warnings:
+                import structlog
+
+                for warning in engine.warnings:
+                    structlog.get_logger("wtflow").warning("database_rows_lost", message=warning)
+
+
+def run_interruptibly(engine: Any) -> int:
+    """Run ``engine``; SIGINT or SIGTERM stops it cleanly (exit 130 or 143), a second one at once."""
+    received: list[int] = []
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_signal(number: int) -> None:
+            received.append(number)
+            if len(received) == 1:
+                task.cancel()  # stop the run: nodes get SIGTERM, then SIGKILL after the grace period
+            elif engine.scheduler is not None:
+                engine.scheduler.kill()  # a second signal: SIGKILL now
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, on_signal, number)
+        try:
+            result: int = await engine.run_async()
+            return result
+        finally:
+            for number in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(number)
+
+    _raise_open_files_limit()
+    try:
+        with _pidfd_child_watcher():
+            return asyncio.run(main())
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        name = signal.Signals(received[0]).name
+        raise Interrupted(f"interrupted by {name}", signal_number=received[0]) from None
+
+
+def _raise_open_files_limit() -> None:
+    """Each running node holds a few descriptors: lift the soft limit (often 1024) to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+
+
+@contextlib.contextmanager
+def _pidfd_child_watcher() -> Iterator[None]:
+    """On Python 3.11, learn of child exits from pidfds instead of a thread per child (3.12 does this itself).
+
+    The watcher is process-wide: the previous one is put back afterwards.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        yield
+        return
+    policy = asyncio.get_event_loop_policy()
+    previous = policy.get_child_watcher()
+    policy.set_child_watcher(asyncio.PidfdChildWatcher())
+    try:
+        yield
+    finally:
+        policy.set_child_watcher(previous)
+
+
+@click.command(hidden=True)
+@click.pass_context
+def action(ctx: click.Context) -> None:
+    """Run as the GitHub Action: the options come from INPUT_* variables (hyphens kept)."""
+    environ = os.environ
+
+    def given(name: str) -> str:
+        return environ.get(f"INPUT_{name.upper()}", "").strip()
+
+    args = [given("workflow-file") or "wtflow.yml", "--artifacts-dir", given("artifacts-dir") or "wtflow-artifacts"]
+    for name, flag in (("workflow", "--workflow"), ("db-url", "--db-url"), ("max-parallel", "--max-parallel")):
+        if given(name):
+            args += [flag, given(name)]
+    args += [item for target in given("targets").split() for item in ("--target", target)]
+    if given("ignore-failure").lower() in {"1", "true", "yes"}:
+        args.append("--ignore-failure")
+    if given("log-format"):
+        args += ["--log-format", given("log-format")]
+    args += shlex.split(given("args"))
+    ctx.invoke(run, **run.make_context("run", args, parent=ctx.parent).params)
