@@ -136,26 +136,15 @@ def _print_plan(workflow: Any, config: Config, masker: Any) -> None:
 
 def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
     from wtflow.engine import Engine, secrets_masker
-    from wtflow.events import Observer
-    from wtflow.observers.console import OutputMode, console_observer
-    from wtflow.observers.logs import LogObserver
-
-    json_output = app.log_format_given and app.log_format is LogFormat.JSON
-    observers: list[Observer] = [LogObserver(output=json_output and mode != "quiet")]
-    github = os.environ.get("GITHUB_ACTIONS") == "true"
-    if github:
-        from wtflow.observers.console import GroupedPrinter
-        from wtflow.observers.github import GitHubObserver
-
-        grouped = GroupedPrinter(github=True) if not json_output and mode == "grouped" else None
-        observers.append(
-            GitHubObserver(secrets_masker(workflow, config), annotate=grouped.annotate if grouped else None)
-        )
-        if grouped is not None:
-            observers.append(grouped)
-    if not (json_output or (github and mode == "grouped")) and (printer := console_observer(OutputMode(mode))):
-        observers.append(printer)
+    from wtflow.observers import shown_observers
     from wtflow.orphans import adopting_orphans
+
+    observers = shown_observers(
+        mode,
+        json_logs=app.log_format_given and app.log_format is LogFormat.JSON,
+        github=os.environ.get("GITHUB_ACTIONS") == "true",
+        masker=secrets_masker(workflow, config),
+    )
 
     # Adopt processes that escape their node (setsid, double fork) so the run can stop them.
     with adopting_orphans() as adopting:
