@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, func, select
 
 from wtflow import Command, Config, DatabaseConfig, Engine, Node, RunConfig, StorageConfig, Workflow
@@ -12,6 +13,7 @@ from wtflow.db.connect import normalise_url
 from wtflow.db.tables import artifacts, node_runs, runs
 
 NODES = 2000
+pytestmark = pytest.mark.slow
 
 
 def size_of(index: int) -> int:

@@ -8,6 +8,7 @@ import string
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -43,6 +44,7 @@ def load_or_error(text: str) -> Workflow | str:
         return str(exc)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
 def test_loader_returns_a_workflow_or_a_located_error_for_any_document(document: object) -> None:
@@ -50,6 +52,7 @@ def test_loader_returns_a_workflow_or_a_located_error_for_any_document(document:
     assert isinstance(outcome, Workflow) or all(LOCATED.match(line) for line in outcome.splitlines()), outcome
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200))
 def test_loader_survives_arbitrary_text(text: str) -> None:
@@ -81,6 +84,7 @@ def run_dag(
     return engine, log, fake
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(dags(), st.booleans())
 def test_random_dags_respect_needs_cap_and_failure_policy(
@@ -134,6 +138,7 @@ def _sink_output(chunks: list[bytes]) -> tuple[list[bytes], bytes]:
 pieces = st.one_of(st.binary(max_size=40), st.sampled_from([b"\n", b"x" * (MAX_PENDING_LINE - 3), b"a\nb"]))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(pieces, max_size=12))
 def test_output_passes_on_every_byte_in_order_and_in_whole_lines_unless_a_line_is_too_long(
@@ -173,6 +178,7 @@ yaml_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(yaml_values, st.sampled_from([False, True, None]))
 def test_the_fast_yaml_reading_gives_what_pyyamls_safe_loader_gives(value: object, flow: bool | None) -> None:
