@@ -25,6 +25,8 @@ from typing import Any, Self
 
 from wtflow.errors import ConfigError
 
+# wtflow's own settings that may carry a password: kept out of the nodes' environment.
+CREDENTIAL_VARIABLES = frozenset({"WTFLOW_DB_URL", "INPUT_DB-URL", "INPUT_DB_URL"})
 TRUE_VALUES = {"1", "true", "yes", "on"}
 FALSE_VALUES = {"0", "false", "no", "off"}
 
@@ -77,6 +79,16 @@ class DatabaseConfig:
 
     url: str | None = None
     retry: float = 30.0
+
+    @property
+    def password(self) -> str | None:
+        """The password in :attr:`url`, if it has one (it is masked like a secret)."""
+        from urllib.parse import urlsplit  # only when a database is configured
+
+        try:
+            return urlsplit(self.url).password if self.url else None
+        except ValueError:  # not a URL urllib can split: the database will say what is wrong
+            return None
 
     def __post_init__(self) -> None:
         if self.retry < 0 or not math.isfinite(self.retry):

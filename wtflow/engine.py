@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from wtflow import defaults
 from wtflow.artifacts import ArtifactStore, new_run_id
-from wtflow.config import Config, default_max_parallel
+from wtflow.config import CREDENTIAL_VARIABLES, Config, default_max_parallel
 from wtflow.errors import BackendUnavailable, run_exit_code
 from wtflow.events import Event, NodeStatus, Observer, RunFinished, RunStarted, RunStatus
 from wtflow.executors.base import Executor
@@ -139,6 +140,8 @@ class Engine:
         # What went wrong beside the run itself, for the caller to show (rows the database lost).
         self.warnings: list[str] = []
         self.scheduler: Scheduler | None = None
+        # The signal that stopped the run, when one did (set by whoever cancels the run for it).
+        self.interrupted_by: int | None = None
 
     @property
     def max_parallel(self) -> int:
@@ -214,7 +217,7 @@ class Engine:
             max_parallel=self.max_parallel,
             ignore_failure=self.config.run.ignore_failure,
             kill_grace=self.config.run.kill_grace,
-            environ=os.environ,
+            environ={name: value for name, value in os.environ.items() if name not in CREDENTIAL_VARIABLES},
             masker=masker,
         )
         status = RunStatus.CANCELLED
@@ -235,23 +238,28 @@ class Engine:
                     await asyncio.to_thread(_stop_orphans, self.config.run.kill_grace, helpers)
             finally:
                 error = masker.text(error) if error else None
-                code = run_exit_code(status)
+                if status is RunStatus.CANCELLED and self.interrupted_by is not None:
+                    error = f"interrupted by {signal.Signals(self.interrupted_by).name}"
+                code = run_exit_code(status, self.interrupted_by)
                 finished = RunFinished(run_id, self.workflow.name, status, code, started_at, now(), error)
                 delivery.now(finished)
                 self.result = _result(finished, run_dir, scheduler)
-        return run_exit_code(status)
+        return code
 
 
 def secrets_masker(workflow: Workflow, config: Config) -> Masker:
-    """A masker of the values of ``workflow``'s and ``config``'s secrets (environment variables)."""
+    """A masker of the values of the workflow's and the configuration's secrets, and of the database's password."""
     names = [*workflow.secrets, *config.run.secrets]
-    return Masker(os.environ[name] for name in names if os.environ.get(name))
+    values = [os.environ[name] for name in names if os.environ.get(name)]
+    if password := config.db.password:
+        values.append(password)
+    return Masker(values)
 
 
 def _stop_orphans(grace: float, helpers: set[int]) -> None:
     from wtflow import orphans
 
-    orphans.stop([pid for pid in orphans.children() if pid not in helpers], grace)
+    orphans.sweep(grace, helpers)
 
 
 def _result(finished: RunFinished, run_dir: Path, scheduler: Scheduler) -> RunResult:

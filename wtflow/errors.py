@@ -11,7 +11,8 @@ Hierarchy::
     │   └── ConfigError              exit 2  a configuration value is invalid
     ├── ArtifactError                exit 2  an artifact was read before it existed
     ├── BackendUnavailable           exit 3  database or docker engine cannot be reached
-    └── Interrupted                  exit 130 the run was stopped by a signal (143 for SIGTERM)
+    └── Interrupted                  exit 130 the run was stopped by a signal (128 + its number:
+                                              143 for SIGTERM, 129 for SIGHUP)
 
 A run that ends ``succeeded`` exits 0. :data:`EXIT_CODES` is the table the CLI's help and the
 engine's return value come from.
@@ -65,7 +66,7 @@ class BackendUnavailable(WtflowError):
 
 
 class Interrupted(WtflowError):
-    """The run was stopped by SIGINT (130) or SIGTERM (143)."""
+    """The run was stopped by a signal: SIGINT (130), SIGTERM (143), SIGHUP (129)."""
 
     exit_code = 130
 
@@ -81,13 +82,18 @@ EXIT_CODES: tuple[tuple[str, str], ...] = (
     (str(NodeFailed.exit_code), "a node failed"),
     (str(UsageError.exit_code), "invalid workflow, configuration or usage"),
     (str(BackendUnavailable.exit_code), "a backend is unavailable (database, docker)"),
-    (f"{Interrupted.exit_code}", "interrupted (Ctrl-C); 143 for SIGTERM"),
+    (f"{Interrupted.exit_code}", "interrupted (Ctrl-C); 143 for SIGTERM, 129 for SIGHUP"),
 )
 """Every exit code of ``wtflow`` and what it means, in order."""
 
 _RUN_EXIT_CODES = {"succeeded": SUCCESS, "failed": NodeFailed.exit_code, "cancelled": Interrupted.exit_code}
 
 
-def run_exit_code(status: str) -> int:
-    """What a run that ended with ``status`` (``succeeded``, ``failed``, ``cancelled``) exits with."""
+def run_exit_code(status: str, signal_number: int | None = None) -> int:
+    """What a run that ended with ``status`` (``succeeded``, ``failed``, ``cancelled``) exits with.
+
+    A run cancelled by a signal exits 128 + its number, as a shell reports it.
+    """
+    if status == "cancelled" and signal_number is not None:
+        return Interrupted(signal_number=signal_number).exit_code
     return _RUN_EXIT_CODES[status]

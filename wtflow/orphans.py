@@ -63,6 +63,22 @@ def children(parent: int | None = None) -> list[int]:
     return found
 
 
+SWEEPS = 10  # rounds of stopping adopted children, for orphans that fork again as they are stopped
+
+
+def sweep(grace: float, spare: set[int]) -> None:
+    """Stop every child this process adopted, except ``spare``, until none is left (at most :data:`SWEEPS` rounds).
+
+    A process that double-forks while it is stopped leaves a grandchild that is adopted only
+    after its parent died: one pass would miss it, so the children are looked at again.
+    """
+    for _ in range(SWEEPS):
+        pids = [pid for pid in children() if pid not in spare]
+        if not pids:
+            return
+        stop(pids, grace)
+
+
 def stop(pids: list[int], grace: float) -> None:
     """SIGTERM each process and its group, SIGKILL what is left after ``grace`` seconds; reap them all."""
     for pid in pids:

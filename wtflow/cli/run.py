@@ -159,9 +159,18 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
                     structlog.get_logger("wtflow").warning("database_rows_lost", message=warning)
 
 
+# Signals that stop a run: Ctrl-C, a polite kill, and a closed terminal or dropped SSH session.
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run_interruptibly(engine: Any) -> int:
-    """Run ``engine``; SIGINT or SIGTERM stops it cleanly (exit 130 or 143), a second one at once."""
+    """Run ``engine``; SIGINT, SIGTERM or SIGHUP stops it cleanly (exit 128 + the signal), a second one at once.
+
+    A signal that arrives once every node has finished, while the run's record is written, does
+    not cut that short: the run ends as it was recorded.
+    """
     received: list[int] = []
+    cancelled: list[bool] = []
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
@@ -170,18 +179,22 @@ def run_interruptibly(engine: Any) -> int:
 
         def on_signal(number: int) -> None:
             received.append(number)
-            if len(received) == 1:
+            if engine.result is not None and len(received) == 1:
+                return  # the run is over and being recorded: let that finish
+            if not cancelled:
+                cancelled.append(True)
+                engine.interrupted_by = number  # recorded as the run's exit code
                 task.cancel()  # stop the run: nodes get SIGTERM, then SIGKILL after the grace period
             elif engine.scheduler is not None:
                 engine.scheduler.kill()  # a second signal: SIGKILL now
 
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in STOPPING_SIGNALS:
             loop.add_signal_handler(number, on_signal, number)
         try:
             result: int = await engine.run_async()
             return result
         finally:
-            for number in (signal.SIGINT, signal.SIGTERM):
+            for number in STOPPING_SIGNALS:
                 loop.remove_signal_handler(number)
 
     _raise_open_files_limit()
@@ -191,8 +204,8 @@ def run_interruptibly(engine: Any) -> int:
     except asyncio.CancelledError:
         if not received:
             raise
-        name = signal.Signals(received[0]).name
-        raise Interrupted(f"interrupted by {name}", signal_number=received[0]) from None
+        number = engine.interrupted_by or received[0]
+        raise Interrupted(f"interrupted by {signal.Signals(number).name}", signal_number=number) from None
 
 
 def _raise_open_files_limit() -> None:
