@@ -42,7 +42,7 @@ class _Delivery:
         self._observers = observers
         self._pending: deque[Event] = deque()
         self._scheduled = False
-        self.error: Exception | None = None
+        self.failures: list[tuple[Observer, Exception]] = []
 
     def emit(self, event: Event) -> None:
         """Deliver ``event`` after what the current and the next callbacks of the loop do."""
@@ -66,13 +66,13 @@ class _Delivery:
                 try:
                     observer.notify(event)
                 except Exception as exc:  # noqa: BLE001 - kept, and raised when the run ends
-                    self.error = self.error or exc
+                    self.failures.append((observer, exc))
 
     def finish(self) -> None:
         """Deliver every pending event, then raise the first error an observer raised, if any."""
         self.deliver()
-        if self.error is not None:
-            raise self.error
+        if self.failures:
+            raise self.failures[0][1]
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,9 @@ class Engine:
                 raise BackendUnavailable(
                     f"{message}; choose another with --artifacts-dir or WTFLOW_ARTIFACTS_DIR"
                 ) from None
-            return await self._run(run_id, run_dir, executor=executor, store=store, observers=observers, masker=masker)
+            return await self._run(
+                run_id, run_dir, executor=executor, store=store, observers=observers, records=records, masker=masker
+            )
         finally:
             try:
                 await _close_all(observers)
@@ -201,12 +203,19 @@ class Engine:
         executor: Executor,
         store: ArtifactStore,
         observers: list[Observer],
+        records: list[Observer],
         masker: Masker,
     ) -> int:
         delivery = _Delivery(observers)
         started_at = now()
         # At once, in this task's context: observers set up what later events need (the log's run id).
         delivery.now(RunStarted(run_id, self.workflow, run_dir, started_at, socket.gethostname(), os.getpid()))
+        unwritable = [exc for observer, exc in delivery.failures if observer in records and isinstance(exc, OSError)]
+        if unwritable:  # the run's record cannot be kept (a full disk): no node may run
+            message = f"the run's record cannot be written in {run_dir}: {unwritable[0].strerror or unwritable[0]}"
+            code = BackendUnavailable.exit_code
+            delivery.now(RunFinished(run_id, self.workflow.name, RunStatus.FAILED, code, started_at, now(), message))
+            raise BackendUnavailable(f"{message}; free some space or choose another --artifacts-dir")
         scheduler = self.scheduler = Scheduler(
             self.workflow,
             run_id=run_id,

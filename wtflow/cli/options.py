@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from wtflow.config import Config, DatabaseConfig, RunConfig, StorageConfig
-from wtflow.errors import EXIT_CODES, WorkflowError, WtflowError
+from wtflow.errors import EXIT_CODES, BackendUnavailable, WorkflowError, WtflowError
 from wtflow.log import LEVELS, LogFormat
 
 STATE_DIR = Path(".wtflow")
@@ -107,8 +107,15 @@ class App:
             config.storage.artifacts_dir is not None and config.storage.artifacts_dir.is_relative_to(state)
         )
         if uses_state and not (state / ".gitignore").exists():
-            state.mkdir(parents=True, exist_ok=True)
-            (state / ".gitignore").write_text("# wtflow's run history and artifacts: not for version control\n*\n")
+            try:
+                state.mkdir(parents=True, exist_ok=True)
+                (state / ".gitignore").write_text("# wtflow's run history and artifacts: not for version control\n*\n")
+            except OSError as exc:
+                (state / ".gitignore").unlink(missing_ok=True)
+                raise BackendUnavailable(
+                    f"the state directory {state} cannot be written: {exc.strerror or exc}; "
+                    "free some space, or set --db-url and --artifacts-dir elsewhere"
+                ) from None
 
     def configure_logging(self) -> None:
         """Set up structlog for this command (stderr)."""

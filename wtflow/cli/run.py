@@ -156,7 +156,7 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
                 import structlog
 
                 for warning in engine.warnings:
-                    structlog.get_logger("wtflow").warning("database_rows_lost", message=warning)
+                    structlog.get_logger("wtflow").warning("run_warning", message=warning)
 
 
 # Signals that stop a run: Ctrl-C, a polite kill, and a closed terminal or dropped SSH session.

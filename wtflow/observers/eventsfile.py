@@ -24,6 +24,7 @@ class EventsFileWriter(BaseObserver):
         self.path: Path | None = None
         self._file: BinaryIO | None = None
         self._lines: list[bytes] = []
+        self._error: OSError | None = None
 
     def notify(self, event: Event) -> None:
         """Append the event (the file is created when the run starts, in the run's directory)."""
@@ -38,13 +39,29 @@ class EventsFileWriter(BaseObserver):
 
     def _flush(self) -> None:
         if self._lines and self._file is not None:
-            self._file.write(b"".join(self._lines))
-            self._lines.clear()
-            self._file.flush()
+            lines, self._lines = b"".join(self._lines), []
+            try:
+                self._file.write(lines)
+                self._file.flush()
+            except OSError as exc:  # a full disk: stop writing (once), say so when the run ends
+                self._error = exc
+                self._close()
+
+    def _close(self) -> None:
+        if self._file is not None:
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError as exc:  # what was buffered cannot be written either
+                self._error = self._error or exc
 
     async def aclose(self) -> None:
         """Write what is left, and close the file."""
-        if self._file is not None:
-            self._flush()
-            self._file.close()
-            self._file = None
+        self._flush()
+        self._close()
+
+    def warnings(self) -> list[str]:
+        """The events file, if it could not be written to the end."""
+        if self._error is None:
+            return []
+        return [f"{self.path} is incomplete: {self._error.strerror or self._error}"]

@@ -68,9 +68,13 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     is encoded by json's C encoder (``indent`` would switch to its slower pure-Python one).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(_json_lines(data))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(_json_lines(data))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not half of a new one beside it
+        raise
 
 
 def _json_lines(data: dict[str, Any]) -> str:
