@@ -165,6 +165,11 @@ class Engine:
         observers = [*records, *(self._observers if self._observers is not None else defaults.console_observers())]
         run_id = new_run_id()
         masker = self.masker()
+        self.warnings += [
+            f"secret {name} is not set: there is no value of it to mask"
+            for name in dict.fromkeys([*self.workflow.secrets, *self.config.run.secrets])
+            if not os.environ.get(name)
+        ]
         await _open_all(observers)
         try:
             try:

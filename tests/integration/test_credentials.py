@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +42,29 @@ def test_the_database_password_is_masked_in_output_and_records(
     for path in (tmp_path / "artifacts").rglob("*"):
         if path.is_file():
             assert password.encode() not in path.read_bytes(), path
+
+
+def test_a_secret_that_is_not_set_is_a_warning(run_workflow: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOT_SET_TOKEN", raising=False)
+    monkeypatch.setenv("SET_TOKEN", "value-1234")
+    engine = run_workflow(Node("a", executable=Command("true")), secrets=("NOT_SET_TOKEN", "SET_TOKEN"))
+    assert engine.warnings == ["secret NOT_SET_TOKEN is not set: there is no value of it to mask"]
+
+
+def test_the_cli_logs_a_secret_that_is_not_set(tmp_path: Path) -> None:
+    (tmp_path / "wtflow.yml").write_text("name: wf\nsecrets: [NOT_SET_TOKEN]\nroot: {name: a, command: 'true'}\n")
+    env = {key: value for key, value in os.environ.items() if key != "NOT_SET_TOKEN"}
+    process = subprocess.run(
+        [sys.executable, "-m", "wtflow", "run", "--log-format", "json", "--db-url", ""],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr.decode()
+    warnings = [event for event in map(json.loads, process.stderr.decode().splitlines()) if event["level"] == "warning"]
+    assert warnings == [
+        warnings[0]
+        | {"event": "run_warning", "message": "secret NOT_SET_TOKEN is not set: there is no value of it to mask"}
+    ]
