@@ -13,6 +13,7 @@ import pytest
 import wtflow.artifacts
 from tests.conftest import EventLog
 from wtflow import Command, Config, Engine, Node, NodeStatus, Retry, RunConfig, RunStatus, StorageConfig, Workflow
+from wtflow.artifacts import MAX_PENDING_LINE
 from wtflow.events import (
     BaseObserver,
     Event,
@@ -26,7 +27,6 @@ from wtflow.events import (
 from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.model import STDOUT
-from wtflow.artifacts import MAX_PENDING_LINE
 
 SAFETY = 10  # seconds: only to turn a scheduling bug into a failure instead of a hang
 
@@ -225,6 +225,29 @@ def test_failed_attempts_are_retried_and_their_output_kept(tmp_path: Path, event
         "stdout.attempt-2.log",
         "stdout.log",
     ]
+
+
+def test_a_node_that_keeps_failing_is_tried_once_plus_its_retries_then_fails(
+    tmp_path: Path, event_log: EventLog
+) -> None:
+    node = Node("flaky", executable=Command("true"), retries=Retry(max=2))
+    fake = FakeExecutor({"flaky": Step(fail_times=10)})
+    engine = make_engine(tmp_path, node, fake, event_log)
+    assert run(engine) == 1
+    assert fake.steps["flaky"].calls == 3
+    assert [e.attempt for e in event_log.of(NodeRetrying)] == [1, 2]  # type: ignore[union-attr]
+    assert engine.result is not None
+    assert (engine.result["flaky"].status, engine.result["flaky"].attempts) == (NodeStatus.FAILED, 3)
+
+
+def test_needs_waits_for_the_needed_nodes_whole_subtree(tmp_path: Path, event_log: EventLog) -> None:
+    needed = Node("a", executable=Command("true"), children=[cmd("a1"), cmd("a2")])
+    root = Node("root", parallel=True, children=[needed, cmd("b", needs=["a"])])
+    assert run(make_engine(tmp_path, root, FakeExecutor(), event_log)) == 0
+    order = [(type(e).__name__, e.node) for e in event_log.events if isinstance(e, NodeStarted | NodeFinished)]
+    started_b = order.index(("NodeStarted", "b"))
+    assert order.index(("NodeFinished", "a1")) < started_b
+    assert order.index(("NodeFinished", "a2")) < started_b
 
 
 def test_events_come_in_lifecycle_order(tmp_path: Path, event_log: EventLog) -> None:
