@@ -14,7 +14,14 @@ def test_defaults() -> None:
     config = Config()
     assert (config.db.url, config.storage.artifacts_dir, config.run.ignore_failure) == (None, None, False)
     assert config.run.max_parallel is None
-    assert default_max_parallel() == min(32, (__import__("os").cpu_count() or 1) + 4)
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(None, 5), (1, 5), (2, 6), (16, 20), (28, 32), (64, 32)])
+def test_default_max_parallel_is_cpus_plus_four_at_most_32(
+    monkeypatch: pytest.MonkeyPatch, cpus: int | None, expected: int
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    assert default_max_parallel() == expected
 
 
 def test_from_env_reads_every_variable() -> None:

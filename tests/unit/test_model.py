@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wtflow import Artifact, ArtifactError, Command, FileArtifact, Node, PyFunc, Retry, Workflow, WorkflowError
-from wtflow.graph import stages
+from wtflow.graph import SELF, stages
 
 
 def noop() -> None:
@@ -43,8 +43,10 @@ def test_needing_a_descendant_is_a_cycle() -> None:
         Workflow("wf", Node("root", needs=["child"], children=[Node("child")]))
 
 
-def test_needing_an_ancestor_is_allowed() -> None:
-    Workflow("wf", Node("root", children=[Node("child", needs=["root"])]))
+def test_needing_an_ancestor_is_allowed_and_adds_no_wait() -> None:
+    workflow = Workflow("wf", Node("root", children=[Node("child", needs=["root"])]))
+    assert workflow.nodes["child"].needs == ("root",)
+    assert workflow.dependencies[("child", SELF)] == {("root", SELF)}  # only its parent's own run, as without needs
 
 
 def test_artifact_of_an_unknown_node_is_rejected() -> None:
