@@ -229,10 +229,14 @@ def test_continue_on_error_node_does_not_fail_the_run(project: Path) -> None:
         name: c
         nodes:
           - {name: a, command: 'exit 1', continue_on_error: true}
-          - {name: b, command: 'true', needs: [a]}
+          - {name: b, command: 'echo b ran', needs: [a]}
         """,
     )
-    assert cli("run", "coe.yml").exit_code == 0
+    result = cli("run", "coe.yml")
+    assert (result.exit_code, result.stdout) == (0, "b ran\n")
+    nodes = json.loads((last_run_dir(project) / "run.json").read_text())["nodes"]
+    assert (nodes["a"]["status"], nodes["a"]["exit_code"]) == ("failed", 1)
+    assert nodes["b"]["status"] == "succeeded"
 
 
 def test_ignore_failure_flag_keeps_going(project: Path) -> None:
@@ -354,7 +358,10 @@ def test_schema_is_a_json_schema_that_accepts_the_documented_examples(project: P
     examples = Path(__file__).parents[2] / "examples"
     for path in sorted(examples.glob("*.yml")):
         assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == [], path
-    assert list(validator.iter_errors({"name": "x", "root": {"name": "a", "comand": "x"}}))
+    typo = jsonschema.exceptions.best_match(validator.iter_errors({"name": "x", "root": {"name": "a", "comand": "x"}}))
+    assert typo is not None
+    assert (typo.validator, list(typo.absolute_path)) == ("additionalProperties", ["root"])
+    assert "'comand' was unexpected" in typo.message
 
 
 def test_help_documents_exit_codes() -> None:
