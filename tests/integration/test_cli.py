@@ -364,6 +364,15 @@ def test_schema_is_a_json_schema_that_accepts_the_documented_examples(project: P
     assert "'comand' was unexpected" in typo.message
 
 
+def test_main_help_shows_its_examples_line_by_line_without_escape_codes() -> None:
+    result = cli("--help")
+    assert result.exit_code == 0
+    assert "\\b" not in result.stdout
+    assert "\b" not in result.stdout
+    assert "\n  Quick start:\n    wtflow run                 run wtflow.yml of this directory\n" in result.stdout
+    assert "\n    wtflow runs list           what ran, newest first\n" in result.stdout
+
+
 def test_help_documents_exit_codes() -> None:
     result = cli("run", "--help")
     assert "3    a backend is unavailable" in result.stdout

@@ -25,18 +25,15 @@ __all__ = ["entry", "main"]
     cls=WtflowGroup,
     # Options without an explicit variable get one too: WTFLOW_<COMMAND>_<OPTION>, e.g. WTFLOW_RUNS_LIST_LIMIT.
     context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "WTFLOW", "show_default": True},
-    epilog=EXIT_CODES_HELP,
+    # Click keeps lines after a \b line as they are; in a docstring it would have to be raw, and show.
+    epilog="\b\nQuick start:\n"
+    "  wtflow run                 run wtflow.yml of this directory\n"
+    "  wtflow runs list           what ran, newest first\n\n" + EXIT_CODES_HELP,
 )
 @click.version_option(__version__, prog_name="wtflow")
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    r"""Wtflow runs workflows of shell commands and Python functions.
-
-    \b
-    Quick start:
-      wtflow run                 run wtflow.yml of this directory
-      wtflow runs list           what ran, newest first
-    """
+    """Wtflow runs workflows of shell commands and Python functions."""
     ctx.ensure_object(App)
 
 
