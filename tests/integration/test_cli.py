@@ -102,7 +102,7 @@ def test_invalid_workflow_exits_2_with_position_and_no_traceback(project: Path) 
 
 def test_missing_path_exits_2(project: Path) -> None:
     result = cli("run", "nope.yml", "--log-format", "console")
-    assert (result.exit_code, result.stderr) == (2, "error: nope.yml: no such file or directory\n")
+    assert (result.exit_code, result.stderr) == (2, "Error: nope.yml: no such file or directory\n")
 
 
 def test_bad_option_value_exits_2(project: Path) -> None:
@@ -173,7 +173,7 @@ def test_runs_logs_prints_a_nodes_output(project: Path) -> None:
 
 def test_runs_show_unknown_run_exits_2(project: Path) -> None:
     result = cli("runs", "show", "nope")
-    assert (result.exit_code, result.stderr) == (2, "error: no run 'nope'; `wtflow runs list` shows the runs\n")
+    assert (result.exit_code, result.stderr) == (2, "Error: no run 'nope'; `wtflow runs list` shows the runs\n")
 
 
 def test_runs_list_filters_by_status(project: Path) -> None:

@@ -59,7 +59,7 @@ def test_the_action_defaults_to_wtflow_yml_and_wtflow_artifacts(project: Path) -
 def test_runs_without_a_database_is_a_usage_error(project: Path) -> None:
     result = cli("runs", "list", "--db-url", "")
     assert result.exit_code == 2
-    assert result.stderr == "error: no database configured: set --db-url or WTFLOW_DB_URL\n"
+    assert result.stderr == "Error: no database configured: set --db-url or WTFLOW_DB_URL\n"
 
 
 def test_runs_list_before_any_run_says_so(project: Path) -> None:

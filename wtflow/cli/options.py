@@ -45,7 +45,7 @@ class CliError(click.ClickException):
         elif self.located:
             click.echo(self.message, file=stream)  # already FILE:LINE:COL: what is wrong, a line each
         else:
-            click.echo(f"error: {self.message}", file=stream)
+            click.echo(f"Error: {self.message}", file=stream)  # as Click words its own usage errors
 
 
 class WtflowGroup(click.Group):
