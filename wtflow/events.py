@@ -89,13 +89,14 @@ class NodeOutput:
 
 @dataclass(frozen=True)
 class NodeRetrying:
-    """A node's attempt failed and it will be tried again after ``delay`` seconds."""
+    """A node's attempt failed and it will be tried again after ``delay`` seconds; ``error`` says why it failed."""
 
     run_id: str
     node: str
     attempt: int
     exit_code: int | None
     delay: float
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,12 @@ def to_record(event: Event) -> dict[str, object]:
         )
     elif isinstance(event, NodeRetrying):
         record.update(
-            run_id=event.run_id, node=event.node, attempt=event.attempt, exit_code=event.exit_code, delay=event.delay
+            run_id=event.run_id,
+            node=event.node,
+            attempt=event.attempt,
+            exit_code=event.exit_code,
+            delay=event.delay,
+            error=event.error,
         )
     elif isinstance(event, NodeFinished):
         record.update(

@@ -246,7 +246,8 @@ class Scheduler:
                 break
             assert retries is not None
             delay = retries.delay_before(attempt + 1)
-            self._emit(NodeRetrying(self.run_id, node.name, attempt, outcome.exit_code, delay))
+            error = self._masker.text(outcome.error) if outcome.error else None
+            self._emit(NodeRetrying(self.run_id, node.name, attempt, outcome.exit_code, delay, error))
             await asyncio.sleep(delay)
         return outcome
 

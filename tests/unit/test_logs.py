@@ -172,3 +172,10 @@ def test_lifecycle_lines_go_through_structlog_once_it_is_configured_otherwise(st
         LogObserver().notify(NodeStarted("r1", "a", "root/a", datetime.now(UTC), 1))
     assert [(c["event"], c["node"]) for c in captured] == [("node_started", "a")]
     assert stream.getvalue() == ""
+
+
+def test_a_retry_logs_why_the_attempt_failed(stream: io.StringIO) -> None:
+    log.configure(LogFormat.JSON, stream=stream)
+    LogObserver().notify(NodeRetrying("r1", "a", 1, None, 0.5, "timed out after 2s"))
+    (line,) = records(stream)
+    assert line == line | {"event": "node_retrying", "level": "warning", "error": "timed out after 2s", "attempt": 1}

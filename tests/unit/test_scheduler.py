@@ -240,6 +240,14 @@ def test_a_node_that_keeps_failing_is_tried_once_plus_its_retries_then_fails(
     assert (engine.result["flaky"].status, engine.result["flaky"].attempts) == (NodeStatus.FAILED, 3)
 
 
+def test_a_retry_after_a_timeout_says_the_attempt_timed_out(tmp_path: Path, event_log: EventLog) -> None:
+    node = Node("slow", executable=Command("true"), retries=Retry(max=1))
+    fake = FakeExecutor({"slow": Step(timed_out=True)})
+    assert run(make_engine(tmp_path, node, fake, event_log)) == 1
+    (retrying,) = event_log.of(NodeRetrying)
+    assert (retrying.attempt, retrying.error) == (1, "timed out")  # type: ignore[union-attr]
+
+
 def test_needs_waits_for_the_needed_nodes_whole_subtree(tmp_path: Path, event_log: EventLog) -> None:
     needed = Node("a", executable=Command("true"), children=[cmd("a1"), cmd("a2")])
     root = Node("root", parallel=True, children=[needed, cmd("b", needs=["a"])])

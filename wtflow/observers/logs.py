@@ -60,6 +60,7 @@ class LogObserver(BaseObserver):
                 attempt=event.attempt,
                 exit_code=event.exit_code,
                 delay=event.delay,
+                **({"error": event.error} if event.error else {}),
             )
         elif isinstance(event, NodeFinished):
             fields = {"error": event.error} if event.error else {}
