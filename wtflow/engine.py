@@ -116,6 +116,7 @@ class Engine:
     stdout and stderr and nothing else is printed; ``observers`` replaces that console output.
     ``executor`` runs nodes differently (tests use :class:`~wtflow.executors.fake.FakeExecutor`),
     ``store`` keeps artifacts elsewhere (tests use :class:`~wtflow.artifacts.MemoryStore`).
+    ``masker`` is the run's one masker, shared with observers that write what nodes printed.
     ``stop_orphans`` stops, when the run ends, processes that escaped their node's process group
     and were adopted by this process (see :mod:`wtflow.orphans`; the CLI turns it on).
     """
@@ -128,6 +129,7 @@ class Engine:
         observers: Iterable[Observer] | None = None,
         executor: Executor | None = None,
         store: ArtifactStore | None = None,
+        masker: Masker | None = None,
         stop_orphans: bool = False,
     ) -> None:
         self.workflow = workflow
@@ -135,6 +137,7 @@ class Engine:
         self._observers = list(observers) if observers is not None else None
         self._executor = executor
         self._store = store
+        self._masker = masker
         self._stop_orphans = stop_orphans
         self.result: RunResult | None = None
         # What went wrong beside the run itself, for the caller to show (rows the database lost).
@@ -149,8 +152,13 @@ class Engine:
         return self.config.run.max_parallel or self.workflow.max_parallel or default_max_parallel()
 
     def masker(self) -> Masker:
-        """The masker for this run: the values of the workflow's and the configuration's secrets."""
-        return secrets_masker(self.workflow, self.config)
+        """The run's one masker: the secrets' values, and what nodes announce with ``::add-mask::``.
+
+        Given to the engine (``masker=``) when observers must share it, else made here.
+        """
+        if self._masker is None:
+            self._masker = secrets_masker(self.workflow, self.config)
+        return self._masker
 
     def run(self) -> int:
         """Run the workflow to the end; 0 if it succeeded, 1 if it failed."""

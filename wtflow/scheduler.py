@@ -276,6 +276,8 @@ class Scheduler:
         declared["WTFLOW_RUN_ID"] = self.run_id
         declared["WTFLOW_NODE"] = node.name
         declared["WTFLOW_RUN_DIR"] = str(self.run_dir)
+        # Markdown the node adds to the run's summary (GitHub's step summary), as $GITHUB_STEP_SUMMARY works for steps.
+        declared["WTFLOW_STEP_SUMMARY"] = str(node_dir / "summary.md")
         env = {**self._environ, **declared}
         cwd = Path(executable.cwd) if executable.cwd is not None else None
         return Job(self.run_id, node.name, executable, env, cwd, node_dir, self._kill_grace, declared)

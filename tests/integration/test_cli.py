@@ -438,6 +438,28 @@ def test_no_mask_artifacts_keeps_stored_output_raw_but_the_console_masked(projec
     assert (last_run_dir(project) / "a" / "stdout.log").read_text() == "tok-12345\n"
 
 
+@pytest.mark.parametrize("github", [False, True])
+def test_grouped_output_of_raw_stored_output_is_masked_on_the_console(project: Path, github: bool) -> None:
+    write(project / "s.yml", "name: s\nsecrets: [API_TOKEN]\nroot: {name: a, command: 'echo $API_TOKEN'}\n")
+    env = {"API_TOKEN": "tok-12345", "GITHUB_ACTIONS": "true" if github else "false"}
+    result = cli("run", "s.yml", "--no-mask-artifacts", "--output", "grouped", env=env)
+    assert result.exit_code == 0
+    assert "tok-12345" not in result.output
+    assert "***\n" in result.stdout
+    assert (last_run_dir(project) / "a" / "stdout.log").read_text() == "tok-12345\n"
+
+
+def test_the_step_summary_masks_values_a_node_announced(project: Path) -> None:
+    command = "echo ::add-mask::topsecret-99; echo leaked topsecret-99; exit 1"
+    write(project / "m.yml", f"name: m\nroot: {{name: a, command: '{command}'}}\n")
+    summary = project / "summary.md"
+    result = cli("run", "m.yml", env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.exit_code == 1
+    text = summary.read_text()
+    assert "leaked ***" in text
+    assert "topsecret-99" not in text + result.output
+
+
 GITHUB_WORKFLOW = """
 name: gh
 root:
@@ -465,6 +487,27 @@ def test_under_github_actions_outputs_summary_annotations_and_groups(project: Pa
     assert "### bad: last lines of stderr\n\n```\noops-line\n```" in text
     assert "::error title=wtflow%3A node bad failed::exit code 4\n" in result.stdout
     assert "::group::good (succeeded)\nfine\n::endgroup::\n" in result.stdout
+
+
+def test_the_step_summary_shows_a_failed_nodes_stdout_and_what_nodes_add_to_it(project: Path) -> None:
+    write(
+        project / "report.yml",
+        """
+        name: report
+        root:
+          name: root
+          children:
+            - {name: cov, command: 'printf "## Coverage\\n\\n93%% of lines\\n" >> "$WTFLOW_STEP_SUMMARY"'}
+            - {name: tests, command: 'echo FAILED tests/test_x.py::test_y; exit 1'}
+        """,
+    )
+    summary = project / "summary.md"
+    result = cli("run", "report.yml", env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.exit_code == 1
+    text = summary.read_text()
+    assert "\n### cov\n\n## Coverage\n\n93% of lines\n" in text
+    assert "### tests: last lines of stdout\n\n```\nFAILED tests/test_x.py::test_y\n```" in text
+    assert "last lines of stderr" not in text  # it wrote nothing there
 
 
 def test_the_state_directory_keeps_itself_out_of_version_control(project: Path) -> None:

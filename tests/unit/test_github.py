@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from wtflow import Command, Node, Workflow
-from wtflow.events import ArtifactInfo, NodeFinished, NodeStatus, RunFinished, RunStarted, RunStatus
+from wtflow.events import (
+    ArtifactInfo,
+    NodeFinished,
+    NodeOutput,
+    NodeStarted,
+    NodeStatus,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+)
 from wtflow.observers.console import GroupedPrinter
 from wtflow.observers.github import SUMMARY_LIMIT, GitHubObserver, escape_data, escape_property
 
@@ -63,3 +72,23 @@ def test_error_annotations_never_land_inside_an_output_group(tmp_path: Path, cap
         "::group::good (succeeded)\n" + "line\n" * 20_000 + "::endgroup::\n"
         "::error title=wtflow%3A node bad failed::exit code 1\n"
     )
+
+
+def test_the_heartbeat_names_each_running_node_with_its_last_output_line(capfd: pytest.CaptureFixture[str]) -> None:
+    slow, done = Node("slow", executable=Command("true")), Node("done", executable=Command("true"))
+    workflow = Workflow("gh", Node("root", parallel=True, children=[slow, done]))
+    now = datetime.now(UTC)
+    printer = GroupedPrinter(github=True, heartbeat=3600)
+
+    async def run() -> None:
+        await printer.aopen()
+        printer.notify(RunStarted("r", workflow, Path("/r"), now, "host", 1))
+        for name in ("root", "slow", "done"):
+            printer.notify(NodeStarted("r", name, name, now, 1))
+        printer.notify(NodeOutput("r", "slow", "stdout", b"collected 5 items\ntest_a.py ..\n"))
+        printer.notify(NodeFinished("r", "done", "root/done", NodeStatus.SUCCEEDED, 0, now, now, 1, None, ()))
+        printer.beat()
+        await printer.aclose()
+
+    asyncio.run(run())
+    assert capfd.readouterr().out == "wtflow: slow still running after 0s; last output: test_a.py ..\n"

@@ -139,16 +139,17 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
     from wtflow.observers import shown_observers
     from wtflow.orphans import adopting_orphans
 
+    masker = secrets_masker(workflow, config)  # one for the run: what nodes announce reaches every observer
     observers = shown_observers(
         mode,
         json_logs=app.log_format_given and app.log_format is LogFormat.JSON,
         github=os.environ.get("GITHUB_ACTIONS") == "true",
-        masker=secrets_masker(workflow, config),
+        masker=masker,
     )
 
     # Adopt processes that escape their node (setsid, double fork) so the run can stop them.
     with adopting_orphans() as adopting:
-        engine = Engine(workflow, config, observers=observers, stop_orphans=adopting)
+        engine = Engine(workflow, config, observers=observers, masker=masker, stop_orphans=adopting)
         try:
             return run_interruptibly(engine)
         finally:

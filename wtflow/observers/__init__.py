@@ -28,10 +28,10 @@ def shown_observers(mode: str, *, json_logs: bool, github: bool, masker: Masker)
     if github:
         from wtflow.observers.github import GitHubObserver
 
-        grouped = GroupedPrinter(github=True) if not json_logs and mode == "grouped" else None
+        grouped = GroupedPrinter(github=True, masker=masker) if not json_logs and mode == "grouped" else None
         observers.append(GitHubObserver(masker, annotate=grouped.annotate if grouped else None))
         if grouped is not None:
             observers.append(grouped)
-    if not (json_logs or (github and mode == "grouped")) and (printer := console_observer(OutputMode(mode))):
+    if not (json_logs or (github and mode == "grouped")) and (printer := console_observer(OutputMode(mode), masker)):
         observers.append(printer)
     return observers

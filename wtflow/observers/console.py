@@ -3,7 +3,10 @@
 - ``interleaved``: raw lines as they come (stdout to stdout, stderr to stderr);
 - ``prefixed``: each line as ``[node] line``;
 - ``grouped``: each node's output as one block when the node ends (read back from its
-  artifacts, so nothing is held in memory);
+  artifacts, so nothing is held in memory, and masked again: stored output may be raw); under
+  GitHub Actions the blocks are ``::group::`` folds, and a heartbeat line names the nodes still
+  running every :data:`HEARTBEAT` seconds with their last output line, so a long node is seen
+  before it ends without breaking the folds;
 - ``quiet``: nothing.
 """
 
@@ -11,17 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import shutil
 import sys
 import threading
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
 import click
 
-from wtflow.events import BaseObserver, Event, NodeFinished, NodeOutput, Observer
+from wtflow.events import BaseObserver, Event, NodeFinished, NodeOutput, NodeStarted, Observer, RunStarted
+from wtflow.masking import Masker
 from wtflow.model import STDERR, STDOUT
+
+HEARTBEAT = 30.0  # seconds between the lines that name the nodes still running (grouped output on GitHub)
+HEARTBEAT_NODES = 10  # nodes named in one heartbeat, the longest-running first; the rest are counted
 
 
 class OutputMode(StrEnum):
@@ -90,29 +97,71 @@ class PrefixedPrinter(BaseObserver):
 
 
 class GroupedPrinter(BaseObserver):
-    """Each node's output as one block when it ends, copied from its artifact files by a thread."""
+    """Each node's output as one block when it ends, copied from its artifact files by a thread.
 
-    def __init__(self, *, github: bool = False) -> None:
+    ``masker`` masks what is copied (stored output is raw with ``--no-mask-artifacts``). With
+    ``github``, blocks are ``::group::`` folds and a heartbeat names the nodes still running.
+    """
+
+    def __init__(self, *, github: bool = False, masker: Masker | None = None, heartbeat: float = HEARTBEAT) -> None:
         self._queue: queue.SimpleQueue[NodeFinished | str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._github = github  # GitHub Actions folds ::group:: blocks
+        self._masker = masker or Masker()
+        self._heartbeat = heartbeat
+        self._beating: asyncio.Task[None] | None = None
+        self._runs: set[str] = set()  # nodes with an executable: the ones whose output is waited for
+        self._running: dict[str, tuple[float, str]] = {}  # node -> (started, monotonic; its last output line)
 
     async def aopen(self) -> None:
-        """Start the copying thread."""
+        """Start the copying thread (and, on GitHub, the heartbeat)."""
         self._thread = threading.Thread(target=self._copy_blocks, name="wtflow-grouped-output", daemon=True)
         self._thread.start()
+        if self._github:
+            self._beating = asyncio.create_task(self._beat_every())
 
     def notify(self, event: Event) -> None:
-        """Queue a finished node's output for printing."""
-        if isinstance(event, NodeFinished) and event.artifacts:
-            self._queue.put(event)
+        """Queue a finished node's output for printing; follow what runs for the heartbeat."""
+        if isinstance(event, NodeFinished):
+            self._running.pop(event.node, None)
+            if event.artifacts:
+                self._queue.put(event)
+        elif isinstance(event, NodeOutput):
+            if event.node in self._running:
+                last = event.data.rstrip(b"\n").rsplit(b"\n", 1)[-1].decode("utf-8", "replace").strip()
+                if last:
+                    self._running[event.node] = (self._running[event.node][0], last)
+        elif isinstance(event, NodeStarted):
+            if event.node in self._runs and event.node not in self._running:
+                self._running[event.node] = (time.monotonic(), "")
+        elif isinstance(event, RunStarted):
+            self._runs = {name for name, node in event.workflow.nodes.items() if node.executable is not None}
 
     def annotate(self, line: str) -> None:
         """Print ``line`` between blocks, never inside one (GitHub's ``::error`` annotations)."""
         self._queue.put(line)
 
+    def beat(self) -> None:
+        """Print, between blocks, a line for each node still running: how long, and its last output line."""
+        now = time.monotonic()
+        running = sorted(self._running.items(), key=lambda item: item[1][0])
+        for name, (started, last) in running[:HEARTBEAT_NODES]:
+            said = f"; last output: {last[:200]}" if last else ""
+            self._queue.put(f"wtflow: {name} still running after {_elapsed(now - started)}{said}\n")
+        if len(running) > HEARTBEAT_NODES:
+            self._queue.put(f"wtflow: ... and {len(running) - HEARTBEAT_NODES} more nodes running\n")
+
+    async def _beat_every(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            self.beat()
+
     async def aclose(self) -> None:
         """Print what is queued, then stop."""
+        if self._beating is not None:
+            self._beating.cancel()
+            await asyncio.gather(self._beating, return_exceptions=True)
+            self._beating = None
         if self._thread is not None:
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
@@ -131,31 +180,51 @@ class GroupedPrinter(BaseObserver):
             write_bytes(sys.stdout, header.encode())
             for name in (STDOUT, STDERR):
                 if name in paths:
-                    _copy_file(paths[name], sys.stdout if self._github else _console(name))
+                    _copy_file(paths[name], sys.stdout if self._github else _console(name), self._masker)
             if self._github:
                 write_bytes(sys.stdout, b"::endgroup::\n")
 
 
-def _copy_file(path: Path, stream: TextIO) -> None:
+def _elapsed(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
+
+
+def _copy_file(path: Path, stream: TextIO, masker: Masker) -> None:
+    """Copy a stored stream to the console a block of whole lines at a time, masked."""
     stream.flush()
     target: BinaryIO | None = getattr(stream, "buffer", None)
     try:
         with open(path, "rb") as source:
-            if target is None:
-                stream.write(source.read().decode("utf-8", "replace"))
-            else:
-                shutil.copyfileobj(source, target, 1 << 20)
+            held = b""
+            while block := source.read(1 << 20):
+                block, held = held + block, b""
+                end = block.rfind(b"\n") + 1
+                if end and len(block) - end < 1 << 16:  # hold a partial line back, unless it is very long
+                    block, held = block[:end], block[end:]
+                _write(stream, target, masker.bytes(block))
+            if held:
+                _write(stream, target, masker.bytes(held))
+            if target is not None:
                 target.flush()
     except OSError as exc:
         stream.write(f"(output unavailable: {exc})\n")
 
 
-def console_observer(mode: OutputMode) -> Observer | None:
-    """The printer for ``mode``; ``None`` when nothing is printed."""
+def _write(stream: TextIO, target: BinaryIO | None, data: bytes) -> None:
+    if target is None:
+        stream.write(data.decode("utf-8", "replace"))
+    else:
+        target.write(data)
+
+
+def console_observer(mode: OutputMode, masker: Masker | None = None) -> Observer | None:
+    """The printer for ``mode``; ``None`` when nothing is printed. ``masker`` masks what grouped output copies."""
+    if mode is OutputMode.GROUPED:
+        return GroupedPrinter(masker=masker)
     printers: dict[OutputMode, type[BaseObserver]] = {
         OutputMode.INTERLEAVED: ConsolePrinter,
         OutputMode.PREFIXED: PrefixedPrinter,
-        OutputMode.GROUPED: GroupedPrinter,
     }
     printer = printers.get(mode)
     return printer() if printer is not None else None

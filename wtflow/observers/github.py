@@ -2,7 +2,8 @@
 
 - ``$GITHUB_OUTPUT`` gets ``run-id``, ``status`` and ``artifacts-dir``;
 - ``$GITHUB_STEP_SUMMARY`` gets a table of nodes (status, duration, exit code), a Mermaid graph
-  coloured by status and the last lines of each failed node's stderr, kept under 1 MiB;
+  coloured by status, the Markdown each node wrote to its own ``$WTFLOW_STEP_SUMMARY`` (under
+  the node's heading) and the last lines of each failed node's stdout and stderr, kept under 1 MiB;
 - each failed node gets an ``::error title=...::`` annotation.
 Node output itself is printed in ``::group::`` blocks by :class:`~wtflow.observers.console.GroupedPrinter`.
 """
@@ -20,10 +21,11 @@ from pathlib import Path
 from wtflow.events import BaseObserver, Event, NodeFinished, RunFinished, RunStarted
 from wtflow.graph import mermaid
 from wtflow.masking import Masker
-from wtflow.model import STDERR, Workflow
+from wtflow.model import STDERR, STDOUT, Workflow
 
 SUMMARY_LIMIT = 1 << 20  # GitHub refuses step summaries over 1 MiB
 TAIL_LINES = 20
+SUMMARY_FILE = "summary.md"  # in the node's directory; $WTFLOW_STEP_SUMMARY names it
 _ICONS = {"succeeded": "✅", "failed": "❌", "timed_out": "⏱️", "cancelled": "🚫", "skipped": "⏭️"}
 
 
@@ -116,19 +118,37 @@ class GitHubObserver(BaseObserver):
             parts.append(f"| {label} | {_ICONS.get(str(event.status), '')} {event.status} | {seconds} | {code} |\n")
         statuses = {name: str(event.status) for name, event in self.finished.items()}
         parts.append(f"\n```mermaid\n{self.masker.text(mermaid(self.workflow, statuses))}```\n")
+        for name in self.workflow.nodes:
+            event = self.finished.get(name)
+            own = _node_summary(event) if event is not None else ""
+            if own:
+                parts.append(f"\n### {self.masker.text(name)}\n\n{self.masker.text(own)}\n")
         for name, event in self.finished.items():
-            stderr = next((info.path for info in event.artifacts if info.name == STDERR), None)
-            if event.status.is_failure and stderr is not None:
-                tail = _tail(stderr, TAIL_LINES)
+            if not event.status.is_failure:
+                continue
+            for stream in (STDOUT, STDERR):
+                path = next((info.path for info in event.artifacts if info.name == stream), None)
+                tail = _tail(path, TAIL_LINES) if path is not None else ""
                 if tail:
-                    parts.append(
-                        f"\n### {self.masker.text(name)}: last lines of stderr\n\n```\n{self.masker.text(tail)}\n```\n"
-                    )
+                    heading = f"{self.masker.text(name)}: last lines of {stream}"
+                    parts.append(f"\n### {heading}\n\n```\n{self.masker.text(tail)}\n```\n")
         text = "".join(parts)
         if len(text.encode()) > SUMMARY_LIMIT:
             cut = text.encode()[: SUMMARY_LIMIT - 200].decode("utf-8", "ignore")
             text = cut + "\n\n(summary cut to stay under GitHub's 1 MiB limit; see the run's artifacts)\n"
         return text
+
+
+def _node_summary(event: NodeFinished) -> str:
+    """What the node wrote to its ``$WTFLOW_STEP_SUMMARY`` file (beside its output), at most 64 KiB of it."""
+    stdout = next((info.path for info in event.artifacts if info.name == STDOUT), None)
+    if stdout is None:
+        return ""
+    try:
+        with open(stdout.with_name(SUMMARY_FILE), "rb") as handle:
+            return handle.read(1 << 16).decode("utf-8", "replace").strip()
+    except OSError:  # the node wrote none
+        return ""
 
 
 def _tail(path: Path, lines: int) -> str:
