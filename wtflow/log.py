@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import MutableMapping
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii  # what json.dumps does with a str, called directly
 from typing import Any, TextIO
@@ -62,17 +63,22 @@ def configure(log_format: LogFormat, level: str = "info", stream: TextIO | None 
     stream = stream or sys.stderr
     chosen = resolve(log_format, stream)
     _json_stream = stream if chosen is LogFormat.JSON else None
-    renderer: structlog.typing.Processor
+    processors: list[structlog.typing.Processor]
     if chosen is LogFormat.JSON:
-        renderer = structlog.processors.JSONRenderer(serializer=dumps)
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
-    processors: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        renderer,
-    ]
+        processors = [
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(serializer=dumps),
+        ]
+    else:  # for a person at a terminal: short lines, local time
+        processors = [
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            shorten_lifecycle,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(colors=stream.isatty(), pad_event_to=0),
+        ]
     threshold = _LEVEL_NUMBERS[level.upper()]
     structlog.configure(
         processors=processors,
@@ -82,6 +88,40 @@ def configure(log_format: LogFormat, level: str = "info", stream: TextIO | None 
         cache_logger_on_first_use=False,
     )
     return chosen
+
+
+def _seconds(value: object) -> str:
+    return f"{value:.2f}s" if isinstance(value, int | float) else "-"
+
+
+def shorten_lifecycle(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Lifecycle lines as a person reads them on a terminal: ``lint failed in 0.42s, exit 1``.
+
+    The run id is said once, when the run starts; a node's line names the node, what happened, how
+    long it took, the attempt after the first and an exit code that is not 0. Other events pass as they are.
+    """
+    event = event_dict.get("event")
+    if event not in {"node_started", "node_finished", "node_retrying", "run_finished"}:
+        return event_dict
+    fields = dict(event_dict)
+    fields.pop("run_id", None)
+    node = fields.pop("node", None)
+    attempt = fields.pop("attempt", 1)
+    again = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
+    if event == "node_started":
+        fields["event"] = f"{node} started{again}"
+    elif event == "node_retrying":
+        fields["event"] = f"{node} failed{again}; retrying in {_seconds(fields.pop('delay', None))}"
+        fields.pop("exit_code", None)
+    elif event == "node_finished":
+        code = fields.pop("exit_code", None)
+        said = f", exit {code}" if code not in {0, None} else ""
+        fields["event"] = f"{node} {fields.pop('status', '?')} in {_seconds(fields.pop('duration', None))}{again}{said}"
+    else:
+        status, code = fields.pop("status", "?"), fields.pop("exit_code", None)
+        fields["event"] = f"{fields.pop('workflow', 'the run')} {status} in {_seconds(fields.pop('duration', None))}"
+        fields["event"] += f", exit {code}"
+    return fields
 
 
 class OutputLines:

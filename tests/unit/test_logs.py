@@ -24,6 +24,7 @@ from wtflow.events import (
     RunStatus,
 )
 from wtflow.log import LogFormat, OutputLines
+from wtflow.observers.console import SummaryTable
 from wtflow.observers.logs import LogObserver
 
 LINES = ["plain", 'say "hi"', "back\\slash", "tab\there", "caf\u00e9 \u2603", "", "\x00wtflow-line\x00"]
@@ -179,3 +180,40 @@ def test_a_retry_logs_why_the_attempt_failed(stream: io.StringIO) -> None:
     LogObserver().notify(NodeRetrying("r1", "a", 1, None, 0.5, "timed out after 2s"))
     (line,) = records(stream)
     assert line == line | {"event": "node_retrying", "level": "warning", "error": "timed out after 2s", "attempt": 1}
+
+
+def test_console_lifecycle_lines_are_short_and_name_the_run_once(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    log.configure(LogFormat.CONSOLE, stream=stream)
+    for event in _lifecycle(tmp_path):
+        LogObserver().notify(event)
+    lines = [line.split("] ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines[0].startswith("run_started ")
+    assert "run_id=r1" in lines[0]
+    assert lines[1:] == [
+        "a started",
+        "a failed; retrying in 0.50s",
+        "a failed in 1.50s (attempt 2), exit 3 error='exit code 3 café'",
+        "root succeeded in 1.50s",
+        "wf failed in 1.50s, exit 1",
+    ]
+    assert all(len(line) < 100 for line in lines[1:])
+
+
+def test_the_summary_table_lists_failed_nodes_first_with_status_duration_and_exit_code(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    table = SummaryTable(stream)
+    workflow = Workflow(
+        "wf", Node("root", children=[Node("ok", executable=Command("true")), Node("bad", executable=Command("false"))])
+    )
+    start = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    table.notify(RunStarted("r1", workflow, tmp_path, start, "host", 1))
+    table.notify(NodeFinished("r1", "ok", "root/ok", NodeStatus.SUCCEEDED, 0, start, start + timedelta(seconds=2), 1))
+    table.notify(NodeFinished("r1", "bad", "root/bad", NodeStatus.FAILED, 1, start, start + timedelta(seconds=0.5), 2))
+    table.notify(NodeFinished("r1", "root", "root", NodeStatus.FAILED, None, start, start + timedelta(seconds=2), 1))
+    table.notify(RunFinished("r1", "wf", RunStatus.FAILED, 1, start, start + timedelta(seconds=2)))
+    assert stream.getvalue() == (
+        "NODE  STATUS              DURATION  EXIT\n"
+        "bad   failed (attempt 2)  0.50s     1\n"
+        "ok    succeeded           2.00s     0\n"
+    )

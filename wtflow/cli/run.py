@@ -145,6 +145,7 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
         json_logs=app.log_format_given and app.log_format is LogFormat.JSON,
         github=os.environ.get("GITHUB_ACTIONS") == "true",
         masker=masker,
+        terminal=app.log_format is LogFormat.CONSOLE,
     )
 
     # Adopt processes that escape their node (setsid, double fork) so the run can stop them.

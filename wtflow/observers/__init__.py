@@ -14,17 +14,22 @@ if TYPE_CHECKING:
     from wtflow.masking import Masker
 
 
-def shown_observers(mode: str, *, json_logs: bool, github: bool, masker: Masker) -> list[Observer]:
+def shown_observers(
+    mode: str, *, json_logs: bool, github: bool, masker: Masker, terminal: bool = False
+) -> list[Observer]:
     """What shows a run as it goes: log lines, the nodes' output in ``mode``, GitHub's summary and annotations.
 
     ``mode`` is ``interleaved``, ``prefixed``, ``grouped`` or ``quiet``. With ``json_logs`` the
     output goes into the JSON log lines instead (unless quiet); under GitHub Actions (``github``)
-    grouped output goes into ``::group::`` blocks with the annotations between them.
+    grouped output goes into ``::group::`` blocks with the annotations between them. For a person
+    at a ``terminal`` the run ends with a table of its nodes.
     """
-    from wtflow.observers.console import GroupedPrinter, OutputMode, console_observer
+    from wtflow.observers.console import GroupedPrinter, OutputMode, SummaryTable, console_observer
     from wtflow.observers.logs import LogObserver
 
     observers: list[Observer] = [LogObserver(output=json_logs and mode != "quiet")]
+    if terminal and not json_logs:
+        observers.append(SummaryTable())
     if github:
         from wtflow.observers.github import GitHubObserver
 

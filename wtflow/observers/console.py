@@ -23,7 +23,16 @@ from typing import BinaryIO, TextIO
 
 import click
 
-from wtflow.events import BaseObserver, Event, NodeFinished, NodeOutput, NodeStarted, Observer, RunStarted
+from wtflow.events import (
+    BaseObserver,
+    Event,
+    NodeFinished,
+    NodeOutput,
+    NodeStarted,
+    Observer,
+    RunFinished,
+    RunStarted,
+)
 from wtflow.masking import Masker
 from wtflow.model import STDERR, STDOUT
 
@@ -183,6 +192,46 @@ class GroupedPrinter(BaseObserver):
                     _copy_file(paths[name], sys.stdout if self._github else _console(name), self._masker)
             if self._github:
                 write_bytes(sys.stdout, b"::endgroup::\n")
+
+
+class SummaryTable(BaseObserver):
+    """At the end of a run on a terminal: a table of the nodes that ran something, failed ones first."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._runs: list[str] = []
+        self._finished: dict[str, NodeFinished] = {}
+
+    def notify(self, event: Event) -> None:
+        """Keep each node's end; print the table when the run ends."""
+        if isinstance(event, NodeFinished):
+            self._finished[event.node] = event
+        elif isinstance(event, RunStarted):
+            self._runs = [name for name, node in event.workflow.nodes.items() if node.executable is not None]
+        elif isinstance(event, RunFinished):
+            self.print_table()
+
+    def print_table(self) -> None:
+        """Print the table: node, status, duration, exit code."""
+        finished = [self._finished[name] for name in self._runs if name in self._finished]
+        finished.sort(key=lambda event: not event.status.is_failure)  # stable: tree order within each part
+        rows = [["NODE", "STATUS", "DURATION", "EXIT"]] + [
+            [
+                event.node,
+                str(event.status) + (f" (attempt {event.attempt})" if event.attempt > 1 else ""),
+                "-" if event.duration is None else f"{event.duration:.2f}s",
+                "-" if event.exit_code is None else str(event.exit_code),
+            ]
+            for event in finished
+        ]
+        widths = [max(len(row[column]) for row in rows) for column in range(4)]
+        text = "".join(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
+            for row in rows
+        )
+        stream = self._stream or sys.stderr
+        stream.write(text)
+        stream.flush()
 
 
 def _elapsed(seconds: float) -> str:
