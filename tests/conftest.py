@@ -11,7 +11,6 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import pytest
 
@@ -36,11 +35,6 @@ class EventLog(BaseObserver):
 @pytest.fixture
 def event_log() -> EventLog:
     return EventLog()
-
-
-def utc(moment: datetime | None) -> datetime | None:
-    """A time read back from the database: SQLite gives UTC times without their zone, PostgreSQL with it."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def missing_backend(reason: str, variable: str) -> None:

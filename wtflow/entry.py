@@ -21,15 +21,16 @@ def will_run(args: Sequence[str]) -> bool:
 def main() -> None:
     """Start a spare database writer for a run, then the CLI (:func:`wtflow.cli.entry`).
 
-    The writer's start and connection (0.05 s and up) then overlap with the runner's own imports.
+    The writer's start, imports and connection then overlap with the runner's own imports
+    (:mod:`wtflow.db.writer_process` describes the writer's life).
     """
     # Importing allocates much and frees little: the collector's passes over it find nothing.
     gc.disable()
     try:
         if will_run(sys.argv[1:]):
-            from wtflow.db import launch
+            from wtflow.db import writer_process
 
-            launch.start_spare()
+            writer_process.start_spare()
         from wtflow.cli import entry
     finally:
         gc.enable()

@@ -422,15 +422,13 @@ class Workflow:
                 producer = nodes.get(ref.node)
                 if producer is None:
                     raise WorkflowError(
-                        f"node {node.name!r} reads an artifact of {ref.node!r}, "
-                        "which is not a node of this workflow",
+                        f"node {node.name!r} reads an artifact of {ref.node!r}, which is not a node of this workflow",
                         node=node.name,
                     )
                 if ref.name not in producer.artifact_names():
                     known = ", ".join(sorted(producer.artifact_names()))
                     raise WorkflowError(
-                        f"node {node.name!r} reads artifact {ref.name!r} of {ref.node!r}, "
-                        f"which produces only {known}",
+                        f"node {node.name!r} reads artifact {ref.name!r} of {ref.node!r}, which produces only {known}",
                         node=node.name,
                     )
         cycle = find_cycle(self.dependencies)

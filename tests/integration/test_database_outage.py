@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, func, select
 
 from tests.conftest import wait_for
 from wtflow import Command, Config, DatabaseConfig, Engine, Node, RunConfig, StorageConfig, Workflow
-from wtflow.db import recorder
+from wtflow.db import writer_process
 from wtflow.db.connect import normalise_url
 from wtflow.db.tables import node_runs, runs
 from wtflow.orphans import children
@@ -149,7 +149,7 @@ def test_nodes_carry_on_while_the_database_is_down_and_rows_arrive_when_it_retur
     run.release()
     engine = run.engine
     assert engine.scheduler is not None
-    events_file = engine.scheduler.layout.run_dir / "events.jsonl"
+    events_file = engine.scheduler.run_dir / "events.jsonl"
     wait_for(lambda: '"run_finished"' in events_file.read_text())  # every node ran with the database down
     assert count_rows(postgres_url, "third") == 0  # its rows are still waiting in the writer
     proxy.restore()
@@ -209,7 +209,7 @@ def test_a_database_writer_that_dies_mid_run_leaves_a_warning_and_the_run_goes_o
 def test_a_database_that_stops_answering_delays_the_end_of_a_run_by_a_bounded_time(
     tmp_path: Path, proxied_url: tuple[str, Proxy], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recorder, "FINISH_GRACE", 1.0)
+    monkeypatch.setattr(writer_process, "FINISH_GRACE", 1.0)
     url, proxy = proxied_url
     config = Config(db=DatabaseConfig(url, retry=0.5), storage=StorageConfig(tmp_path / "arts"))
     run = GatedRun(tmp_path, "silent", config, Node("second", executable=Command("echo while nothing answers")))

@@ -1,4 +1,4 @@
-"""The spare database writer ``wtflow run`` starts before its own imports."""
+"""The database writer's life as the runner sees it: the spare ``wtflow run`` starts first, handed over, stopped."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from wtflow.db import launch, recorder
+from wtflow.db import recorder, writer_process
 from wtflow.entry import will_run
 
 
 @pytest.fixture(autouse=True)
 def no_writer_left() -> Iterator[None]:
     yield
-    recorder.discard_prestarted()
+    writer_process.discard_prestarted()
 
 
 @pytest.mark.parametrize(
@@ -35,34 +35,63 @@ def test_only_a_command_line_that_runs_a_workflow_starts_a_spare(args: list[str]
     assert will_run(args) is expected
 
 
-def test_the_run_records_through_the_spare_writer(tmp_path: Path) -> None:
-    spare = launch.start_spare()
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    recorder.prestart(url)
-    database = recorder.DatabaseRecorder(url, retry=1)
+def open_and_close(database: recorder.DatabaseRecorder) -> tuple[list[int], list[int]]:
+    """The recorder's helper pids while it is open, and after it closed."""
 
-    async def open_and_close() -> int | None:
+    async def run() -> tuple[list[int], list[int]]:
         await database.aopen()
-        pid = database.pid
+        while_open = list(database.helper_pids())
         await database.aclose()
-        return pid
+        return while_open, list(database.helper_pids())
 
-    assert asyncio.run(open_and_close()) == spare.pid
+    return asyncio.run(run())
+
+
+def test_the_run_records_through_the_spare_writer(tmp_path: Path) -> None:
+    spare = writer_process.start_spare()
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    writer_process.prestart(url)
+    database = recorder.DatabaseRecorder(url, retry=1)
+    assert open_and_close(database) == ([spare.pid], [])
+    assert database.warnings() == []
     assert (tmp_path / "runs.db").exists()
 
 
+def test_a_run_without_prestart_takes_the_spare(tmp_path: Path) -> None:
+    spare = writer_process.start_spare()
+    database = recorder.DatabaseRecorder(f"sqlite:///{tmp_path / 'runs.db'}", retry=1)
+    assert open_and_close(database) == ([spare.pid], [])
+    assert writer_process.take_spare() is None
+
+
+def test_a_library_run_starts_its_own_writer(tmp_path: Path) -> None:
+    database = recorder.DatabaseRecorder(f"sqlite:///{tmp_path / 'runs.db'}", retry=1)
+    while_open, after = open_and_close(database)
+    assert len(while_open) == 1
+    assert after == []
+
+
 def test_an_unneeded_spare_is_stopped() -> None:
-    spare = launch.start_spare()
-    recorder.discard_prestarted()
-    assert spare.poll() is not None
-    assert launch.take_spare() is None
+    spare = writer_process.start_spare()
+    writer_process.discard_prestarted()
+    assert spare._process.poll() is not None
+    assert writer_process.take_spare() is None
+
+
+def test_a_writer_prestarted_for_a_run_that_did_not_start_is_stopped(tmp_path: Path) -> None:
+    writer_process.prestart(f"sqlite:///{tmp_path / 'runs.db'}")
+    (prestarted,) = writer_process._prestarted.values()
+    writer_process.discard_prestarted()
+    assert prestarted._process.poll() is not None
+    assert not (tmp_path / "runs.db").exists()  # it never connected
 
 
 def test_a_spare_whose_runner_is_gone_ends_by_itself() -> None:
-    spare = launch.start_spare()
-    assert launch.take_spare() is spare
-    assert spare.stdin is not None
-    spare.stdin.close()  # what the runner's exit does to the pipe
-    assert spare.wait(timeout=30) != 0
-    assert spare.stdout is not None
-    spare.stdout.close()
+    spare = writer_process.start_spare()
+    assert writer_process.take_spare() is spare
+    process = spare._process
+    assert process.stdin is not None
+    process.stdin.close()  # what the runner's exit does to the pipe
+    assert process.wait(timeout=30) != 0
+    assert process.stdout is not None
+    process.stdout.close()

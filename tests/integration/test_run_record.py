@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Row, create_engine, select
 
-from tests.conftest import utc
 from tests.integration import pyfuncs
 from tests.integration.conftest import Runner
 from wtflow import BackendUnavailable, Command, Config, DatabaseConfig, Engine, Node, PyFunc, Workflow
@@ -103,7 +102,7 @@ def check_recorded(url: str, runner: Runner) -> None:
         ("never", "root/never", "skipped", None),
     ]
     results = engine.result.nodes
-    assert [(utc(n.started_at), utc(n.finished_at), n.attempts) for n in node_rows] == [
+    assert [(n.started_at, n.finished_at, n.attempts) for n in node_rows] == [
         (results[n.name].started_at, results[n.name].finished_at, results[n.name].attempts) for n in node_rows
     ]
     sizes = {(a.node, a.name): a.size for a in artifact_rows}

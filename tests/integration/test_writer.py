@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, Row, create_engine, select
+from sqlalchemy.exc import OperationalError
 
-from tests.conftest import utc
-from wtflow.db import writer
+from wtflow.db import crashes, writer
 from wtflow.db.connect import normalise_url
+from wtflow.db.history import open_history
 from wtflow.db.messages import RunOpenedRow, to_micros
 from wtflow.db.recorder import message
 from wtflow.db.tables import node_runs, runs
@@ -25,9 +26,9 @@ from wtflow.events import NodeFinished, NodeStarted, NodeStatus, RunFinished, Ru
 
 def test_a_busy_run_keeps_its_heartbeat_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Other hosts count a run silent for five minutes as crashed: events must not delay the beat.
-    monkeypatch.setattr(writer, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(crashes, "HEARTBEAT_SECONDS", 0.2)
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    database = writer.connect(url)
+    database = open_history(url)
     messages = writer.Inbox()
     row_writer = writer.RowWriter(database, messages, retry=1)
     drain = threading.Thread(target=row_writer.drain)
@@ -41,13 +42,13 @@ def test_a_busy_run_keeps_its_heartbeat_fresh(tmp_path: Path, monkeypatch: pytes
     finally:
         messages.put(None)
         drain.join(timeout=30)
-    database.close()
+    database.dispose()
     engine = create_engine(normalise_url(url))
     with engine.connect() as connection:
         beat = connection.scalar(select(runs.c.heartbeat_at))
     engine.dispose()
     assert beat is not None
-    assert beat.replace(tzinfo=UTC) > started + timedelta(seconds=0.4)
+    assert beat > started + timedelta(seconds=0.4)
 
 
 def test_the_writer_reads_messages_split_across_writes_whole_and_in_order() -> None:
@@ -80,12 +81,12 @@ def test_the_writer_stops_gathering_as_soon_as_the_runner_closes_its_end(monkeyp
 def test_after_the_runner_ends_an_unreachable_database_is_retried_with_pauses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = writer.connect(f"sqlite:///{tmp_path / 'runs.db'}")
+    database = open_history(f"sqlite:///{tmp_path / 'runs.db'}")
     attempts: list[float] = []
 
     def unreachable(self: writer.RowWriter, messages: list[writer.Message]) -> None:
         attempts.append(time.monotonic())
-        raise sqlite3.OperationalError("the database went away")
+        raise OperationalError("COMMIT", {}, sqlite3.OperationalError("the database went away"))
 
     monkeypatch.setattr(writer.RowWriter, "_write", unreachable)
     messages = writer.Inbox()
@@ -93,8 +94,9 @@ def test_after_the_runner_ends_an_unreachable_database_is_retried_with_pauses(
     messages.put(message(NodeStarted("r1", "a", "a", datetime.now(UTC), 1)))
     messages.put(None)  # the runner has ended: nothing more will come
     row_writer.drain()
-    database.close()
+    database.dispose()
     assert row_writer.lost == 1
+    assert row_writer.last_error == "the database went away"
     # Pauses of 0.1, 0.2, 0.4, 0.8 s between tries for the second of retrying: a handful of
     # tries, not a loop that hammers the database as fast as it can.
     assert 2 <= len(attempts) <= 10
@@ -108,7 +110,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(database_url: str) -> None:
-    database = writer.connect(database_url)
+    database = open_history(database_url)
     engine = create_engine(normalise_url(database_url))
     messages = writer.Inbox()
     drain = threading.Thread(target=writer.RowWriter(database, messages, retry=1).drain)
@@ -130,10 +132,10 @@ def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(da
     finally:
         messages.put(None)
         drain.join(timeout=30)
-    database.close()
+    database.dispose()
     rows = node_rows(engine)
     engine.dispose()
-    assert [(r.name, r.status, r.exit_code, r.attempts, utc(r.started_at), utc(r.finished_at)) for r in rows] == [
+    assert [(r.name, r.status, r.exit_code, r.attempts, r.started_at, r.finished_at) for r in rows] == [
         ("a", "succeeded", 0, 1, started, later),
         ("b", "failed", 3, 1, started, later),
         ("c", "running", None, 2, later, None),
@@ -147,3 +149,10 @@ def opened(run_id: str, workflow: str, started: datetime, nodes: tuple[str, ...]
 def node_rows(engine: Engine) -> list[Row[Any]]:
     with engine.connect() as connection:
         return list(connection.execute(select(node_runs).order_by(node_runs.c.position)))
+
+
+def test_preparing_a_url_connects_to_nothing_and_leaves_its_errors_to_opening(tmp_path: Path) -> None:
+    writer.prepare(f"sqlite:///{tmp_path / 'new' / 'runs.db'}")
+    writer.prepare("not a url")
+    writer.prepare("mysql://root@localhost/test")
+    assert list(tmp_path.iterdir()) == []

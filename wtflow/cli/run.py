@@ -86,16 +86,16 @@ def run(  # noqa: PLR0917 - click passes each option positionally
     app: App, path: Path | None, workflow: str | None, targets: Sequence[str], dry_run: bool, output: str | None
 ) -> None:
     """Run the workflow in PATH (a file, or a directory with wtflow.yml; default: this directory)."""
-    from wtflow.db import recorder
+    from wtflow.db import writer_process
     from wtflow.graph import stages, subset
 
     try:
         app.configure_logging()
         config = app.config()
         if config.db.url and not dry_run:
-            recorder.prestart(config.db.url)  # the database writer connects while the workflow loads
+            writer_process.prestart(config.db.url)  # the database writer connects while the workflow loads
         else:
-            recorder.discard_prestarted()  # the spare writer wtflow.entry started is not needed
+            writer_process.discard_prestarted()  # the spare writer wtflow.entry started is not needed
         loaded = load_workflow(path, workflow)
         target_list = [name for target in targets for name in target.split()]
         if target_list:
@@ -112,7 +112,7 @@ def run(  # noqa: PLR0917 - click passes each option positionally
         app.prepare_state_dir(config)
         code = _run(loaded, config, app, mode)
     finally:
-        recorder.discard_prestarted()  # writers the run did not take (no database, or it stopped before opening)
+        writer_process.discard_prestarted()  # writers the run did not take (no database, or it stopped before opening)
     sys.exit(code)
 
 

@@ -1,4 +1,4 @@
-"""Reading run history back: lists of runs, one run with its nodes, one node's artifact."""
+"""Reading run history back: opening the database, lists of runs, one run with its nodes, one node's artifact."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import DBAPIError
 
+from wtflow.db.connect import open_engine, unavailable
+from wtflow.db.crashes import mark_crashed
+from wtflow.db.schema import upgrade
 from wtflow.db.tables import artifacts, node_runs, runs
 from wtflow.errors import UsageError
 from wtflow.events import ArtifactInfo
@@ -45,6 +49,26 @@ class RunRecord:
     heartbeat_at: datetime | None
     error: str | None
     nodes: list[NodeRecord] = field(default_factory=list)
+
+
+def open_history(url: str) -> Engine:
+    """An engine for ``url`` with the schema created or migrated and runs whose owner died marked ``crashed``.
+
+    Used by the database writer before a run and by ``wtflow runs``. :class:`BackendUnavailable`
+    (naming ``url`` without its password) if the database cannot be reached; the engine is
+    disposed of if anything fails. Blocking: call from a worker thread.
+    """
+    engine = open_engine(url)
+    try:
+        upgrade(engine)
+        mark_crashed(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise unavailable(url, exc.orig or exc) from None
+    except BaseException:  # e.g. a revision this wtflow does not know
+        engine.dispose()
+        raise
+    return engine
 
 
 def _run(row: Any) -> RunRecord:

@@ -1,77 +1,61 @@
-"""Bringing a database's schema up to date with Alembic, safely when many processes start at once.
+"""Creating or migrating a database's schema: one way, under one lock, for the writer and history readers alike.
 
-The database writer creates new databases itself (:mod:`wtflow.db.ddl`) and comes here only
-for a database it finds older than :data:`HEAD`; ``wtflow runs`` comes here always. PostgreSQL
-serialises the processes with an advisory lock; SQLite with the write lock that ``BEGIN
-IMMEDIATE`` takes. A database already at the newest revision costs one query and does not
-import Alembic. An empty database gets the tables of :mod:`wtflow.db.ddl` and is stamped with
-the newest revision, as Alembic's cookbook recommends ("building an up to date database from
-scratch"); a test checks that this gives exactly the schema the migrations build.
+The schema is :data:`wtflow.db.tables.metadata`. An empty database gets it from
+``metadata.create_all`` and is stamped with the newest revision, as Alembic's cookbook
+recommends ("building an up to date database from scratch"); an older one is brought up to date
+by the Alembic migrations in ``migrations/``. Processes that start at once are serialised by a
+PostgreSQL advisory lock, or by the write lock SQLite's ``BEGIN IMMEDIATE`` takes (see
+:mod:`wtflow.db.connect`). A database already at :data:`HEAD` costs one query and does not
+import Alembic.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, inspect, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, inspect, select, text
 
-from wtflow.db.connect import open_engine
-from wtflow.db.ddl import LOCK_KEY, TABLES, statements
-from wtflow.db.plain import HEAD, VERSION_TABLE, Dialect, display_url, reason
+from wtflow.db.tables import VERSION_TABLE, metadata
 from wtflow.errors import BackendUnavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The newest revision in migrations/versions (a test checks they agree): known without Alembic.
+HEAD = "0001"
+# PostgreSQL serialises processes creating or migrating the schema with this advisory lock.
+LOCK_KEY = 0x777466  # "wtf"
+_version = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32), nullable=False))
+_TAKE_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=LOCK_KEY)
 
 
 def current_revision(connection: Connection) -> str | None:
     """The database's schema revision, ``None`` for a database wtflow has not set up."""
     if not inspect(connection).has_table(VERSION_TABLE):
         return None
-    return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
-
-
-def open_upgraded(url: str) -> Engine:
-    """An engine for ``url`` with the schema up to date; :class:`BackendUnavailable` if unreachable."""
-    engine = open_engine(url)
-    try:
-        upgrade(engine)
-    except DBAPIError as exc:
-        engine.dispose()
-        raise BackendUnavailable(f"database {display_url(url)} is unavailable: {reason(exc.orig or exc)}") from None
-    except BaseException:  # e.g. a revision this wtflow does not know
-        engine.dispose()
-        raise
-    return engine
+    return connection.scalar(select(_version.c.version_num))
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest revision (blocking: call from a worker thread)."""
+    """Bring the database to :data:`HEAD`, creating its tables if it has none (blocking: call from a worker thread).
+
+    The driver's errors come as SQLAlchemy's ``DBAPIError``; a revision this wtflow does not
+    know (a newer wtflow's) as :class:`BackendUnavailable`.
+    """
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+            connection.execute(_TAKE_LOCK)
         tables = set(inspect(connection).get_table_names())
         if VERSION_TABLE in tables:
-            if connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == HEAD:
+            if connection.scalar(select(_version.c.version_num)) == HEAD:
                 return
-        elif not tables & TABLES:
-            create_from_scratch(connection)
+        elif not tables & set(metadata.tables):
+            metadata.create_all(connection)
+            _alembic("stamp", connection)
             return
-        migrate(connection)
+        _alembic("upgrade", connection)
 
 
-def create_from_scratch(connection: Connection) -> None:
-    """Create the tables of an empty database and stamp it with :data:`HEAD` (see :mod:`wtflow.db.ddl`)."""
-    dialect: Dialect = "postgresql" if connection.dialect.name == "postgresql" else "sqlite"
-    for statement in statements(dialect):
-        connection.exec_driver_sql(statement)
-
-
-def migrate(connection: Connection) -> None:
-    """Apply every migration the database lacks, with Alembic, inside the caller's transaction.
-
-    :class:`BackendUnavailable` for a revision this wtflow does not know: a newer wtflow's.
-    """
+def _alembic(command_name: str, connection: Connection) -> None:
+    """Run Alembic's ``stamp`` or ``upgrade`` to head inside the caller's transaction."""
     from alembic import command
     from alembic.config import Config
     from alembic.util import CommandError
@@ -80,9 +64,14 @@ def migrate(connection: Connection) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     try:
-        command.upgrade(config, "head")
+        getattr(command, command_name)(config, "head")
     except CommandError as exc:
         raise BackendUnavailable(
             f"the database's schema cannot be brought up to date ({exc}); if a newer wtflow wrote it, "
             "upgrade wtflow, or use another database (--db-url)"
         ) from None
+
+
+def migrate(connection: Connection) -> None:
+    """Apply every migration the database lacks, inside the caller's transaction (no lock: see :func:`upgrade`)."""
+    _alembic("upgrade", connection)

@@ -2,8 +2,7 @@
 
 from alembic import context
 
-from wtflow.db.plain import VERSION_TABLE
-from wtflow.db.tables import metadata
+from wtflow.db.tables import VERSION_TABLE, metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
