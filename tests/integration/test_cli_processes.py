@@ -103,7 +103,7 @@ def test_signal_stops_the_run_and_records_it_cancelled(tmp_path: Path, sig: sign
     assert events[-1]["event"] == "error"
     assert events[-1]["message"] == f"interrupted by {sig.name}"
     finished = next(e for e in events if e["event"] == "run_finished")
-    assert (finished["status"], finished["exit_code"]) == ("cancelled", 130)
+    assert (finished["status"], finished["exit_code"]) == ("cancelled", code)
     run_json = json.loads(next((tmp_path / ".wtflow" / "artifacts").glob("*/run.json")).read_text())
     assert run_json["nodes"]["sleeper"]["status"] == "cancelled"
     assert run_json["nodes"]["after"]["status"] == "skipped"
