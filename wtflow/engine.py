@@ -266,6 +266,8 @@ class Engine:
                 finished = RunFinished(run_id, self.workflow.name, status, code, started_at, now(), error)
                 delivery.now(finished)
                 self.result = _result(finished, run_dir, scheduler)
+                self.warnings += scheduler.warnings
+                self.warnings += masker.warnings()
         return code
 
 

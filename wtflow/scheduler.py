@@ -12,13 +12,14 @@ an :class:`~wtflow.executors.base.Executor` to run nodes. Failure policy:
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from wtflow.artifacts import ArtifactStore
+from wtflow.artifacts import ArtifactStore, open_files_advice
 from wtflow.events import (
     ArtifactInfo,
     Event,
@@ -94,6 +95,8 @@ class Scheduler:
         self._task_group: asyncio.TaskGroup | None = None
         self.stopping = False
         self.failed = False
+        # What went wrong beside the nodes (declared files not kept), for the engine's caller.
+        self.warnings: list[str] = []
 
     async def run(self) -> None:
         """Run every node that can run; on cancellation, stop them all and re-raise."""
@@ -199,8 +202,9 @@ class Scheduler:
                     return
                 try:
                     outcome = await self._attempts(state)
-                except OSError as exc:  # the artifacts directory cannot be written
-                    outcome = Outcome(exit_code=None, error=f"cannot store artifacts: {exc}")
+                except OSError as exc:  # the artifacts directory cannot be written, or no file opened
+                    detail = open_files_advice(exc.errno) if exc.errno in {errno.EMFILE, errno.ENFILE} else exc
+                    outcome = Outcome(exit_code=None, error=f"cannot store artifacts: {detail}")
         except asyncio.CancelledError:
             if state.started_at is not None and state.status is NodeStatus.RUNNING:
                 state.artifacts = self.store.infos(state.node)
@@ -240,7 +244,8 @@ class Scheduler:
             self._emit(NodeStarted(self.run_id, node.name, state.path, now(), attempt))
             outcome = await self._attempt(job, attempt)
             if outcome.succeeded:
-                await self.store.collect(node, job.cwd)
+                for warning in await self.store.collect(node, job.cwd):
+                    self.warnings.append(self._masker.text(f"node {node.name!r}: {warning}"))
                 return outcome
             if attempt == attempts:
                 break

@@ -71,3 +71,11 @@ def test_json_file_has_a_line_per_node_and_reads_back_unchanged(tmp_path: Path) 
     assert json.loads(text) == data
     assert '    "a": {"status": "succeeded", "artifacts": {"stdout": {"size": 3}}},\n' in text
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("name", ["run.json", "events.jsonl"])
+def test_a_node_named_like_a_file_of_the_run_gets_a_directory_of_its_own(name: str) -> None:
+    dir_name = safe_dir_name(name)
+    assert dir_name != name
+    assert dir_name.startswith(name)
+    assert node_dir_names([name, "other"])[name] == dir_name
