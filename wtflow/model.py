@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import pickle
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,38 +29,71 @@ RESULT = "result"
 
 @dataclass(frozen=True)
 class Artifact:
-    """A named output of a node: ``stdout``, ``stderr``, ``result`` or a declared file.
+    """A named output of a node: ``stdout``, ``stderr``, ``result`` or a declared file artifact.
 
-    Before a run it is only a reference (``path`` is ``None``). Passed to a :class:`PyFunc`,
-    it arrives resolved: ``.data`` reads the bytes the producing node wrote.
+    Before a run it is only a reference (``path`` is ``None``). Passed to a :class:`PyFunc`, it
+    arrives resolved: ``.data`` reads the bytes the producing node wrote. A declared file
+    artifact is every file its ``path`` (a glob) matched: ``.paths`` lists them, and ``.data``
+    reads the one file when it matched exactly one. ``exit_code`` is how the producer ended.
     """
 
     node: str
     name: str
     path: Path | None = None
+    exit_code: int | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        """The artifact's files: the stream's own file, or every file of a declared artifact, sorted."""
+        if self.path is None:
+            raise self._unresolved()
+        if self.name in {STDOUT, STDERR, RESULT}:
+            if not self.path.is_file():
+                raise self._missing()
+            return [self.path]
+        found = sorted(
+            Path(folder, name)
+            for folder, _, names in os.walk(self.path)  # links to folders are not followed
+            for name in names
+            if Path(folder, name).is_file()
+        )
+        if not found:
+            raise self._missing()
+        return found
 
     @property
     def data(self) -> bytes:
-        """The artifact's bytes, read from storage on each access."""
-        if self.path is None:
+        """The artifact's bytes, read from storage on each access (a declared artifact's one file)."""
+        paths = self.paths
+        if len(paths) > 1:
+            assert self.path is not None
+            shown = ", ".join(str(path.relative_to(self.path)) for path in paths[:5])
             raise ArtifactError(
-                f"artifact {self.name!r} of node {self.node!r} has no data yet: "
-                "artifacts are resolved when the workflow runs"
+                f"artifact {self.name!r} of node {self.node!r} is {len(paths)} files ({shown}"
+                f"{', ...' if len(paths) > 5 else ''}): read them through .paths"
             )
         try:
-            return self.path.read_bytes()
+            return paths[0].read_bytes()
         except FileNotFoundError:
-            raise ArtifactError(
-                f"artifact {self.name!r} of node {self.node!r} was not produced ({self.path})"
-            ) from None
+            raise self._missing() from None
 
     def text(self, encoding: str = "utf-8") -> str:
         """The artifact's content decoded as text."""
         return self.data.decode(encoding)
 
-    def resolved(self, path: Path) -> Artifact:
-        """Return this reference bound to the file that holds its data."""
-        return dataclasses.replace(self, path=path)
+    def resolved(self, path: Path, exit_code: int | None = None) -> Artifact:
+        """Return this reference bound to where its data is kept, and how its producer ended."""
+        return dataclasses.replace(self, path=path, exit_code=exit_code)
+
+    def _unresolved(self) -> ArtifactError:
+        return ArtifactError(
+            f"artifact {self.name!r} of node {self.node!r} has no data yet: "
+            "artifacts are resolved when the workflow runs"
+        )
+
+    def _missing(self) -> ArtifactError:
+        ended = f" (exit {self.exit_code})" if self.exit_code is not None else ""
+        return ArtifactError(f"artifact {self.name!r} was not produced by {self.node}{ended}")
 
 
 def _check_timeout(timeout: float | None) -> None:

@@ -243,17 +243,16 @@ class Scheduler:
                 state.started_at = now()
             self._emit(NodeStarted(self.run_id, node.name, state.path, now(), attempt))
             outcome = await self._attempt(job, attempt)
-            if outcome.succeeded:
-                for warning in await self.store.collect(node, job.cwd):
-                    self.warnings.append(self._masker.text(f"node {node.name!r}: {warning}"))
-                return outcome
-            if attempt == attempts:
+            if outcome.succeeded or attempt == attempts:
                 break
             assert retries is not None
             delay = retries.delay_before(attempt + 1)
             error = self._masker.text(outcome.error) if outcome.error else None
             self._emit(NodeRetrying(self.run_id, node.name, attempt, outcome.exit_code, delay, error))
             await asyncio.sleep(delay)
+        # Whenever it ran, succeeded or not: a failed test shard's report is what the next node needs.
+        for warning in await self.store.collect(node, job.cwd):
+            self.warnings.append(self._masker.text(f"node {node.name!r}: {warning}"))
         return outcome
 
     async def _attempt(self, job: Job, attempt: int) -> Outcome:
@@ -288,4 +287,4 @@ class Scheduler:
         return Job(self.run_id, node.name, executable, env, cwd, node_dir, self._kill_grace, declared)
 
     def _resolve(self, ref: Artifact) -> Artifact:
-        return ref.resolved(self.store.path(ref.node, ref.name))
+        return ref.resolved(self.store.path(ref.node, ref.name), self.states[ref.node].exit_code)

@@ -56,3 +56,16 @@ def returns_none() -> None:
 
 def environment_value(name: str) -> str | None:
     return os.environ.get(name)
+
+
+def reads_file_artifact(artifact: Artifact) -> dict[str, object]:
+    """What a report function sees of a declared file artifact: its files, and its bytes or why not."""
+    try:
+        data: object = artifact.data.decode()
+    except Exception as exc:  # the message is what is checked
+        data = f"{type(exc).__name__}: {exc}"
+    try:
+        paths: object = [str(path.relative_to(artifact.path)) for path in artifact.paths]  # type: ignore[arg-type]
+    except Exception as exc:  # the message is what is checked
+        paths = f"{type(exc).__name__}: {exc}"
+    return {"data": data, "paths": paths}
