@@ -55,7 +55,7 @@ def test_image_is_lean_and_compiled(wtflow_image: str, docker_client: Any) -> No
     # No pip and no build tree; bytecode for wtflow and its dependencies, so starts compile nothing.
     script = (
         "ls /opt/wtflow/bin/pip /src 2>/dev/null;"
-        "for m in wtflow/__pycache__/cli wtflow/db/__pycache__/writer sqlalchemy/__pycache__/__init__; do"
+        "for m in wtflow/cli/__pycache__/__init__ wtflow/db/__pycache__/writer sqlalchemy/__pycache__/__init__; do"
         "  ls /opt/wtflow/lib/python3*/site-packages/$m.cpython-*.pyc >/dev/null || echo missing $m; done"
     )
     done = subprocess.run(

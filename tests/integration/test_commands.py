@@ -13,21 +13,22 @@ import pytest
 from tests.conftest import process_alive
 from tests.integration.conftest import Runner
 from wtflow import Command, Node, NodeStatus
-from wtflow.executors import process
+from wtflow.executors import spawn, supervise
+from wtflow.executors.child import Child
 
 
 @pytest.fixture
-def starts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[str, ...], process.Child]]:
+def starts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[str, ...], Child]]:
     """Every process the run starts, as the argv it was given and the child watching it."""
-    started: list[tuple[tuple[str, ...], process.Child]] = []
-    real_start = process.start
+    started: list[tuple[tuple[str, ...], Child]] = []
+    real_start = spawn.start
 
-    async def recording_start(argv: Sequence[str], **options: Any) -> process.Child:
+    async def recording_start(argv: Sequence[str], **options: Any) -> Child:
         child = await real_start(argv, **options)
         started.append((tuple(argv), child))
         return child
 
-    monkeypatch.setattr(process, "start", recording_start)
+    monkeypatch.setattr(supervise, "start", recording_start)  # as run_process finds it
     return started
 
 
@@ -180,7 +181,7 @@ def test_commands_die_quietly_of_a_closed_pipe(run_workflow: Runner) -> None:
 
 
 def test_a_plain_command_string_starts_its_program_without_a_shell(
-    run_workflow: Runner, starts: list[tuple[tuple[str, ...], process.Child]]
+    run_workflow: Runner, starts: list[tuple[tuple[str, ...], Child]]
 ) -> None:
     run_workflow(Node("a", executable=Command("printf %s, done"), children=[Node("b", executable=Command("true"))]))
     assert output(run_workflow, "a") == b"done,"
@@ -230,12 +231,12 @@ def test_a_process_that_cannot_be_watched_is_stopped_and_its_node_fails(
 ) -> None:
     spawned: list[int] = []
 
-    class Unwatchable(process.SpawnedChild):
+    class Unwatchable(spawn.SpawnedChild):
         def __init__(self, pid: int, *args: Any) -> None:
             spawned.append(pid)
             raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(process, "SpawnedChild", Unwatchable)
+    monkeypatch.setattr(spawn, "SpawnedChild", Unwatchable)
     engine = run_workflow(Node("a", executable=Command("sleep 30")))
     assert engine.result is not None
     assert engine.result["a"].exit_code == 126
@@ -245,7 +246,7 @@ def test_a_process_that_cannot_be_watched_is_stopped_and_its_node_fails(
 
 
 def test_a_node_in_another_directory_is_watched_like_any_other(
-    run_workflow: Runner, tmp_path: Path, starts: list[tuple[tuple[str, ...], process.Child]]
+    run_workflow: Runner, tmp_path: Path, starts: list[tuple[tuple[str, ...], Child]]
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -253,7 +254,7 @@ def test_a_node_in_another_directory_is_watched_like_any_other(
     assert engine.result is not None
     assert (engine.result["a"].exit_code, output(run_workflow, "a")) == (7, f"{elsewhere}\n".encode())
     assert output(run_workflow, "a", "stderr") == b"err\n"
-    assert [type(child) for _, child in starts] == [process.SpawnedChild]  # a pidfd, not a thread per child
+    assert [type(child) for _, child in starts] == [spawn.SpawnedChild]  # a pidfd, not a thread per child
 
 
 def test_a_missing_program_in_another_directory_fails_with_127(run_workflow: Runner, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from wtflow.executors.process import SpawnedChild, start
+from wtflow.executors.spawn import SpawnedChild, start
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="posix_spawn with a pidfd is Linux's")
 

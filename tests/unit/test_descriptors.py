@@ -1,16 +1,22 @@
-"""reserve_descriptors: a run's room in the descriptor table, made in one step, with nothing closed or left open."""
+"""A run's room in the descriptor table: asked for in preflight, made in one step, nothing closed or left open."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from wtflow.executors.process import reserve_descriptors
+from wtflow import Command, Node, Workflow
+from wtflow.executors import descriptors
+from wtflow.executors.base import Executor
+from wtflow.executors.descriptors import FDS_PER_NODE, reserve_descriptors
+from wtflow.executors.pyfunc import PyFuncExecutor
+from wtflow.executors.shell import CommandExecutor
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads the table's size from /proc (Linux)")
 
@@ -79,3 +85,19 @@ def test_a_reservation_past_the_open_files_limit_stops_below_it(soft_limit: int)
     assert _open_descriptors() == before
     fd = os.open(os.devnull, os.O_RDONLY)  # and descriptors can still be opened
     os.close(fd)
+
+
+@pytest.mark.parametrize(
+    "make_executor", [CommandExecutor, lambda: PyFuncExecutor(fork_server=False)], ids=["commands", "functions"]
+)
+@pytest.mark.parametrize(("max_parallel", "running"), [(2, 2), (8, 3)])
+def test_preflight_reserves_descriptors_for_every_node_that_can_run_at_once(
+    make_executor: Callable[[], Executor], max_parallel: int, running: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An executor of local processes reserves the run's descriptors before any node starts."""
+    reserved: list[int] = []
+    monkeypatch.setattr(descriptors, "reserve_descriptors", reserved.append)
+    children = [Node(f"n{index}", executable=Command("true")) for index in range(3)]
+    workflow = Workflow("wide", Node("root", parallel=True, children=children))  # root runs nothing
+    asyncio.run(make_executor().preflight(workflow, max_parallel))
+    assert reserved == [FDS_PER_NODE * running]

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wtflow.executors import process
-from wtflow.executors.process import CHUNK, GROWN_PIPE_SIZE, MAX_GROWN_PIPES, PIPE_SIZE, PipeReader
+from wtflow.executors.pipes import CHUNK, GROWN_PIPE_SIZE, MAX_GROWN_PIPES, PIPE_SIZE, PipeReader, grown_pipe_count
 
 needs_growable_pipes = pytest.mark.skipif(
     not hasattr(fcntl, "F_SETPIPE_SZ") or int(Path("/proc/sys/fs/pipe-max-size").read_text()) < GROWN_PIPE_SIZE,
@@ -96,9 +95,9 @@ def test_only_so_many_pipes_are_grown_at_once_and_closing_one_frees_its_place() 
             os.close(write_end)
         return grown, over_budget, grown_later
 
-    assert process._grown_pipes == 0
+    assert grown_pipe_count() == 0
     grown, over_budget, grown_later = asyncio.run(main())
     assert grown == [True] * MAX_GROWN_PIPES + [False]
     assert over_budget == PIPE_SIZE
     assert grown_later
-    assert process._grown_pipes == 0  # every grown pipe closed: the whole budget is back
+    assert grown_pipe_count() == 0  # every grown pipe closed: the whole budget is back

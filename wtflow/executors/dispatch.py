@@ -51,7 +51,9 @@ class DispatchExecutor(BaseExecutor):
             if node.executable is not None:
                 executor = self._executor_for(node.executable)
                 needed[id(executor)] = executor
-        for executor in needed.values():
+        # Containers last: their check starts a worker thread, and room in the descriptor table
+        # is made more cheaply in a process without threads.
+        for executor in sorted(needed.values(), key=lambda executor: executor is self._containers):
             await executor.preflight(workflow, max_parallel)
 
     async def execute(self, job: Job, sink: OutputSink) -> Outcome:

@@ -13,7 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from wtflow.executors.process import Child, PipeReader
+from wtflow.executors.child import Child
+from wtflow.executors.pipes import PipeReader
 
 SERVER = str(Path(__file__).with_name("forkserver_main.py"))
 _LENGTH = struct.Struct("!I")

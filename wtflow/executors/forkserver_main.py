@@ -1,7 +1,7 @@
 """The fork server: one per run, it forks a child for each PyFunc job.
 
 Started by file path (only the stdlib is used until it has taken the parent's ``sys.path``).
-Starting a Python interpreter costs tens of milliseconds; forking a warm one costs one or two.
+Forking a warm interpreter costs far less than starting a new one, which imports everything anew.
 
 Protocol on the socket given as argv[1], each message a 4-byte length and a pickle:
 parent -> server: the header (``sys_path``, ``main_path``/``main_module``), then jobs
@@ -82,7 +82,7 @@ def _child(sock: socket.socket, wakeup: int, job: tuple, fds: list[int]) -> int:
 def _set_environment(env: dict[str, str]) -> None:
     """Make ``os.environ`` exactly ``env``, touching only what differs (it mostly does not).
 
-    Clearing and refilling it cost 1 ms a job: every variable is encoded and set again.
+    Clearing and refilling it would encode and set every variable again, for every job.
     """
     for key in [key for key in os.environ if key not in env]:
         del os.environ[key]
@@ -113,7 +113,7 @@ def main() -> None:
         traceback.print_exc()
     # What the server holds now goes to the collector's permanent generation, so a child's
     # collections do not walk it and copy its pages on write (the gc.freeze() docs' advice for
-    # a process that forks; W4 3% less CPU in 5 interleaved pairs).
+    # a process that forks).
     gc.freeze()
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)

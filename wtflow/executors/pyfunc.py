@@ -15,9 +15,10 @@ from pathlib import Path
 
 from wtflow.artifacts import FILE_NAMES
 from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
+from wtflow.executors.descriptors import make_room
 from wtflow.executors.forkserver import ForkServer
-from wtflow.executors.process import run_process, supervise
-from wtflow.model import RESULT, STDERR, PyFunc
+from wtflow.executors.supervise import run_process, supervise
+from wtflow.model import RESULT, STDERR, PyFunc, Workflow
 
 CHILD = str(Path(__file__).with_name("pychild.py"))
 
@@ -38,7 +39,7 @@ class PyFuncExecutor(BaseExecutor):
     """Runs each function in its own process.
 
     Where the platform can fork, the process is forked from a warm helper (the fork server),
-    which costs a millisecond or two instead of an interpreter's start; else it is a fresh
+    which costs far less than starting an interpreter; else it is a fresh
     ``python -u pychild.py`` that reads the job on stdin.
     """
 
@@ -47,6 +48,10 @@ class PyFuncExecutor(BaseExecutor):
         self._server: ForkServer | None = None
         self._server_main: dict[str, str] = {}
         self._starting = asyncio.Lock()
+
+    async def preflight(self, workflow: Workflow, max_parallel: int) -> None:
+        """Make room in the descriptor table for every node that can run at once."""
+        make_room(workflow, max_parallel)
 
     async def execute(self, job: Job, sink: OutputSink) -> Outcome:
         """Run the function of ``job`` in its own process."""
