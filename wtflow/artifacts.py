@@ -26,6 +26,7 @@ import errno
 import fnmatch
 import functools
 import io
+import json
 import os
 import re
 import shutil
@@ -39,7 +40,7 @@ from typing import Any, BinaryIO, Protocol
 
 from wtflow.events import ArtifactInfo
 from wtflow.masking import Masker
-from wtflow.model import RESULT, STDERR, STDOUT, FileArtifact, Node
+from wtflow.model import RESULT, STDERR, STDOUT, FileArtifact, Node, PyFunc
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 64
@@ -349,8 +350,11 @@ class FileStore:
         """Copy the node's declared file artifacts into its ``files/`` directory; what was skipped, and why.
 
         The walk runs in a thread and stops at the limits (:data:`MAX_FILES`, :data:`MAX_BYTES`,
-        :data:`MAX_SECONDS`) or, soon after, once this coroutine is cancelled.
+        :data:`MAX_SECONDS`) or, soon after, once this coroutine is cancelled. A function's
+        ``result.json``, written by its own process, is masked here like its output.
         """
+        if self.mask_files and self._masker.active and isinstance(node.executable, PyFunc):
+            await asyncio.to_thread(self._mask_result, node.name)
         if not node.artifacts:
             return []
         stop = threading.Event()
@@ -363,6 +367,18 @@ class FileStore:
             # The walk looks at the flag between files and between chunks of a file: it ends soon.
             await asyncio.wait({walk})
             raise
+
+    def _mask_result(self, node: str) -> None:
+        path = self.path(node, RESULT)
+        try:
+            value = json.loads(path.read_bytes())
+        except (FileNotFoundError, ValueError):  # the function returned nothing to keep
+            return
+        masked = _mask_json(value, self._masker)
+        if masked != value:  # its strings are masked as text: JSON's escapes cannot hide a secret
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps(masked), encoding="utf-8")
+            os.replace(tmp, path)
 
     def _collect(self, node: Node, cwd: Path | None, stop: threading.Event) -> list[str]:
         collection = _Collection((cwd or Path.cwd()).resolve(), stop)
@@ -607,6 +623,16 @@ def _ancestors(rel: str) -> Iterator[str]:
 
 def _join(rel: str, name: str) -> str:
     return f"{rel}/{name}" if rel else name
+
+
+def _mask_json(value: Any, masker: Masker) -> Any:
+    if isinstance(value, str):
+        return masker.text(value)
+    if isinstance(value, list):
+        return [_mask_json(item, masker) for item in value]
+    if isinstance(value, dict):
+        return {masker.text(key): _mask_json(item, masker) for key, item in value.items()}
+    return value
 
 
 def _keep_attempt(paths: tuple[Path, ...], attempt: int) -> None:

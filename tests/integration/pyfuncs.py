@@ -69,3 +69,9 @@ def reads_file_artifact(artifact: Artifact) -> dict[str, object]:
     except Exception as exc:  # the message is what is checked
         paths = f"{type(exc).__name__}: {exc}"
     return {"data": data, "paths": paths}
+
+
+def returns_secret(name: str) -> dict[str, object]:
+    """A result that carries a secret, in a value, a key and a list."""
+    value = os.environ[name]
+    return {"token": value, value: [f"Bearer {value}"], "count": 1}

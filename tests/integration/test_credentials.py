@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import pyfuncs
 from tests.integration.conftest import Runner
-from wtflow import Command, Node, NodeStatus
+from wtflow import Command, Node, NodeStatus, PyFunc
 
 
 def test_nodes_do_not_inherit_the_database_url(run_workflow: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,3 +69,14 @@ def test_the_cli_logs_a_secret_that_is_not_set(tmp_path: Path) -> None:
         warnings[0]
         | {"event": "run_warning", "message": "secret NOT_SET_TOKEN is not set: there is no value of it to mask"}
     ]
+
+
+def test_a_functions_result_is_stored_masked(run_workflow: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_TOKEN", 'tok"12\\345')  # JSON escapes quotes and backslashes: still masked
+    engine = run_workflow(
+        Node("f", executable=PyFunc(pyfuncs.returns_secret, args=("API_TOKEN",))), secrets=("API_TOKEN",)
+    )
+    assert engine.result is not None
+    stored = engine.result["f"].artifacts["result"].data
+    assert json.loads(stored) == {"token": "***", "***": ["Bearer ***"], "count": 1}
+    assert b"345" not in stored
