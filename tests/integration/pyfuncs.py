@@ -75,3 +75,10 @@ def returns_secret(name: str) -> dict[str, object]:
     """A result that carries a secret, in a value, a key and a list."""
     value = os.environ[name]
     return {"token": value, value: [f"Bearer {value}"], "count": 1}
+
+
+def sleeps_noting_its_pid(path: str) -> None:
+    """Note this process's pid, then sleep far past any timeout."""
+    with open(path, "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(300)

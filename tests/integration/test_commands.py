@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import process_alive
+from tests.conftest import process_alive, wait_for
 from tests.integration.conftest import Runner
-from wtflow import Command, Node, NodeStatus
+from wtflow import Command, Config, Engine, Node, NodeStatus, RunConfig, StorageConfig, Workflow
 from wtflow.executors import spawn, supervise
 from wtflow.executors.child import Child
 
@@ -115,13 +117,57 @@ def test_failure_cancels_sibling_process_promptly(run_workflow: Runner, tmp_path
     assert not process_alive(int(pid_file.read_text()))
 
 
-def test_process_ignoring_sigterm_is_killed_after_the_grace_period(run_workflow: Runner, tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
-    script = f"trap '' TERM; touch {ready}; while true; do sleep 0.05; done"
-    engine = run_workflow(Node("a", executable=Command(script, timeout=1)), kill_grace=0.5)
+GRACE = 0.5
+# SIGKILL must come once the grace is over, long before ten times it (a machine may be slow). The
+# trap notes SIGTERM only once the shell's current `sleep 0.05` ends: the note may come a little late.
+EARLY = GRACE - 0.25
+LATE = GRACE + 4.5
+
+
+def _ignoring_sigterm(tmp_path: Path) -> tuple[str, Path, Path]:
+    """A command that notes when SIGTERM came and goes on; and the files it writes."""
+    ready, termed = tmp_path / "ready", tmp_path / "termed"
+    script = f"trap 'date +%s.%N > {termed}' TERM; touch {ready}; while true; do sleep 0.05; done"
+    return script, ready, termed
+
+
+def _seconds_from_sigterm_to_end(termed: Path, finished: datetime) -> float:
+    return finished.timestamp() - float(termed.read_text())
+
+
+def test_a_timed_out_process_ignoring_sigterm_is_killed_once_the_grace_is_over(
+    run_workflow: Runner, tmp_path: Path
+) -> None:
+    script, _, termed = _ignoring_sigterm(tmp_path)
+    engine = run_workflow(Node("a", executable=Command(script, timeout=1)), kill_grace=GRACE)
     assert engine.result is not None
-    assert engine.result["a"].status is NodeStatus.TIMED_OUT
-    assert engine.result["a"].exit_code == 137  # SIGKILL
+    node = engine.result["a"]
+    assert (node.status, node.exit_code) == (NodeStatus.TIMED_OUT, 137)  # SIGKILL
+    assert termed.exists()  # SIGTERM came first, and the trap was there to see it
+    assert node.finished_at is not None
+    assert EARLY <= _seconds_from_sigterm_to_end(termed, node.finished_at) < LATE
+
+
+def test_a_cancelled_process_ignoring_sigterm_is_killed_once_the_grace_is_over(tmp_path: Path) -> None:
+    """The run is stopped only once the trap is in place: nothing races the process's start."""
+    script, ready, termed = _ignoring_sigterm(tmp_path)
+    config = Config(storage=StorageConfig(tmp_path / "artifacts"), run=RunConfig(kill_grace=GRACE))
+    engine = Engine(Workflow("wf", Node("a", executable=Command(script))), config, observers=[])
+
+    async def main() -> None:
+        run = asyncio.create_task(engine.run_async())
+        await asyncio.to_thread(wait_for, ready.exists)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(main())
+    assert engine.result is not None
+    node = engine.result["a"]
+    assert node.status is NodeStatus.CANCELLED
+    assert termed.exists()
+    assert node.finished_at is not None
+    assert EARLY <= _seconds_from_sigterm_to_end(termed, node.finished_at) < LATE
 
 
 def test_unwritable_artifacts_directory_fails_the_node_clearly(run_workflow: Runner) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import process_alive
 from tests.integration import pyfuncs
 from tests.integration.conftest import Runner
 from wtflow import Command, Node, NodeStatus, PyFunc
@@ -97,11 +98,19 @@ def test_function_sees_an_empty_stdin(run_workflow: Runner) -> None:
     assert result_of(run_workflow, "f") == ""
 
 
-def test_function_timeout_kills_its_process(run_workflow: Runner) -> None:
+def test_function_timeout_keeps_its_output(run_workflow: Runner) -> None:
     engine = run_workflow(Node("f", executable=PyFunc(pyfuncs.sleeps, timeout=1)))
     assert engine.result is not None
     assert engine.result["f"].status is NodeStatus.TIMED_OUT
     assert artifact(run_workflow, "f", "stdout") == b"sleeping\n"
+
+
+def test_function_timeout_kills_its_process(run_workflow: Runner, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    engine = run_workflow(Node("f", executable=PyFunc(pyfuncs.sleeps_noting_its_pid, args=(str(pid_file),), timeout=1)))
+    assert engine.result is not None
+    assert engine.result["f"].status is NodeStatus.TIMED_OUT
+    assert not process_alive(int(pid_file.read_text()))
 
 
 def test_unpicklable_argument_fails_the_node_clearly(run_workflow: Runner) -> None:
