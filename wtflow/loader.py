@@ -1,225 +1,34 @@
-"""Loading workflow files: YAML (validated against :mod:`wtflow.fastspec`, :mod:`wtflow.spec`) and Python modules.
+"""Loading workflow files: a YAML file's validated spec becomes a Workflow; a Python file is imported.
 
 Loading is a function that returns values; it never runs a node. Every problem is reported
-as ``FILE:LINE:COL: what is wrong``, all of them at once where the file could be parsed.
-YAML is parsed safely: no tags that construct objects, aliases expanded within a budget
-(an alias bomb is an error, not an out-of-memory), duplicate keys refused.
+as ``FILE:LINE:COL: what is wrong``, all of them at once where the file could be parsed:
+:mod:`wtflow.yamldoc` parses safely and knows where each value stands, :mod:`wtflow.spec`
+says what the format allows, and this module checks what only the whole workflow shows
+(unique names, references, importable functions) while it builds the frozen model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import gc
 import importlib
-import importlib.util
 import re
 import sys
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-import yaml
-
-from wtflow import fastspec
+from wtflow import yamldoc
 from wtflow.errors import WorkflowError
 from wtflow.model import Artifact, Command, Container, FileArtifact, Node, PyFunc, Retry, Workflow
-
-if TYPE_CHECKING:  # pydantic is imported only for a file with a problem (see wtflow.fastspec)
-    from wtflow.spec import FileArtifactSpec, NodeSpec, RetriesSpec, WorkflowSpec
+from wtflow.spec import FileArtifactSpec, NodeSpec, RetriesSpec, WorkflowSpec, validate
+from wtflow.yamldoc import Document, Loc
 
 DEFAULT_FILES = ("wtflow.yml", "wtflow.yaml", "wtflow.py")
 MAX_FILE_BYTES = 64 * 1024 * 1024
-Loc = tuple[str | int, ...]
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_PLAIN_TAGS = {
-    "tag:yaml.org,2002:str",
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
-}
-_MAP_TAG = "tag:yaml.org,2002:map"
-_SEQ_TAG = "tag:yaml.org,2002:seq"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_STR_TAG = "tag:yaml.org,2002:str"
-MAX_MESSAGES = 50  # problems reported per file; the rest are counted
-
-
-@dataclass(frozen=True)
-class Position:
-    """A 1-based line and column in a file."""
-
-    line: int
-    column: int
-
-
-@dataclass
-class _Document:
-    """Plain data from YAML, with the position of every value and every key."""
-
-    file: str
-    data: Any = None
-    values: dict[Loc, Position] = field(default_factory=dict)
-    keys: dict[Loc, Position] = field(default_factory=dict)
-    # Positions not recorded yet, found on demand by walking the YAML events (fast path).
-    pending: Iterator[None] | None = None
-
-    def where(self, loc: Loc, *, key: bool = False) -> str:
-        """``FILE:LINE:COL`` of ``loc``, or of its nearest enclosing value."""
-        if self.pending is not None:
-            while loc not in self.values:
-                if next(self.pending, StopIteration) is StopIteration:
-                    self.pending = None
-                    break
-        table = self.keys if key and loc in self.keys else self.values
-        while loc and loc not in table:
-            loc = loc[:-1]
-            table = self.values
-        position = table.get(loc, Position(1, 1))
-        return f"{self.file}:{position.line}:{position.column}"
-
-
-def _walk_positions(text: str, document: _Document) -> Iterator[None]:
-    """Record the position of every value and key of an alias-free document, one node at a time."""
-    frames: list[list[Any]] = []  # [loc, is_mapping, pending key or None, next index]
-    for event in yaml.parse(text, Loader=_Loader):
-        if isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            frames.pop()
-            continue
-        if not isinstance(event, yaml.NodeEvent):
-            continue
-        loc: Loc = ()
-        if frames:
-            frame = frames[-1]
-            if frame[1]:  # in a mapping: a key, then its value
-                if frame[2] is None:
-                    key = event.value if isinstance(event, yaml.ScalarEvent) else "<key>"
-                    frame[2] = key
-                    document.keys[(*frame[0], key)] = _position(event.start_mark)
-                    continue
-                loc = (*frame[0], frame[2])
-                frame[2] = None
-            else:
-                loc = (*frame[0], frame[3])
-                frame[3] += 1
-        document.values.setdefault(loc, _position(event.start_mark))
-        if isinstance(event, yaml.MappingStartEvent):
-            frames.append([loc, True, None, 0])
-        elif isinstance(event, yaml.SequenceStartEvent):
-            frames.append([loc, False, None, 0])
-        yield None
-
-
-def _position(mark: Any) -> Position:
-    return Position(mark.line + 1, mark.column + 1)
-
-
-class _Builder:
-    """Turns composed YAML nodes into plain data, recording positions, within a size budget."""
-
-    def __init__(self, document: _Document, budget: int) -> None:
-        self.document = document
-        self.budget = budget
-        self.constructor = yaml.SafeLoader("")  # only for scalar conversion and merge keys
-
-    def build(self, node: yaml.Node, loc: Loc) -> Any:
-        self.budget -= 1
-        if self.budget < 0:
-            raise WorkflowError(
-                "the document expands to too many values (an alias bomb?); write the values out or use fewer aliases",
-                location=self.document.where(loc),
-            )
-        if loc not in self.document.values:
-            self.document.values[loc] = _position(node.start_mark)
-        if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG:
-            return node.value  # most scalars: no need for the constructor's machinery
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, loc)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ_TAG:
-                raise self._tag_error(node, loc)
-            return [self.build(item, (*loc, index)) for index, item in enumerate(node.value)]
-        if node.tag not in _PLAIN_TAGS:
-            raise self._tag_error(node, loc)
-        return self.constructor.construct_object(node, deep=True)
-
-    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
-        if node.tag != _MAP_TAG:
-            raise self._tag_error(node, loc)
-        seen: set[str] = set()
-        for key_node, _ in node.value:  # duplicates among the mapping's own keys; merged keys may be overridden
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                if key_node.value in seen:
-                    position = _position(key_node.start_mark)
-                    raise WorkflowError(
-                        f"duplicate key {key_node.value!r}",
-                        location=f"{self.document.file}:{position.line}:{position.column}",
-                    )
-                seen.add(key_node.value)
-        try:
-            self.constructor.flatten_mapping(node)  # YAML merge keys (<<: *defaults)
-        except yaml.MarkedYAMLError as exc:
-            raise WorkflowError(str(exc.problem), location=self.document.where(loc)) from None
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = self.build(key_node, (*loc, "<key>")) if isinstance(key_node, yaml.ScalarNode) else None
-            key_position = _position(key_node.start_mark)
-            if not isinstance(key, str):
-                raise WorkflowError(
-                    f"keys must be text, got {key!r}; quote it",
-                    location=f"{self.document.file}:{key_position.line}:{key_position.column}",
-                )
-            self.document.keys[(*loc, key)] = key_position
-            self.document.values.pop((*loc, key), None)  # a key given again overrides a merged one
-            result[key] = self.build(value_node, (*loc, key))
-        return result
-
-    def _tag_error(self, node: yaml.Node, loc: Loc) -> WorkflowError:
-        return WorkflowError(
-            f"YAML tag {node.tag!r} is not allowed in workflow files; remove it",
-            location=self.document.where(loc),
-        )
-
-
-def parse_yaml(text: str, file: str) -> _Document:
-    """Parse ``text`` into plain data with positions; :class:`WorkflowError` on any YAML problem."""
-    document = _Document(file)
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else f"{file}:1:1"
-        problem = " ".join(" ".join(part.split()) for part in (exc.context, exc.problem) if part)
-        raise WorkflowError(f"invalid YAML: {problem}", location=where) from None
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        problem = f"invalid YAML: character {exc.character!r} is not allowed ({exc.reason})"
-        raise WorkflowError(problem, location=f"{file}:{line}:{column}") from None
-    except yaml.YAMLError as exc:
-        raise WorkflowError(f"invalid YAML: {' '.join(str(exc).split())}", location=f"{file}:1:1") from None
-    except RecursionError:
-        raise WorkflowError("invalid YAML: nested too deeply", location=f"{file}:1:1") from None
-    if root is None:
-        raise WorkflowError("the file is empty; a workflow needs at least a name and a root", location=f"{file}:1:1")
-    budget = min(5_000_000, 10_000 + 50 * len(text))
-    try:
-        document.data = _Builder(document, budget).build(root, ())
-    except RecursionError:
-        raise WorkflowError("the document is nested too deeply", location=f"{file}:1:1") from None
-    if not isinstance(document.data, dict):
-        raise WorkflowError(
-            f"a workflow file holds a mapping (name:, root: or nodes:), not a {kind_of_value(document.data)}",
-            location=document.where(()),
-        )
-    return document
-
-
-def kind_of_value(value: Any) -> str:
-    """What ``value`` is, in a message's words: list, string, number, boolean or value."""
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "value")
+_ARTIFACT_REF = re.compile(r"^.+\.[^.]+$")  # {artifact: NODE.NAME}
 
 
 # -- building the model --------------------------------------------------------------------
@@ -228,7 +37,7 @@ def kind_of_value(value: Any) -> str:
 class _Build:
     """Turns a validated spec into a Workflow, checking names and references with positions."""
 
-    def __init__(self, spec: WorkflowSpec, document: _Document, base_dir: Path) -> None:
+    def __init__(self, spec: WorkflowSpec, document: Document, base_dir: Path) -> None:
         self.spec = spec
         self.document = document
         self.base_dir = base_dir
@@ -289,7 +98,7 @@ class _Build:
                         f"which is not a node of this workflow{_did_you_mean(need, names)}"
                     )
             for ref_loc, ref in _artifact_refs(spec, loc):
-                if not re.search(fastspec.ARTIFACT_REF_PATTERN, ref):
+                if not _ARTIFACT_REF.search(ref):
                     where = self.document.where(ref_loc)
                     self.problems.append(f"{where}: artifact must be written NODE.NAME, e.g. lint.stdout")
                     continue
@@ -377,8 +186,6 @@ class _Build:
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
-    import difflib  # for error messages only: a valid file's load does not wait for it
-
     close = difflib.get_close_matches(word, choices, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -412,11 +219,9 @@ def _with_artifacts(value: Any) -> Any:
     return value
 
 
-def _retry(spec: int | RetriesSpec | None) -> Retry | None:
+def _retry(spec: RetriesSpec | None) -> Retry | None:
     if spec is None:
         return None
-    if isinstance(spec, int):
-        return Retry(max=spec)
     return Retry(max=spec.max, delay=spec.delay, backoff=spec.backoff)
 
 
@@ -426,61 +231,12 @@ def _add_to_path(directory: Path) -> None:
         sys.path.insert(0, entry)
 
 
-# -- entry points -------------------------------------------------------------------------
-
-
-class _Unusual(Exception):
-    """Something the fast reading leaves to the careful parser (a duplicate or merge key, say)."""
-
-
-def _fast_data(text: str) -> Any:
-    """The document's data without positions, or ``None`` when only the careful parser may read it.
-
-    libyaml parses and resolves tags; the values are then built here, without PyYAML's generic
-    constructor (its bookkeeping per value: 144 ms of a 10,000-node file, against 90 ms here). Strings,
-    lists and mappings are built directly, every other scalar by PyYAML's own rules. Aliases (a
-    way to build huge documents from small files), tags, merge keys, duplicate keys and anything
-    unusual go to the careful parser, which counts what it builds and knows where every value
-    stands.
-    """
-    if "*" in text or "!" in text:
-        return None
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        return None if node is None else _construct(node, loader)
-    except (yaml.YAMLError, RecursionError, _Unusual):
-        return None
-    finally:
-        loader.dispose()
-
-
-def _construct(node: yaml.Node, loader: Any) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        if node.tag == _STR_TAG:
-            return node.value
-        return loader.construct_object(node)  # numbers, booleans, null, timestamps
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, loader) for item in node.value]
-    if not isinstance(node, yaml.MappingNode):
-        raise _Unusual
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
-            raise _Unusual
-        key = _construct(key_node, loader)
-        if key in mapping:
-            raise _Unusual  # PyYAML would keep the last one; the careful parser says where both are
-        mapping[key] = _construct(value_node, loader)
-    return mapping
-
-
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a workflow is built.
 
     Building a large workflow creates many objects and no garbage cycles; collections that
-    walked them all made loading superlinear (20,000 nodes took 3.4 times as long as 10,000).
+    walk them all would make loading time grow faster than the file.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -492,30 +248,11 @@ def _gc_paused() -> Iterator[None]:
 
 
 def load_yaml(text: str, file: str = "<string>", base_dir: Path | None = None) -> Workflow:
-    """Parse, validate and build the workflow in ``text``; ``base_dir`` anchors relative paths.
-
-    Ordinary files are read by libyaml at full speed; positions for messages are found only
-    when a problem needs them. Files with aliases or tags go through the careful parser.
-    """
-    with _gc_paused():
-        return _load_yaml(text, file, base_dir)
-
-
-def _load_yaml(text: str, file: str, base_dir: Path | None) -> Workflow:
+    """Parse, validate and build the workflow in ``text``; ``base_dir`` anchors relative paths."""
     base = (base_dir or Path.cwd()).resolve()
-    data = _fast_data(text)
-    if isinstance(data, dict):
-        document = _Document(file, data)
-        document.pending = _walk_positions(text, document)  # positions only if a problem needs them
-    else:
-        document = parse_yaml(text, file)
-    # msgspec's Structs have the models' fields and values (tests check it): the build reads either.
-    spec = cast("WorkflowSpec | None", fastspec.read(document.data))
-    if spec is None:  # pydantic, the format's authority, says what is wrong, or reads it after all
-        from wtflow.problems import validated
-
-        spec = validated(document)
-    return _Build(spec, document, base).workflow()
+    with _gc_paused():
+        document = yamldoc.parse(text, file)
+        return _Build(validate(document), document, base).workflow()
 
 
 def read_text(path: Path) -> str:

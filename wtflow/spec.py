@@ -1,48 +1,102 @@
-"""The workflow file format, as pydantic models: the authority on it, and its JSON Schema.
+"""The workflow file format: pydantic models, their JSON Schema, and messages for what they refuse.
 
-These models describe what a YAML file may say; :mod:`wtflow.loader` turns a validated
-document into the frozen :class:`~wtflow.model.Workflow`. A valid file is read with the
-faster :mod:`wtflow.fastspec`, and these models are imported only when it refuses one: their
-complete error list becomes the loader's messages.
+These models are the format's only definition. :mod:`wtflow.loader` validates a parsed
+document against them and builds the frozen :class:`~wtflow.model.Workflow` from the result;
+``wtflow schema`` prints their JSON Schema. When a document does not fit, every problem
+pydantic found becomes one ``FILE:LINE:COL: message``. The messages of the rules beyond types
+are this module's own (:class:`PydanticCustomError`); pydantic's are recognised by their
+documented error types only.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Annotated, Any, Literal
+import difflib
+import math
+import re
+from typing import Annotated, Any, Literal, get_args
 
+import durationpy
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictInt,
     StrictStr,
+    Tag,
+    ValidationError,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
-from pydantic.functional_validators import BeforeValidator
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
-from wtflow.fastspec import (
-    ENV_NAME_PATTERN,
-    FUNCTION_PATTERN,
-    check_command,
-    check_node,
-    check_retries,
-    check_workflow,
-    parse_duration,
+from wtflow.errors import WorkflowError
+from wtflow.yamldoc import Document, Loc, kind_of_value
+
+FUNCTION_PATTERN = (
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 )
+ENV_NAME_PATTERN = r"^[^=\x00]+$"
+MAX_MESSAGES = 50  # problems reported per file; the rest are counted
+_DURATION_HINT = "expected a number of seconds or a duration such as 90s, 5m, 1h30m"
 
-# These models are wtflow's, not the user's: keep pydantic from scanning every installed
-# package's metadata for plugins while they are built (30 ms of each start). Put back below.
-_PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
-_plugins_setting = os.environ.get(_PLUGINS)
-os.environ[_PLUGINS] = "__all__"
+
+def _parse_duration(value: Any) -> float:
+    """Seconds from a number or a duration string such as ``90s``, ``5m`` or ``1h30m``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise PydanticCustomError("duration_type", _DURATION_HINT)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        else:
+            try:
+                seconds = durationpy.from_str(text).total_seconds()
+            except (durationpy.DurationError, ValueError, OverflowError):
+                raise PydanticCustomError(
+                    "duration_format",
+                    "{value} is not a duration; write seconds (90) or e.g. 90s, 5m, 1h30m",
+                    {"value": repr(value)},
+                ) from None
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise PydanticCustomError("duration_negative", "{value} is not a duration >= 0", {"value": repr(value)})
+    return seconds
+
+
+def _command_form(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "list"
+    return None  # neither: the discriminator's own error
+
+
+def _command_not_empty(value: str | list[str]) -> str | list[str]:
+    if not value or (isinstance(value, str) and not value.strip()):
+        raise PydanticCustomError("command_empty", "command is empty")
+    return value
+
+
+def _retries_as_mapping(value: Any) -> Any:
+    """``retries: 3`` is short for ``retries: {max: 3}``."""
+    if value is None or isinstance(value, dict):
+        return value
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise PydanticCustomError("retries_type", "retries must be a whole number or a mapping {max, delay, backoff}")
+    if value < 0:
+        raise PydanticCustomError("retries_negative", "retries must be >= 0")
+    return {"max": value}
+
 
 Duration = Annotated[
     float,
-    BeforeValidator(parse_duration),
+    BeforeValidator(_parse_duration),
     WithJsonSchema(
         {
             "anyOf": [
@@ -51,6 +105,15 @@ Duration = Annotated[
             ]
         }
     ),
+]
+CommandSpec = Annotated[
+    Annotated[StrictStr, Tag("text")] | Annotated[list[StrictStr], Tag("list")],
+    Discriminator(
+        _command_form,
+        custom_error_type="command_type",
+        custom_error_message="command must be a string or a list of strings",
+    ),
+    AfterValidator(_command_not_empty),
 ]
 EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
 Env = dict[EnvName, StrictStr]
@@ -95,7 +158,7 @@ class NodeSpec(_Spec):
     """One node: a command, a function, or neither (a group of children)."""
 
     name: StrictStr = Field(min_length=1, description="Unique in the workflow")
-    command: StrictStr | list[StrictStr] | None = Field(
+    command: CommandSpec | None = Field(
         default=None, description="A string runs through /bin/sh -c; a list is executed directly (no shell)"
     )
     function: StrictStr | None = Field(
@@ -109,26 +172,33 @@ class NodeSpec(_Spec):
     env: Env = Field(default_factory=dict, description="Environment variables for this node")
     working_directory: StrictStr | None = Field(default=None, description="Relative to the workflow file's directory")
     timeout: Duration | None = Field(default=None, description="Seconds, or 90s, 5m, 1h30m")
-    retries: StrictInt | RetriesSpec | None = Field(default=None, description="A number, or {max, delay, backoff}")
+    retries: Annotated[
+        RetriesSpec | None, BeforeValidator(_retries_as_mapping, json_schema_input_type=StrictInt | RetriesSpec | None)
+    ] = Field(default=None, title="Retries", description="A number, or {max, delay, backoff}")
     continue_on_error: StrictBool = Field(default=False, description="May fail without failing the run")
     artifacts: list[FileArtifactSpec] = Field(default_factory=list, description="Files the node produces")
     container: ContainerSpec | None = Field(default=None, description="Run the command in a container")
 
-    @field_validator("command")
-    @classmethod
-    def _command_not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
-        check_command(value)
-        return value
-
-    @field_validator("retries")
-    @classmethod
-    def _retries_not_negative(cls, value: int | RetriesSpec | None) -> int | RetriesSpec | None:
-        check_retries(value)
-        return value
-
     @model_validator(mode="after")
-    def _one_executable(self) -> NodeSpec:
-        check_node(self)
+    def _fields_agree(self) -> NodeSpec:
+        """One executable at most, and settings only where they apply."""
+        problem = None
+        if self.command is not None and self.function is not None:
+            problem = "a node has at most one of command and function"
+        elif self.container is not None and self.command is None:
+            problem = "container needs a command"
+        elif self.function is None and (self.args or self.kwargs):
+            problem = "args and kwargs need a function"
+        elif self.command is None and self.function is None:
+            for key in ("timeout", "retries", "working_directory"):
+                if getattr(self, key) is not None:
+                    problem = f"{key} needs a command or a function"
+                    break
+            else:
+                if self.env:
+                    problem = "env needs a command or a function (set it on the workflow for every node)"
+        if problem is not None:
+            raise PydanticCustomError("node_fields", problem)
         return self
 
 
@@ -153,17 +223,161 @@ class WorkflowSpec(_Spec):
 
     @model_validator(mode="after")
     def _one_form(self) -> WorkflowSpec:
-        check_workflow(self)
+        if (self.root is None) == (self.nodes is None):
+            raise PydanticCustomError(
+                "workflow_form", "a workflow has exactly one of root (a tree) and nodes (a graph)"
+            )
         return self
 
 
-WorkflowSpec.model_rebuild()  # resolve the recursive references now, while plugins are off
-if _plugins_setting is None:
-    del os.environ[_PLUGINS]
-else:
-    os.environ[_PLUGINS] = _plugins_setting
+class _JsonSchema(GenerateJsonSchema):
+    def tagged_union_schema(self, schema: core_schema.TaggedUnionSchema) -> JsonSchemaValue:
+        # A union told apart by a function (command's text or list) is written as anyOf, as a
+        # plain union is: its members are of different JSON types, so anyOf means oneOf here.
+        generated = super().tagged_union_schema(schema)
+        if callable(schema["discriminator"]) and "oneOf" in generated:
+            generated["anyOf"] = generated.pop("oneOf")
+        return generated
 
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of workflow files."""
-    return WorkflowSpec.model_json_schema()
+    return WorkflowSpec.model_json_schema(schema_generator=_JsonSchema)
+
+
+def validate(document: Document) -> WorkflowSpec:
+    """The document read by the models; :class:`WorkflowError` with every problem they found."""
+    try:
+        return WorkflowSpec.model_validate(document.data)
+    except ValidationError as exc:
+        raise WorkflowError("\n".join(_messages(exc, document))) from None
+
+
+# -- messages ------------------------------------------------------------------------------
+
+_EXPECTED = {  # pydantic's error types for a value of the wrong type
+    "string_type": "expected text",
+    "int_type": "expected a whole number",
+    "bool_type": "expected true or false",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "float_type": "expected a number",
+}
+_KEY_ERRORS = {"missing", "extra_forbidden"}  # their location ends with a key that is not in the data
+
+
+def _messages(exc: ValidationError, document: Document) -> list[str]:
+    """One ``FILE:LINE:COL: message`` per problem, by position: at most MAX_MESSAGES, then a count."""
+    found: dict[Loc, tuple[str, str]] = {}
+    for error in exc.errors(include_url=False):
+        loc, of_key = _in_data(error["loc"], document.data, ends_in_key=error["type"] in _KEY_ERRORS)
+        found.setdefault(loc, _message(loc, error, document, of_key=of_key))
+        if len(found) > MAX_MESSAGES:
+            break
+    ordered = sorted(found.values(), key=lambda item: _line_and_column(item[0]))
+    lines = [f"{where}: {message}" for where, message in ordered[:MAX_MESSAGES]]
+    if len(found) > MAX_MESSAGES:
+        lines.append(f"{document.file}:1:1: ... and more problems ({exc.error_count()} in all); fix these first")
+    return lines
+
+
+def _in_data(loc: tuple[str | int, ...], data: Any, *, ends_in_key: bool) -> tuple[Loc, bool]:
+    """The keys and indices of ``loc`` that lead through ``data``; and whether the error is a key's.
+
+    pydantic's locations also name what the data does not hold: a tagged union's member, or a
+    mark after a mapping's key when the key itself is wrong. The location in the file is what
+    remains; a location that ends past a mapping's key is about that key.
+    """
+    path: list[str | int] = []
+    current = data
+    in_mapping = followed = False
+    for position, part in enumerate(loc):
+        followed = True
+        if ends_in_key and position == len(loc) - 1:
+            path.append(part)
+        elif isinstance(current, dict) and part in current:
+            current = current[part]
+            path.append(part)
+            in_mapping = True
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+            path.append(part)
+            in_mapping = False
+        else:
+            followed = False
+    return tuple(path), in_mapping and not followed
+
+
+def _line_and_column(where: str) -> tuple[int, int]:
+    _, line, column = where.rsplit(":", 2)
+    return int(line), int(column)
+
+
+def _message(loc: Loc, error: ErrorDetails, document: Document, *, of_key: bool) -> tuple[str, str]:
+    """Where the problem at ``loc`` is (its key's position if ``of_key``), and what it is."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return document.where(loc, key=True), _unknown_key(loc)
+    if kind == "missing":
+        return document.where(loc[:-1]), f"missing required key {loc[-1]!r}"
+    field_name = str(loc[-1]) if loc else "value"
+    if kind == "recursion_depth_exceeded":  # pydantic validates a few hundred levels deep, no deeper
+        message = "nodes are nested too deeply; write the deepest levels as nodes with needs"
+    elif kind == "string_pattern_mismatch" and field_name == "function":
+        message = "function must be written module:attribute, e.g. mypkg.reports:summarize"
+    elif kind == "string_pattern_mismatch":  # ENV_NAME_PATTERN: a key of env, or an item of secrets
+        message = f"{error['input']!r} cannot be an environment variable name: it must not be empty or hold = or NUL"
+    elif kind == "invalid_key" or (kind in _EXPECTED and of_key):
+        message = f"keys must be text, got {error['input']!r}; quote it"
+    elif kind in _EXPECTED:
+        message = f"{field_name}: {_EXPECTED[kind]}, got {_described(error.get('input'))}"
+    elif kind in {"greater_than_equal", "too_short", "string_too_short"}:
+        message = f"{field_name}: {error['msg'][0].lower()}{error['msg'][1:]}"
+    else:  # this module's own errors, and pydantic's that read well as they are
+        message = error["msg"]
+    return document.where(loc, key=of_key or kind == "invalid_key"), message
+
+
+def _unknown_key(loc: Loc) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    known = sorted(model.model_fields) if model is not None else []
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
+    return f"unknown key {key!r}{hint}"
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The model that describes the mapping at ``loc``, if one does."""
+    model: type[BaseModel] = WorkflowSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list of models
+        field = model.model_fields.get(part)
+        found = _model_in(field.annotation) if field is not None else None
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model in a field's type: ``NodeSpec`` in ``list[NodeSpec] | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _described(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return kind_of_value(value)
+    return f"{kind_of_value(value)} {value!r}"

@@ -302,10 +302,65 @@ def test_loading_leaves_the_garbage_collector_as_it_found_it(text: str, enabled:
 
 @pytest.mark.parametrize("setting", [None, "some_plugin"])
 def test_importing_the_loader_leaves_the_pydantic_plugin_setting_as_it_was(setting: str | None) -> None:
-    # The schema models are built with pydantic's plugins off, and the variable is put back.
+    # Whatever the variable says, importing wtflow leaves it alone (see the test below).
     env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
     if setting is not None:
         env["PYDANTIC_DISABLE_PLUGINS"] = setting
     code = "import os, wtflow.loader; print(os.environ.get('PYDANTIC_DISABLE_PLUGINS'))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert done.stdout == f"{setting}\n"
+
+
+def test_importing_the_loader_changes_no_environment_variable() -> None:
+    code = "import os; before = dict(os.environ); import wtflow.loader; print(dict(os.environ) == before)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "True\n"
+
+
+def test_command_items_must_be_text_each_at_its_position() -> None:
+    assert error_of("name: w\nroot: {name: a, command: [x, 2]}\n") == "wf.yml:2:30: 1: expected text, got number 2"
+
+
+def test_retries_mapping_problems_are_reported_at_their_values() -> None:
+    message = error_of("name: w\nroot: {name: a, command: x, retries: {max: 'a', delay: 'zz', backoff: 0.5}}\n")
+    assert message.splitlines() == [
+        "wf.yml:2:44: max: expected a whole number, got string 'a'",
+        "wf.yml:2:56: 'zz' is not a duration; write seconds (90) or e.g. 90s, 5m, 1h30m",
+        "wf.yml:2:71: backoff: input should be greater than or equal to 1",
+    ]
+
+
+@pytest.mark.parametrize("value", ["'three'", "true", "1.5", "[1]"])
+def test_retries_of_another_type_names_both_forms(value: str) -> None:
+    message = error_of(f"name: w\nroot: {{name: a, command: x, retries: {value}}}\n")
+    assert message == "wf.yml:2:38: retries must be a whole number or a mapping {max, delay, backoff}"
+
+
+def test_unknown_container_key_suggests_the_right_one() -> None:
+    message = error_of("name: w\nroot: {name: a, command: x, container: {image: x, imag: y}}\n")
+    assert message == "wf.yml:2:51: unknown key 'imag'; did you mean 'image'?"
+
+
+def test_environment_variable_name_with_an_equals_sign_is_refused_at_the_key() -> None:
+    message = error_of("name: w\nenv: {'A=B': x}\nroot: {name: a}\n")
+    assert message == "wf.yml:2:7: 'A=B' cannot be an environment variable name: it must not be empty or hold = or NUL"
+
+
+def test_a_key_that_is_not_text_is_refused() -> None:
+    message = error_of("name: w\nroot: {name: a, function: 'os.path:join', kwargs: {1: x}}\n")
+    assert message == "wf.yml:2:51: keys must be text, got 1; quote it"
+
+
+def test_many_problems_are_cut_short_and_counted_once_each() -> None:
+    children = "".join(f"    - {{name: n{i}, command: 5}}\n" for i in range(60))
+    lines = error_of(f"name: w\nroot:\n  name: a\n  children:\n{children}").splitlines()
+    assert len(lines) == 51
+    assert lines[0] == "wf.yml:5:27: command must be a string or a list of strings"
+    assert lines[-1] == "wf.yml:1:1: ... and more problems (60 in all); fix these first"
+
+
+def test_a_tree_deeper_than_the_validator_goes_is_explained() -> None:
+    nested = "".join(f"{{name: n{i}, command: x, children: [" for i in range(300))
+    message = error_of(f"name: w\nroot: {nested}{{name: leaf}}" + "]}" * 300 + "\n")
+    assert message.startswith("wf.yml:2:")
+    assert message.endswith(": nodes are nested too deeply; write the deepest levels as nodes with needs")

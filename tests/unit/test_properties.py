@@ -19,9 +19,10 @@ from wtflow.artifacts import MAX_PENDING_LINE, MemoryStore
 from wtflow.db.messages import from_micros, to_micros
 from wtflow.events import NodeFinished, NodeStarted
 from wtflow.executors.fake import FakeExecutor, Step
-from wtflow.loader import _fast_data, load_yaml
+from wtflow.loader import load_yaml
 from wtflow.masking import Masker
 from wtflow.model import STDOUT
+from wtflow.yamldoc import plain_data
 
 KEYS = ["name", "root", "nodes", "command", "children", "needs", "parallel", "timeout", "retries", "env", "x"]
 scalars = st.one_of(
@@ -189,4 +190,4 @@ yaml_values = st.recursive(
 def test_the_fast_yaml_reading_gives_what_pyyamls_safe_loader_gives(value: object, flow: bool | None) -> None:
     text = yaml.safe_dump(value, default_flow_style=flow, allow_unicode=True)
     assume("*" not in text and "!" not in text)  # those always go to the careful parser
-    assert _fast_data(text) == yaml.safe_load(text)
+    assert plain_data(text) == yaml.safe_load(text)

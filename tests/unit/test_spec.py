@@ -1,0 +1,31 @@
+"""The workflow file format's JSON Schema, derived from the models that validate files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wtflow.spec import json_schema
+
+
+def node_property(name: str) -> Any:
+    return json_schema()["$defs"]["NodeSpec"]["properties"][name]
+
+
+def test_schema_documents_both_forms_of_command() -> None:
+    assert node_property("command")["anyOf"] == [
+        {"type": "string"},
+        {"items": {"type": "string"}, "type": "array"},
+        {"type": "null"},
+    ]
+
+
+def test_schema_documents_both_forms_of_retries() -> None:
+    retries = node_property("retries")
+    assert retries["anyOf"] == [{"type": "integer"}, {"$ref": "#/$defs/RetriesSpec"}, {"type": "null"}]
+    assert retries["description"] == "A number, or {max, delay, backoff}"
+
+
+def test_schema_refuses_unknown_keys_at_every_level() -> None:
+    schema = json_schema()
+    assert schema["additionalProperties"] is False
+    assert all(definition["additionalProperties"] is False for definition in schema["$defs"].values())
