@@ -7,6 +7,7 @@ does), in which case it fails.
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import time
@@ -47,8 +48,12 @@ def missing_backend(reason: str, variable: str) -> None:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A URL whose default schema is a fresh, empty PostgreSQL schema, dropped afterwards."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
-    pytest.importorskip("psycopg")
+    import sqlalchemy
+
+    try:
+        importlib.import_module("psycopg")
+    except ImportError as exc:
+        missing_backend(f"PostgreSQL driver missing ({exc}): pip install 'wtflow[postgres]'", "WTFLOW_REQUIRE_POSTGRES")
     from wtflow.db.connect import normalise_url
 
     admin = sqlalchemy.create_engine(normalise_url(POSTGRES_URL))

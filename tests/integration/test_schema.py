@@ -84,8 +84,12 @@ def test_database_with_tables_but_no_revision_is_left_to_the_migrations(engine: 
     # A database where only some of wtflow's tables exist is not "empty": Alembic decides.
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE wtflow_runs (id VARCHAR(64) PRIMARY KEY)"))
+    # The first migration creates wtflow_runs: it fails, where create_all would have passed the table by.
     with pytest.raises(DBAPIError, match="already exists"):
         schema.upgrade(engine)
+    # ... and its transaction is rolled back: no table created beside it, no revision stamped.
+    assert inspect(engine).get_table_names() == ["wtflow_runs"]
+    assert revision(engine) is None
 
 
 def test_a_database_of_a_newer_wtflow_is_explained(tmp_path: Path) -> None:
@@ -139,10 +143,12 @@ def test_concurrent_upgrades_of_one_sqlite_file_all_succeed(tmp_path: Path) -> N
 
 @pytest.mark.postgres
 def test_concurrent_upgrades_of_postgres_all_succeed(postgres_url: str) -> None:
-    upgrade_in_parallel(postgres_url, 8)
+    upgrade_in_parallel(postgres_url, 8)  # raises the first upgrade's error, if one failed
     engine = open_engine(postgres_url)
     try:
         assert revision(engine) == schema.HEAD
+        assert set(inspect(engine).get_table_names()) == {VERSION_TABLE, *metadata.tables}
+        assert drift(engine) == []
     finally:
         engine.dispose()
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from wtflow.cli.options import App, WtflowGroup, pass_app, state_options
 from wtflow.errors import UsageError
+
+if TYPE_CHECKING:  # the database modules load when a command needs them
+    from wtflow.db.history import NodeRecord
 
 
 @click.group(cls=WtflowGroup)
@@ -74,19 +78,36 @@ def runs_list(app: App, workflow_name: str | None, status: str | None, limit: in
     )
 
 
-@runs.command("show", epilog="\b\nExample:\n  wtflow runs show 20261129T0102")
-@click.argument("run_id")
-@state_options
-@pass_app
-def runs_show(app: App, run_id: str) -> None:
-    """Show a run's nodes with status, exit code, duration and artifacts (RUN_ID may be a prefix)."""
+# What `--workflow` means where a run is named, and what the RUN_ID argument may be.
+_WORKFLOW_OF_RUN = click.option("--workflow", "workflow_name", help="Name a run among this workflow's runs only.")
+_RUN_IDS = (
+    "RUN_ID is a run's id, a unique prefix of it, its random suffix (the part after '-') or a prefix of that, "
+    "'latest' (the newest run) or 'latest~N' (the N-th run before the newest)."
+)
+
+
+def _read_run(app: App, run_id: str, workflow_name: str | None) -> Any:
     from wtflow.db.history import get_run
 
     engine = _history_engine(app)
     try:
-        run_row = get_run(engine, run_id)
+        return get_run(engine, run_id, workflow=workflow_name)
     finally:
         engine.dispose()
+
+
+@runs.command(
+    "show",
+    epilog=f"{_RUN_IDS}\n\n\b\nExamples:\n  wtflow runs show\n  wtflow runs show bc6362ac\n"
+    "  wtflow runs show latest~1 --workflow ci",
+)
+@click.argument("run_id", default="latest")
+@_WORKFLOW_OF_RUN
+@state_options
+@pass_app
+def runs_show(app: App, run_id: str, workflow_name: str | None) -> None:
+    """Show a run (the newest by default): its nodes' status, exit code, duration and artifacts, and why any failed."""
+    run_row = _read_run(app, run_id, workflow_name)
     click.echo(f"run       {run_row.id}")
     click.echo(f"workflow  {run_row.workflow}")
     code = "-" if run_row.exit_code is None else run_row.exit_code
@@ -106,27 +127,86 @@ def runs_show(app: App, run_id: str) -> None:
             for node in run_row.nodes
         ],
     )
-    errors = [node for node in run_row.nodes if node.error]
-    for node in errors:
-        click.echo(f"\n{node.name}: {node.error}")
+    for node in run_row.nodes:
+        if node.error:
+            click.echo(f"\n{node.name}: {node.error}")
+        elif node.failed:
+            _show_failure_output(node)
 
 
-@runs.command("logs", epilog="\b\nExample:\n  wtflow runs logs 20261129T0102 unit --stderr")
+_FAILURE_LINES = 10
+
+
+def _show_failure_output(node: NodeRecord) -> None:
+    """The last lines of a failed node's stderr, else of its stdout: what a command that only exited non-zero said."""
+    from wtflow.db.history import failure_output
+
+    how = node.status.replace("_", " ") + ("" if node.exit_code is None else f", exit {node.exit_code}")
+    try:
+        found = failure_output(node, _FAILURE_LINES)
+    except OSError:
+        click.echo(f"\n{node.name} ({how}): (output removed)")
+        return
+    if found is None:
+        click.echo(f"\n{node.name} ({how}): (no output)")
+        return
+    stream, lines = found
+    click.echo(f"\n{node.name} ({how}), the last {len(lines)} line{'s' if len(lines) > 1 else ''} of its {stream}:")
+    for line in lines:
+        click.echo(f"  {line}".rstrip())
+
+
+@runs.command(
+    "logs",
+    epilog=f"{_RUN_IDS}\n\n\b\nExamples:\n  wtflow runs logs 20261129T0102 unit --stderr\n"
+    "  wtflow runs logs latest unit --attempt 1\n  wtflow runs logs bc6362ac build --artifact wheel",
+)
 @click.argument("run_id")
 @click.argument("node")
 @click.option("--stderr", "show_stderr", is_flag=True, help="Show stderr instead of stdout.")
+@click.option(
+    "--attempt",
+    type=click.IntRange(min=1),
+    help="The output of this attempt (1 is the first) of a retried node; the last attempt by default.",
+)
+@click.option(
+    "--artifact",
+    "artifact_name",
+    metavar="NAME",
+    help="A declared file artifact: its bytes if it is one file, else the list of its files.",
+)
+@_WORKFLOW_OF_RUN
 @state_options
 @pass_app
-def runs_logs(app: App, run_id: str, node: str, show_stderr: bool) -> None:
-    """Print a node's stored output (stdout, or stderr with --stderr)."""
-    from wtflow.db.history import artifact_path, get_run
+def runs_logs(  # noqa: PLR0917 - click passes each option positionally
+    app: App,
+    run_id: str,
+    node: str,
+    show_stderr: bool,
+    attempt: int | None,
+    artifact_name: str | None,
+    workflow_name: str | None,
+) -> None:
+    """Print a node's stored output (stdout; stderr, a retried attempt's, or a declared file artifact on request)."""
+    from wtflow.db.history import artifact_path, attempt_path
 
-    engine = _history_engine(app)
-    try:
-        run_row = get_run(engine, run_id)
-    finally:
-        engine.dispose()
-    path = artifact_path(run_row, node, "stderr" if show_stderr else "stdout")
+    if artifact_name is not None and (show_stderr or attempt is not None):
+        raise UsageError("--artifact shows a file artifact: it cannot be combined with --stderr or --attempt")
+    run_row = _read_run(app, run_id, workflow_name)
+    stream = "stderr" if show_stderr else "stdout"
+    if artifact_name is not None:
+        path = artifact_path(run_row, node, artifact_name)
+        if not path.is_file():
+            _show_artifact_files(path, artifact_name)
+            return
+    elif attempt is not None:
+        path = attempt_path(run_row, node, stream, attempt)
+    else:
+        path = artifact_path(run_row, node, stream)
+    _copy_out(path)
+
+
+def _copy_out(path: Path) -> None:
     try:
         with path.open("rb") as source:
             sys.stdout.flush()
@@ -134,3 +214,22 @@ def runs_logs(app: App, run_id: str, node: str, show_stderr: bool) -> None:
             sys.stdout.buffer.flush()
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror}; the artifacts may have been removed") from None
+
+
+def _show_artifact_files(path: Path, name: str) -> None:
+    """A declared file artifact's one file, printed; or its files, listed (and a line on stderr to say so)."""
+    from wtflow.db.history import artifact_files
+
+    try:
+        files = artifact_files(path)
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}; the artifacts may have been removed") from None
+    if len(files) == 1:
+        _copy_out(path / files[0])
+        return
+    if not files:
+        click.echo(f"artifact {name!r} holds no files", err=True)
+        return
+    click.echo(f"artifact {name!r} holds {len(files)} files, listed here; they are under {path}", err=True)
+    for file in files:
+        click.echo(file)

@@ -1,13 +1,21 @@
-"""Reading run history back: opening the database, lists of runs, one run with its nodes, one node's artifact."""
+"""Reading run history back: opening the database, lists of runs, one run with its nodes, one node's artifacts.
+
+A run is named as people type it (:func:`get_run`): its whole id
+(``20261129T010212123456Z-1a2b3c4d``), a unique prefix of it, its random suffix or a unique
+prefix of that (``1a2b``), ``latest`` (the newest run) or ``latest~N`` (the N-th run before the
+newest, as git's ``HEAD~N``), each optionally among one workflow's runs only.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Select, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from wtflow.db.connect import open_engine, unavailable
@@ -15,7 +23,7 @@ from wtflow.db.crashes import mark_crashed
 from wtflow.db.schema import upgrade
 from wtflow.db.tables import artifacts, node_runs, runs
 from wtflow.errors import UsageError
-from wtflow.events import ArtifactInfo
+from wtflow.events import ArtifactInfo, NodeStatus
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,14 @@ class NodeRecord:
     finished_at: datetime | None
     error: str | None
     artifacts: list[ArtifactInfo] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the node did not do its work (failed or timed out)."""
+        return self.status in _FAILURES
+
+
+_FAILURES = frozenset(status.value for status in NodeStatus if status.is_failure)
 
 
 @dataclass(frozen=True)
@@ -88,21 +104,56 @@ def list_runs(
         return [_run(row) for row in connection.execute(query)]
 
 
-def get_run(engine: Engine, run_id: str) -> RunRecord:
-    """The run ``run_id`` (or the only run whose id starts with it), with its nodes and artifacts."""
+def get_run(engine: Engine, run_id: str, *, workflow: str | None = None) -> RunRecord:
+    """The run ``run_id`` names (see the module's docstring), with its nodes and artifacts.
+
+    ``workflow`` looks among that workflow's runs only. :class:`UsageError` naming the
+    candidates if ``run_id`` names no run, or several.
+    """
     with engine.connect() as connection:
-        row = connection.execute(select(runs).where(runs.c.id == run_id)).first()
-        if row is None:
-            escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            matches = connection.execute(select(runs).where(runs.c.id.like(f"{escaped}%", escape="\\")).limit(3)).all()
-            if not matches:
-                raise UsageError(f"no run {run_id!r}; `wtflow runs list` shows the runs")
-            if len(matches) > 1:
-                raise UsageError(f"run id {run_id!r} is ambiguous: {', '.join(m.id for m in matches)}, ...")
-            row = matches[0]
-        run = _run(row)
+        run = _run(_find(connection, run_id, workflow))
         run.nodes.extend(_nodes(connection, run.id))
     return run
+
+
+# ``latest``, ``latest~``, ``latest~3``: the newest run, or the N-th before it (``latest~`` is ``latest~1``, as in git).
+_LATEST = re.compile(r"latest(?:~(\d*))?")
+# Candidates named in an "ambiguous" message.
+_SHOWN_CANDIDATES = 5
+
+
+def _find(connection: Connection, run_id: str, workflow: str | None) -> Any:
+    scope = select(runs) if workflow is None else select(runs).where(runs.c.workflow == workflow)
+    newest_first = (runs.c.started_at.desc(), runs.c.id.desc())
+    among = "" if workflow is None else f" of workflow {workflow!r}"
+    listing = "`wtflow runs list`" if workflow is None else f"`wtflow runs list --workflow {workflow}`"
+    latest = _LATEST.fullmatch(run_id)
+    if latest is not None:
+        back = int(latest[1]) if latest[1] else int(latest[1] is not None)
+        row = connection.execute(scope.order_by(*newest_first).offset(back).limit(1)).first()
+        if row is None:
+            count = _count(connection, scope)
+            have = "no runs" if count == 0 else f"only {count} run{'s' if count > 1 else ''}"
+            raise UsageError(f"no run {run_id!r}: there {'is' if count == 1 else 'are'} {have}{among}")
+        return row
+    row = connection.execute(scope.where(runs.c.id == run_id)).first()
+    if row is not None:
+        return row
+    # A prefix of the id, or of its random suffix; ids are lower case but for their T and Z: any case will do.
+    escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    starts = or_(runs.c.id.ilike(f"{escaped}%", escape="\\"), runs.c.id.ilike(f"%-{escaped}%", escape="\\"))
+    matches = connection.execute(scope.where(starts).order_by(*newest_first).limit(_SHOWN_CANDIDATES + 1)).all()
+    if not matches:
+        raise UsageError(f"no run {run_id!r}{among}; {listing} shows the runs")
+    if len(matches) > 1:
+        shown = ", ".join(f"{m.id} ({m.workflow})" for m in matches[:_SHOWN_CANDIDATES])
+        more = ", ..." if len(matches) > _SHOWN_CANDIDATES else ""
+        raise UsageError(f"run id {run_id!r} is ambiguous{among}: {shown}{more}")
+    return matches[0]
+
+
+def _count(connection: Connection, scope: Select[Any]) -> int:
+    return int(connection.scalar(select(func.count()).select_from(scope.subquery())) or 0)
 
 
 def _nodes(connection: Connection, run_id: str) -> list[NodeRecord]:
@@ -118,13 +169,88 @@ def _nodes(connection: Connection, run_id: str) -> list[NodeRecord]:
     ]
 
 
-def artifact_path(run: RunRecord, node: str, name: str) -> Path:
-    """Where node ``node`` of ``run`` stored artifact ``name``."""
+def node_record(run: RunRecord, node: str) -> NodeRecord:
+    """Node ``node`` of ``run`` (:class:`UsageError` naming its nodes if it has none so named)."""
     for node_run in run.nodes:
         if node_run.name == node:
-            for artifact in node_run.artifacts:
-                if artifact.name == name:
-                    return artifact.path
-            raise UsageError(f"node {node!r} of run {run.id} has no {name} artifact (status {node_run.status})")
+            return node_run
     names = ", ".join(n.name for n in run.nodes)
     raise UsageError(f"run {run.id} has no node {node!r}; its nodes: {names}")
+
+
+def artifact_path(run: RunRecord, node: str, name: str) -> Path:
+    """Where node ``node`` of ``run`` stored artifact ``name`` (a directory for declared files)."""
+    node_run = node_record(run, node)
+    for artifact in node_run.artifacts:
+        if artifact.name == name:
+            return artifact.path
+    stored = ", ".join(a.name for a in node_run.artifacts) or "none"
+    raise UsageError(
+        f"node {node!r} of run {run.id} has no {name} artifact (status {node_run.status}); its artifacts: {stored}"
+    )
+
+
+def attempt_path(run: RunRecord, node: str, stream: str, attempt: int) -> Path:
+    """The output ``stream`` (``stdout`` or ``stderr``) of attempt ``attempt`` of node ``node``.
+
+    The last attempt's output is the stream's own file; a retried attempt's was kept beside it as
+    ``stdout.attempt-N.log``.
+    """
+    node_run = node_record(run, node)
+    if not 1 <= attempt <= node_run.attempts:
+        if node_run.attempts == 0:
+            ran = f"it did not run (status {node_run.status})"
+        else:
+            ran = f"its attempts: {', '.join(str(n) for n in range(1, node_run.attempts + 1))}"
+        raise UsageError(f"node {node!r} of run {run.id} has no attempt {attempt}; {ran}")
+    path = artifact_path(run, node, stream)
+    return path if attempt == node_run.attempts else path.with_name(f"{path.stem}.attempt-{attempt}{path.suffix}")
+
+
+def artifact_files(path: Path) -> list[str]:
+    """The files (and links) of a declared file artifact stored at ``path``, relative to it, sorted.
+
+    ``OSError`` if ``path`` is gone. A link is listed, not followed.
+    """
+    found: list[str] = []
+
+    def fail(error: OSError) -> None:
+        raise error
+
+    for directory, subdirectories, files in os.walk(path, onerror=fail):
+        base = Path(directory).relative_to(path)
+        found.extend((base / name).as_posix() for name in files)
+        found.extend((base / name).as_posix() for name in subdirectories if Path(directory, name).is_symlink())
+    return sorted(found)
+
+
+_TAIL_BLOCK = 1 << 14
+_TAIL_LIMIT = 1 << 20  # a last line longer than this (no newline for a mebibyte) is shown cut
+
+
+def tail(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines of text file ``path`` (``OSError`` if it is gone); undecodable bytes replaced."""
+    with path.open("rb") as source:
+        position = source.seek(0, os.SEEK_END)
+        data = b""
+        # Read backwards until what was read holds ``count`` whole lines, the file's start or the limit.
+        while position > 0 and len(data) < _TAIL_LIMIT and data.count(b"\n", 0, len(data) - 1) < count:
+            step = min(_TAIL_BLOCK, position)
+            position -= step
+            source.seek(position)
+            data = source.read(step) + data
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[-count:] if count else []
+
+
+def failure_output(node: NodeRecord, count: int = 10) -> tuple[str, list[str]] | None:
+    """Why a node that failed without an error text failed: the last lines of its stderr, else of its stdout.
+
+    ``(stream, lines)``; ``None`` if the node stored no output; ``OSError`` if its files are gone.
+    """
+    paths = {artifact.name: artifact.path for artifact in node.artifacts}
+    for stream in ("stderr", "stdout"):
+        path = paths.get(stream)
+        if path is not None and (lines := tail(path, count)):
+            return stream, lines
+    return None
