@@ -21,26 +21,24 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import errno
-import fnmatch
 import functools
 import io
 import json
 import os
 import re
 import shutil
-import stat
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from wtflow.collection import Collection, Stopped
 from wtflow.events import ArtifactInfo
 from wtflow.masking import Masker
-from wtflow.model import RESULT, STDERR, STDOUT, FileArtifact, Node, PyFunc
+from wtflow.model import RESULT, STDERR, STDOUT, Node, PyFunc
+from wtflow.output import Forward, OutputWriter, close_files
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 64
@@ -49,21 +47,6 @@ _STREAMS = frozenset({STDOUT, STDERR, RESULT})
 RUN_FILES = frozenset({"run.json", "events.jsonl"})  # the run's own files, beside its nodes' directories
 # Names a node's directory cannot take as they are: the run's files, and ``files`` (a node's declared files).
 _RESERVED = frozenset({"", "files", *RUN_FILES})
-# A partial line longer than this is passed on without waiting for its newline.
-MAX_PENDING_LINE = 1 << 16
-# Writing into the page cache costs less than handing the write to a thread and back, so output
-# is written from the loop; a write that takes longer than this means the disk cannot keep up
-# (a network mount, throttled writeback), and the node's later writes go through aiofiles'
-# worker threads so the loop and every other node's output are not held up.
-SLOW_WRITE = 0.02
-# What one node's declared files may take (all its artifacts together): past a limit, collection
-# stops, what was copied is kept and a warning says so. Collection runs after the node's process
-# has ended, outside its timeout, and a glob such as ``**`` can reach a huge tree.
-MAX_FILES = 10_000
-MAX_BYTES = 1 << 30
-MAX_SECONDS = 60.0
-_COPY_CHUNK = 1 << 20  # the stop flag and the limits are checked between chunks
-Forward = Callable[[str, bytes], None]
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -151,104 +134,6 @@ def create_run_dir(artifacts_dir: Path | None, run_id: str) -> Path:
     run_dir = root / run_id
     run_dir.mkdir()  # exist_ok=False: a collision must not mix two runs
     return run_dir.resolve()
-
-
-class OutputWriter:
-    """One node attempt's output: held to whole lines, secrets masked, stored, then forwarded.
-
-    The executor's sink (:class:`~wtflow.executors.base.OutputSink`). ``forward`` receives each
-    stream's whole lines, masked (the scheduler turns them into ``NodeOutput`` events). The
-    files come from ``opening``, which settles once they exist (the store opens them while the
-    node's process starts).
-    """
-
-    def __init__(
-        self, opening: asyncio.Future[list[BinaryIO]], forward: Forward, *, masker: Masker, mask_files: bool
-    ) -> None:
-        self._opening = opening
-        self._files: dict[str, BinaryIO] | None = None
-        self._slow: dict[str, Any] = {}  # stream -> the aiofiles handle its writes go through now
-        self._forward = forward
-        self._masker = masker
-        self._mask_files = mask_files
-        self._pending = {STDOUT: b"", STDERR: b""}
-
-    async def ready(self) -> None:
-        """Wait until the node's files exist (``OSError`` if they cannot be made)."""
-        if self._files is None:
-            out, err = await asyncio.shield(self._opening)
-            self._files = {STDOUT: out, STDERR: err}
-
-    async def write(self, stream: str, data: bytes) -> None:
-        """Take a chunk of ``stream``; whole lines go on, a partial line waits for its newline."""
-        pending = self._pending[stream]
-        end = data.rfind(b"\n") + 1  # just past the last whole line; 0 if none ends here
-        held = len(data) - end if end else len(pending) + len(data)  # what would wait for its newline
-        if held > MAX_PENDING_LINE:  # a partial line too long to hold: passed on without its newline
-            lines = pending + data
-            self._masker.scan(lines)
-            # Less the tail where a secret may still be arriving: it waits for the next chunk.
-            masked, cut = self._masker.head(lines)
-            self._pending[stream] = lines[cut:]
-            await self._pass_on(stream, lines[:cut], masked)
-        elif not end:
-            self._pending[stream] = pending + data
-        else:
-            self._pending[stream] = data[end:]
-            # The whole lines, copied once: output runs to gigabytes.
-            lines = b"".join((pending, memoryview(data)[:end])) if pending else data[:end]
-            self._masker.scan(lines)
-            await self._pass_on(stream, lines, self._masker.bytes(lines))
-
-    async def _pass_on(self, stream: str, lines: bytes, masked: bytes) -> None:
-        if not lines:
-            return
-        await self.ready()
-        await self._store(stream, masked if self._mask_files else lines)
-        self._forward(stream, masked)
-
-    async def _store(self, stream: str, data: bytes) -> None:
-        slow = self._slow.get(stream)
-        if slow is not None:
-            await slow.write(data)
-            return
-        assert self._files is not None
-        handle = self._files[stream]
-        start = time.perf_counter()
-        handle.write(data)
-        if time.perf_counter() - start > SLOW_WRITE:
-            import aiofiles.threadpool  # only once a disk turns slow
-
-            self._slow[stream] = aiofiles.threadpool.wrap(handle, loop=asyncio.get_running_loop())
-
-    async def flush(self) -> None:
-        """Pass on what waits for a newline (the stream has ended)."""
-        for stream, pending in self._pending.items():
-            if pending:
-                self._pending[stream] = b""
-                self._masker.scan(pending)
-                await self._pass_on(stream, pending, self._masker.bytes(pending))
-
-    async def aclose(self) -> None:
-        """Pass on what is left and close the files (once they are open, even if cancelled meanwhile)."""
-        try:
-            await self.flush()
-        finally:
-            try:
-                _close_files(await asyncio.shield(self._opening))  # closing without fsync does not block
-            except asyncio.CancelledError:
-                self._opening.add_done_callback(_close_when_opened)
-                raise
-
-
-def _close_files(files: list[BinaryIO]) -> None:
-    for handle in files:
-        handle.close()
-
-
-def _close_when_opened(opening: asyncio.Future[list[BinaryIO]]) -> None:
-    if not opening.cancelled() and opening.exception() is None:
-        _close_files(opening.result())
 
 
 class ArtifactStore(Protocol):
@@ -349,8 +234,8 @@ class FileStore:
     async def collect(self, node: Node, cwd: Path | None) -> list[str]:
         """Copy the node's declared file artifacts into its ``files/`` directory; what was skipped, and why.
 
-        The walk runs in a thread and stops at the limits (:data:`MAX_FILES`, :data:`MAX_BYTES`,
-        :data:`MAX_SECONDS`) or, soon after, once this coroutine is cancelled. A function's
+        The walk runs in a thread and stops at the limits of :mod:`wtflow.collection` or, soon
+        after, once this coroutine is cancelled. A function's
         ``result.json``, written by its own process, is masked here like its output.
         """
         if self.mask_files and self._masker.active and isinstance(node.executable, PyFunc):
@@ -381,7 +266,7 @@ class FileStore:
             os.replace(tmp, path)
 
     def _collect(self, node: Node, cwd: Path | None, stop: threading.Event) -> list[str]:
-        collection = _Collection((cwd or Path.cwd()).resolve(), stop)
+        collection = Collection((cwd or Path.cwd()).resolve(), stop)
         try:
             for declared in node.artifacts:
                 target = self.path(node.name, declared.name)
@@ -391,7 +276,7 @@ class FileStore:
                 finally:
                     if target.is_dir():
                         self._sizes[(node.name, declared.name)] = collection.bytes - before
-        except _Stopped as stopped:
+        except Stopped as stopped:
             if stopped.reason:
                 collection.warnings.append(stopped.reason)
         return collection.warnings
@@ -417,212 +302,6 @@ class FileStore:
 def _retrieve(task: asyncio.Future[list[str]]) -> None:
     if not task.cancelled():
         task.exception()
-
-
-class _Stopped(Exception):
-    """The collection stops: a limit was reached (``reason`` says which) or the run is stopping."""
-
-    def __init__(self, reason: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _magic(part: str) -> bool:
-    return any(char in part for char in "*?[")
-
-
-class _Collection:
-    """One node's declared files copied from its working directory ``base``, within the limits.
-
-    Symbolic links are never followed into directories: a wildcard does not enter them and a
-    copied tree keeps them as links, made relative, when their target stays inside ``base``;
-    other links, and devices, FIFOs and sockets, are skipped with a warning. A matched link to a
-    regular file inside ``base`` is copied as that file (a directory named in the pattern
-    without wildcards is followed, if it stays inside ``base``).
-    """
-
-    def __init__(self, base: Path, stop: threading.Event) -> None:
-        self.base = base
-        self.stop = stop
-        self.deadline = time.monotonic() + MAX_SECONDS
-        self.files = 0
-        self.bytes = 0
-        self.warnings: list[str] = []
-        self._last_listing: tuple[str | None, list[tuple[str, bool]]] = (None, [])
-
-    def check(self) -> None:
-        """Stop if the run is stopping or collection has taken too long."""
-        if self.stop.is_set():
-            raise _Stopped
-        if time.monotonic() > self.deadline:
-            raise _Stopped(f"artifact collection stopped after {MAX_SECONDS:g} s (the limit): later files are not kept")
-
-    def inside(self, path: Path) -> bool:
-        """Whether ``path`` (absolute, normalized) is ``base`` or below it."""
-        return path.is_relative_to(self.base)
-
-    def declared(self, declared: FileArtifact, target: Path) -> None:
-        """Copy what ``declared.path`` matches into ``target``."""
-        parts = [part for part in declared.path.split("/") if part not in {"", "."}]
-        copied: set[str] = set()  # directories copied whole: what is below them is already kept
-        for match in self._matches("", parts):
-            if not copied.isdisjoint(_ancestors(match)):
-                continue
-            if self._entry(declared.name, match, target / match, matched=True):
-                copied.add(match)
-
-    def _matches(self, rel: str, parts: list[str]) -> Iterator[str]:
-        """The paths (relative to ``base``) below ``rel`` that ``parts`` match, as ``glob`` finds them."""
-        self.check()
-        if not parts:
-            yield rel
-        elif parts[0] == "**":
-            yield from self._recursive(rel, parts[1:])
-        elif _magic(parts[0]):
-            part, rest = parts[0], parts[1:]
-            for name, is_dir in self._listing(rel):
-                if fnmatch.fnmatchcase(name, part) and (part.startswith(".") or not name.startswith(".")):
-                    if not rest:
-                        yield _join(rel, name)
-                    elif is_dir:
-                        yield from self._matches(_join(rel, name), rest)
-        else:
-            path = _join(rel, parts[0])
-            full = self.base / path
-            if len(parts) == 1:
-                if full.is_symlink() or full.exists():
-                    yield path
-            # A named directory may be a link (``build -> build-x86``): followed, if it stays inside.
-            elif full.is_dir() and self.inside(full.resolve()):
-                yield from self._matches(path, parts[1:])
-
-    def _recursive(self, rel: str, rest: list[str]) -> Iterator[str]:
-        """What ``**/rest`` matches below ``rel``: ``**`` is ``rel`` and every directory below, not hidden."""
-        if not rest:  # everything below: the directory itself, or the working directory's entries
-            if rel:
-                yield rel
-            else:
-                yield from (name for name, _ in self._listing(rel) if not name.startswith("."))
-            return
-        stack = [rel]
-        while stack:
-            directory = stack.pop()
-            yield from self._matches(directory, rest)
-            below = [name for name, is_dir in self._listing(directory) if is_dir and not name.startswith(".")]
-            stack.extend(_join(directory, name) for name in reversed(below))
-
-    def _listing(self, rel: str) -> list[tuple[str, bool]]:
-        """The entries of directory ``rel``, sorted, each with whether it is a directory (not a link to one)."""
-        self.check()
-        if self._last_listing[0] == rel:  # ``**`` matches in a directory, then walks below it
-            return self._last_listing[1]
-        try:
-            with os.scandir(self.base / rel) as entries:
-                found = sorted((entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries)
-        except (NotADirectoryError, FileNotFoundError, PermissionError):
-            found = []
-        self._last_listing = (rel, found)
-        return found
-
-    def _entry(self, artifact: str, rel: str, destination: Path, *, matched: bool = False) -> bool:
-        """Copy one entry (a directory with what it holds); whether a directory was copied."""
-        self.check()
-        source = self.base / rel
-        mode = source.lstat().st_mode
-        shown = rel or "."
-        if stat.S_ISLNK(mode):
-            real = source.resolve()
-            if not self.inside(real):
-                self._skip(artifact, shown, f"a symbolic link to {real}, outside the working directory")
-            elif matched and real.is_file():
-                self._file(artifact, shown, real, destination)
-            else:
-                self._link(artifact, shown, source, destination)
-            return False
-        if stat.S_ISDIR(mode):
-            self._tree(artifact, rel, destination)
-            return True
-        if stat.S_ISREG(mode):
-            self._file(artifact, shown, source, destination)
-        else:
-            self._skip(artifact, shown, "not a regular file (a device, FIFO or socket)")
-        return False
-
-    def _tree(self, artifact: str, rel: str, destination: Path) -> None:
-        destination.mkdir(parents=True, exist_ok=True)
-        for name, _ in self._listing(rel):
-            self._entry(artifact, _join(rel, name), destination / name)
-        with contextlib.suppress(OSError):  # the times and mode are a courtesy
-            shutil.copystat(self.base / rel, destination)
-
-    def _skip(self, artifact: str, rel: str, why: str) -> None:
-        self.warnings.append(f"artifact {artifact!r}: skipped {rel}: {why}")
-
-    def _count_file(self) -> None:
-        if self.files >= MAX_FILES:
-            raise _Stopped(f"artifact collection stopped at {MAX_FILES:,} files (the limit): later files are not kept")
-        self.files += 1
-
-    def _link(self, artifact: str, shown: str, source: Path, destination: Path) -> None:
-        """Make ``destination`` a relative link to where ``source`` points (which resolves inside ``base``)."""
-        target = Path(os.path.normpath(source.parent / source.readlink()))
-        if not self.inside(target):  # out and back in through other links: the copy would point out
-            self._skip(artifact, shown, f"a symbolic link to {target}, outside the working directory")
-            return
-        self._count_file()
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.unlink(missing_ok=True)
-        destination.symlink_to(os.path.relpath(target, source.parent))
-
-    def _file(self, artifact: str, shown: str, source: Path, destination: Path) -> None:
-        """Copy a regular file in chunks, within the byte limit; never through a link, never from a FIFO."""
-        self._count_file()
-        try:
-            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
-            self._skip(artifact, shown, "it became a symbolic link while it was collected")
-            return
-        with open(fd, "rb") as reader:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since it was looked at
-                self._skip(artifact, shown, "not a regular file (a device, FIFO or socket)")
-                return
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            if destination.is_symlink():
-                destination.unlink()
-            with open(destination, "wb") as writer:
-                while chunk := reader.read(_COPY_CHUNK):
-                    self.check()
-                    if self.bytes + len(chunk) > MAX_BYTES:
-                        writer.write(chunk[: MAX_BYTES - self.bytes])
-                        self.bytes = MAX_BYTES
-                        raise _Stopped(
-                            f"artifact collection stopped at {_amount(MAX_BYTES)} (the limit): "
-                            f"{shown} is cut short and later files are not kept"
-                        )
-                    writer.write(chunk)
-                    self.bytes += len(chunk)
-        with contextlib.suppress(OSError):
-            shutil.copystat(source, destination)
-
-
-def _amount(size: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if size and size % (1 << shift) == 0:
-            return f"{size >> shift:,} {unit}"
-    return f"{size:,} bytes"
-
-
-def _ancestors(rel: str) -> Iterator[str]:
-    """``rel`` and the directories above it: ``a/b/c``, ``a/b``, ``a``."""
-    while rel:
-        yield rel
-        rel = rel.rpartition("/")[0]
-
-
-def _join(rel: str, name: str) -> str:
-    return f"{rel}/{name}" if rel else name
 
 
 def _mask_json(value: Any, masker: Masker) -> Any:
@@ -680,12 +359,12 @@ def _open_each(paths: tuple[Path, ...]) -> list[BinaryIO]:
     try:
         for path in paths:
             try:
-                files.append(open(path, "wb"))  # noqa: SIM115 - closed by _close_files
+                files.append(open(path, "wb"))  # noqa: SIM115 - closed by close_files
             except FileNotFoundError:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                files.append(open(path, "wb"))  # noqa: SIM115 - closed by _close_files
+                files.append(open(path, "wb"))  # noqa: SIM115 - closed by close_files
     except BaseException:
-        _close_files(files)
+        close_files(files)
         raise
     return files
 

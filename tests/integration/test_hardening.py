@@ -15,9 +15,9 @@ import pytest
 from tests.integration.conftest import Runner
 from wtflow import Command, Engine, FileArtifact, Node, NodeStatus, Workflow, masking
 from wtflow import artifacts as artifacts_module
-from wtflow.artifacts import MAX_PENDING_LINE
 from wtflow.events import NodeOutput
 from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
+from wtflow.output import MAX_PENDING_LINE
 
 
 def stored(runner: Runner, node: str, stream: str = "stdout") -> bytes:

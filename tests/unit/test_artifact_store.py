@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from wtflow import artifacts
-from wtflow.artifacts import MAX_PENDING_LINE, FileStore, MemoryStore
+from wtflow import artifacts, collection
+from wtflow.artifacts import FileStore, MemoryStore
 from wtflow.masking import Masker
 from wtflow.model import Command, FileArtifact, Node
+from wtflow.output import MAX_PENDING_LINE
 
 SECRET = "secret-value-0123456789"
 
@@ -260,7 +261,7 @@ def test_double_star_matches_as_glob_does(store: FileStore, work: Path) -> None:
 def test_collection_stops_at_the_file_limit_with_a_warning(
     store: FileStore, work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(artifacts, "MAX_FILES", 5)
+    monkeypatch.setattr(collection, "MAX_FILES", 5)
     (work / "out").mkdir()
     for n in range(20):
         (work / "out" / f"{n:02d}.txt").write_text("x")
@@ -272,7 +273,7 @@ def test_collection_stops_at_the_file_limit_with_a_warning(
 def test_collection_stops_at_the_byte_limit_with_a_warning(
     store: FileStore, work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(artifacts, "MAX_BYTES", 3 << 20)
+    monkeypatch.setattr(collection, "MAX_BYTES", 3 << 20)
     (work / "out").mkdir()
     (work / "out" / "a.bin").write_bytes(b"a" * (2 << 20))
     (work / "out" / "b.bin").write_bytes(b"b" * (2 << 20))
@@ -291,7 +292,7 @@ def test_collection_stops_at_the_byte_limit_with_a_warning(
 def test_collection_stops_at_the_time_limit_with_a_warning(
     store: FileStore, work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(artifacts, "MAX_SECONDS", -1.0)  # already past
+    monkeypatch.setattr(collection, "MAX_SECONDS", -1.0)  # already past
     (work / "a.txt").write_text("a")
     warnings = collect(store, node(("a", "*.txt")), work)
     assert not kept(store, "a").exists()

@@ -15,13 +15,14 @@ from hypothesis import strategies as st
 
 from tests.conftest import EventLog
 from wtflow import Command, Config, Engine, Node, NodeStatus, RunConfig, StorageConfig, Workflow, WorkflowError
-from wtflow.artifacts import MAX_PENDING_LINE, MemoryStore
+from wtflow.artifacts import MemoryStore
 from wtflow.db.messages import from_micros, to_micros
 from wtflow.events import NodeFinished, NodeStarted
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.loader import load_yaml
 from wtflow.masking import Masker
 from wtflow.model import STDOUT
+from wtflow.output import MAX_PENDING_LINE
 from wtflow.yamldoc import plain_data
 
 KEYS = ["name", "root", "nodes", "command", "children", "needs", "parallel", "timeout", "retries", "env", "x"]

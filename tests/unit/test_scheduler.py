@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import wtflow.artifacts
+import wtflow.output
 from tests.conftest import EventLog
 from wtflow import Command, Config, Engine, Node, NodeStatus, Retry, RunConfig, RunStatus, StorageConfig, Workflow
-from wtflow.artifacts import MAX_PENDING_LINE
 from wtflow.events import (
     BaseObserver,
     Event,
@@ -27,6 +27,7 @@ from wtflow.events import (
 from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.model import STDOUT
+from wtflow.output import MAX_PENDING_LINE
 
 SAFETY = 10  # seconds: only to turn a scheduling bug into a failure instead of a hang
 
@@ -336,7 +337,7 @@ def test_a_node_whose_writes_turn_slow_goes_on_writing_from_a_thread_in_order(
             writers.append(threading.get_ident())
             return super().write(data)
 
-    monkeypatch.setattr(wtflow.artifacts, "SLOW_WRITE", -1.0)  # every write counts as slow
+    monkeypatch.setattr(wtflow.output, "SLOW_WRITE", -1.0)  # every write counts as slow
     monkeypatch.setattr(wtflow.artifacts, "open", lambda path, mode: RecordingFile(path, "w"), raising=False)
     config = Config(storage=StorageConfig(artifacts_dir=tmp_path))
     workflow = Workflow(name="wf", root=cmd("a"))
