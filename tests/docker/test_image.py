@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import missing_backend
 
@@ -68,8 +69,28 @@ def test_image_is_lean_and_compiled(wtflow_image: str, docker_client: Any) -> No
     assert (done.returncode, done.stdout) == (0, "")
 
 
+def _action() -> dict[str, Any]:
+    definition: dict[str, Any] = yaml.safe_load((ROOT / "action.yml").read_text())
+    return definition
+
+
+def test_the_action_runs_the_image_its_release_publishes() -> None:
+    runs = _action()["runs"]
+    assert runs["using"] == "docker"
+    assert runs["image"].startswith("docker://ghcr.io/ido123net/wtflow:")  # pulled, not built per job
+    release = (ROOT / ".github" / "workflows" / "release.yml").read_text()
+    assert 'image="ghcr.io/${GITHUB_REPOSITORY,,}"' in release
+    assert "git tag -f v1" in release
+
+
 def test_image_runs_as_a_github_docker_action(tmp_path: Path, wtflow_image: str, docker_client: Any) -> None:
-    """Like the runner: workspace and file commands mounted, the docker socket, INPUT_* and GITHUB_*."""
+    """The action's definition (its args, its inputs' defaults) on the image built from this checkout.
+
+    As the runner starts it: workspace and file commands mounted, the docker socket, INPUT_* and GITHUB_*.
+    """
+    action = _action()
+    inputs = {f"INPUT_{name.upper()}": str(spec.get("default", "")) for name, spec in action["inputs"].items()}
+    inputs["INPUT_WORKFLOW-FILE"] = "ci.yml"
     busybox = os.environ.get("WTFLOW_TEST_IMAGE", "")
     workspace, commands = tmp_path / "workspace", tmp_path / "file_commands"
     workspace.mkdir()
@@ -79,16 +100,16 @@ def test_image_runs_as_a_github_docker_action(tmp_path: Path, wtflow_image: str,
         "    - name: inside\n      command: echo made by a sibling > sibling.txt\n"
         f"      container: {{image: '{busybox}', network: none, pull: never}}\n"
     )
+    environment = [item for name, value in inputs.items() for item in ("-e", f"{name}={value}")]
     done = subprocess.run(
         [
             "docker", "run", "--rm", "--network", "none", "--workdir", "/github/workspace",
             "-v", f"{workspace}:/github/workspace", "-v", f"{commands}:/github/file_commands",
             "-v", "/var/run/docker.sock:/var/run/docker.sock",
-            "-e", "INPUT_WORKFLOW-FILE=ci.yml", "-e", "INPUT_ARTIFACTS-DIR=wtflow-artifacts",
-            "-e", "INPUT_IGNORE-FAILURE=false", "-e", "GITHUB_ACTIONS=true",
+            *environment, "-e", "GITHUB_ACTIONS=true",
             "-e", "GITHUB_OUTPUT=/github/file_commands/output",
             "-e", "GITHUB_STEP_SUMMARY=/github/file_commands/summary",
-            wtflow_image, "action",
+            wtflow_image, *action["runs"]["args"],
         ],
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip

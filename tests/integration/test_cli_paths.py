@@ -110,3 +110,11 @@ def test_postgresql_without_its_driver_names_the_extra(project: Path, monkeypatc
     result = cli("runs", "list", "--db-url", "postgresql://postgres@127.0.0.1:5432/test")
     assert result.exit_code == 3, result.output
     assert "pip install 'wtflow[postgres]'" in result.stderr
+
+
+def test_the_actions_default_inputs_keep_node_output_on_the_console(project: Path) -> None:
+    """GitHub passes every input's default: log-format auto must not turn the output into JSON lines."""
+    env = {"INPUT_LOG-FORMAT": "auto", "INPUT_DB-URL": "", "GITHUB_ACTIONS": "true"}
+    result = cli("action", env=env)
+    assert result.exit_code == 0, result.output
+    assert "::group::hello (succeeded)\nhello\n::endgroup::\n" in result.stdout

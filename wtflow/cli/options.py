@@ -134,7 +134,9 @@ def _store(attribute: str) -> Callable[[click.Context, click.Parameter, Any], An
             setattr(app, attribute, value)
             if attribute == "log_format" and param.name is not None:
                 source = ctx.get_parameter_source(param.name)
-                app.log_format_given = source not in {None, click.core.ParameterSource.DEFAULT}
+                # An explicit `auto` (the action's default input) chooses nothing: still auto.
+                explicit = source not in {None, click.core.ParameterSource.DEFAULT}
+                app.log_format_given = explicit and value is not LogFormat.AUTO
         return value
 
     return callback
