@@ -11,11 +11,21 @@ _NOT_RUNNING = frozenset({"--dry-run", "--help", "-h"})
 
 
 def will_run(args: Sequence[str]) -> bool:
-    """Whether the command line looks like one that runs a workflow (a guess, made before parsing it).
+    """Whether the command line looks like one that runs a workflow with a database (a guess, before parsing it).
 
     A wrong guess costs a spare database writer, stopped again once the configuration is known.
     """
-    return bool(args) and args[0] in _RUNNING and _NOT_RUNNING.isdisjoint(args)
+    return bool(args) and args[0] in _RUNNING and _NOT_RUNNING.isdisjoint(args) and not _without_database(args)
+
+
+def _without_database(args: Sequence[str]) -> bool:
+    """Whether the arguments turn the database off (``--db-url ""``)."""
+    for index, arg in enumerate(args):
+        if arg == "--db-url":
+            return index + 1 < len(args) and not args[index + 1].strip()
+        if arg.startswith("--db-url="):
+            return not arg.partition("=")[2].strip()
+    return False
 
 
 def main() -> None:

@@ -26,12 +26,15 @@ def no_writer_left() -> Iterator[None]:
         (["action"], True),
         (["run", "--dry-run"], False),
         (["run", "--help"], False),
+        (["run", "--db-url", ""], False),
+        (["run", "--db-url="], False),
+        (["run", "--db-url", "sqlite:///x.db"], True),
         (["runs", "list"], False),
         (["--version"], False),
         ([], False),
     ],
 )
-def test_only_a_command_line_that_runs_a_workflow_starts_a_spare(args: list[str], expected: bool) -> None:
+def test_only_a_command_line_that_runs_a_workflow_with_a_database_starts_a_spare(args: list[str], expected: bool) -> None:
     assert will_run(args) is expected
 
 
