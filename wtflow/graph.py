@@ -147,17 +147,40 @@ def edges(workflow: Workflow) -> list[tuple[str, str, str]]:
     return found
 
 
+def _drawn(workflow: Workflow) -> tuple[list[str], list[tuple[str, str, list[str], bool]]]:
+    """What a drawing shows: the nodes the user wrote, and one edge per pair of them.
+
+    An edge is ``(from, to, labels, solid)``: solid when one is the other's parent or previous
+    sibling, dashed when only ``needs`` or artifacts join them; its labels are ``needs`` and
+    the names of the artifacts read, each once. A graph-form file's implicit root and its
+    edges are left out.
+    """
+    names = list(workflow.user_nodes)
+    shown = set(names)
+    pairs: dict[tuple[str, str], tuple[list[str], bool]] = {}
+    for source, target, kind in edges(workflow):
+        if source not in shown or target not in shown:
+            continue
+        labels, solid = pairs.get((source, target), ([], False))
+        label = None if kind in {"child", "then"} else kind.removeprefix("artifact:")
+        if label is not None and label not in labels:
+            labels.append(label)
+        pairs[(source, target)] = (labels, solid or label is None)
+    return names, [(source, target, labels, solid) for (source, target), (labels, solid) in pairs.items()]
+
+
 def mermaid(workflow: Workflow, statuses: dict[str, str] | None = None) -> str:
     """A Mermaid flowchart of the workflow; with ``statuses``, nodes are coloured by status."""
-    ids = {name: f"n{index}" for index, name in enumerate(workflow.nodes)}
+    names, joined = _drawn(workflow)
+    ids = {name: f"n{index}" for index, name in enumerate(names)}
     lines = ["flowchart TD"]
-    for name, node in workflow.nodes.items():
+    for name in names:
         label = name.replace('"', "#quot;")
-        shape = f'(["{label}"])' if node.executable is None else f'["{label}"]'
+        shape = f'(["{label}"])' if workflow.nodes[name].executable is None else f'["{label}"]'
         lines.append(f"  {ids[name]}{shape}")
-    arrows = {"child": "-->", "then": "-->", "needs": "-. needs .->"}
-    for source, target, kind in edges(workflow):
-        arrow = arrows[kind] if kind in arrows else f"-. {kind.removeprefix('artifact:')} .->"
+    for source, target, labels, solid in joined:
+        text = ", ".join(labels).replace('"', "#quot;")
+        arrow = "-->" if solid and not labels else f"-- {text} -->" if solid else f"-. {text} .->"
         lines.append(f"  {ids[source]} {arrow} {ids[target]}")
     if statuses:
         colours = {
@@ -183,12 +206,14 @@ def dot(workflow: Workflow) -> str:
     def quote(text: str) -> str:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
+    names, joined = _drawn(workflow)
     lines = [f"digraph {quote(workflow.name)} {{", "  rankdir=TB;"]
-    for name, node in workflow.nodes.items():
-        shape = "box" if node.executable is not None else "folder"
+    for name in names:
+        shape = "box" if workflow.nodes[name].executable is not None else "folder"
         lines.append(f"  {quote(name)} [shape={shape}];")
-    for source, target, kind in edges(workflow):
-        style = "" if kind in {"child", "then"} else f" [style=dashed, label={quote(kind.removeprefix('artifact:'))}]"
+    for source, target, labels, solid in joined:
+        attributes = ([] if solid else ["style=dashed"]) + ([f"label={quote(', '.join(labels))}"] if labels else [])
+        style = f" [{', '.join(attributes)}]" if attributes else ""
         lines.append(f"  {quote(source)} -> {quote(target)}{style};")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -22,8 +22,20 @@ from typing import Any, cast
 
 from wtflow import yamldoc
 from wtflow.errors import WorkflowError
-from wtflow.model import Artifact, Command, Container, FileArtifact, Node, PyFunc, Retry, Workflow
-from wtflow.spec import FileArtifactSpec, NodeSpec, RetriesSpec, WorkflowSpec, validate
+from wtflow.model import (
+    RESULT,
+    STDERR,
+    STDOUT,
+    Artifact,
+    Command,
+    Container,
+    FileArtifact,
+    Node,
+    PyFunc,
+    Retry,
+    Workflow,
+)
+from wtflow.spec import MAX_MESSAGES, FileArtifactSpec, NodeSpec, RetriesSpec, WorkflowSpec, validate
 from wtflow.yamldoc import Document, Loc
 
 DEFAULT_FILES = ("wtflow.yml", "wtflow.yaml", "wtflow.py")
@@ -35,14 +47,19 @@ _ARTIFACT_REF = re.compile(r"^.+\.[^.]+$")  # {artifact: NODE.NAME}
 
 
 class _Build:
-    """Turns a validated spec into a Workflow, checking names and references with positions."""
+    """Turns a validated spec into a Workflow, collecting every problem with its position.
+
+    Duplicate names, unresolved references, functions that cannot be imported and values the
+    model refuses are all found before anything is raised: a file shows every problem at once,
+    sorted by position. Only what needs a whole, sound tree (a dependency cycle) comes after.
+    """
 
     def __init__(self, spec: WorkflowSpec, document: Document, base_dir: Path) -> None:
         self.spec = spec
         self.document = document
         self.base_dir = base_dir
         self.locs: dict[str, Loc] = {}
-        self.problems: list[str] = []
+        self.problems: list[tuple[str, str]] = []  # (FILE:LINE:COL, message)
 
     def workflow(self) -> Workflow:
         specs: list[tuple[NodeSpec, Loc]]
@@ -53,9 +70,10 @@ class _Build:
         for spec, loc in specs:
             self._index(spec, loc)
         self._check_references()
-        self._raise_problems()
-        nodes = [self._node(spec, loc) for spec, loc in specs]
-        self._raise_problems()
+        built = [self._node(spec, loc) for spec, loc in specs]
+        nodes = [node for node in built if node is not None]
+        if self.problems or len(nodes) < len(built):
+            raise WorkflowError("\n".join(self._messages()))
         if self.spec.root is not None:
             root = nodes[0]
         else:
@@ -63,15 +81,27 @@ class _Build:
             root = Node(name, parallel=True, children=nodes)
         try:
             return Workflow(
-                self.spec.name, root, env=self.spec.env, max_parallel=self.spec.max_parallel, secrets=self.spec.secrets
+                self.spec.name,
+                root,
+                env=self.spec.env,
+                max_parallel=self.spec.max_parallel,
+                secrets=self.spec.secrets,
+                implicit_root=self.spec.root is None,
             )
         except WorkflowError as exc:
             loc = self.locs.get(exc.node or "", ())
             raise WorkflowError(exc.message, location=self.document.where((*loc, "name"))) from None
 
-    def _raise_problems(self) -> None:
-        if self.problems:
-            raise WorkflowError("\n".join(self.problems))
+    def _problem(self, loc: Loc, message: str) -> None:
+        self.problems.append((self.document.where(loc), message))
+
+    def _messages(self) -> list[str]:
+        """Every problem as ``FILE:LINE:COL: message``, by position: at most MAX_MESSAGES, then a count."""
+        ordered = sorted(dict.fromkeys(self.problems), key=lambda problem: _line_and_column(problem[0]))
+        lines = [f"{where}: {message}" for where, message in ordered[:MAX_MESSAGES]]
+        if len(ordered) > MAX_MESSAGES:
+            lines.append(f"{self.document.file}:1:1: ... and more problems ({len(ordered)} in all); fix these first")
+        return lines
 
     def _index(self, spec: NodeSpec, loc: Loc) -> None:
         stack = [(spec, loc)]
@@ -79,9 +109,9 @@ class _Build:
             node, node_loc = stack.pop()
             if node.name in self.locs:
                 first = self.document.where((*self.locs[node.name], "name"))
-                self.problems.append(
-                    f"{self.document.where((*node_loc, 'name'))}: node name {node.name!r} is used twice "
-                    f"(first at {first}); node names must be unique"
+                self._problem(
+                    (*node_loc, "name"),
+                    f"node name {node.name!r} is used twice (first at {first}); node names must be unique",
                 )
             else:
                 self.locs[node.name] = node_loc
@@ -93,21 +123,33 @@ class _Build:
             spec = self._spec_at(loc)
             for index, need in enumerate(spec.needs):
                 if need not in self.locs:
-                    self.problems.append(
-                        f"{self.document.where((*loc, 'needs', index))}: node {name!r} needs {need!r}, "
-                        f"which is not a node of this workflow{_did_you_mean(need, names)}"
+                    self._problem(
+                        (*loc, "needs", index),
+                        f"node {name!r} needs {need!r}, which is not a node of this workflow"
+                        f"{_did_you_mean(need, names)}",
                     )
             for ref_loc, ref in _artifact_refs(spec, loc):
-                if not _ARTIFACT_REF.search(ref):
-                    where = self.document.where(ref_loc)
-                    self.problems.append(f"{where}: artifact must be written NODE.NAME, e.g. lint.stdout")
-                    continue
-                node_name = ref.rsplit(".", 1)[0]
-                if node_name not in self.locs:
-                    self.problems.append(
-                        f"{self.document.where(ref_loc)}: artifact {ref!r} names node {node_name!r}, "
-                        f"which is not a node of this workflow{_did_you_mean(node_name, names)}"
-                    )
+                self._check_artifact(ref_loc, ref, names)
+
+    def _check_artifact(self, loc: Loc, ref: str, names: list[str]) -> None:
+        if not _ARTIFACT_REF.search(ref):
+            self._problem(loc, "artifact must be written NODE.NAME, e.g. lint.stdout")
+            return
+        node_name, _, artifact = ref.rpartition(".")
+        if node_name not in self.locs:
+            self._problem(
+                loc,
+                f"artifact {ref!r} names node {node_name!r}, which is not a node of this workflow"
+                f"{_did_you_mean(node_name, names)}",
+            )
+            return
+        produced = _artifact_names(self._spec_at(self.locs[node_name]))
+        if artifact not in produced:
+            self._problem(
+                loc,
+                f"artifact {ref!r}: node {node_name!r} produces only {', '.join(sorted(produced))}"
+                f"{_did_you_mean(artifact, sorted(produced))}",
+            )
 
     def _spec_at(self, loc: Loc) -> NodeSpec:
         value: Any = self.spec
@@ -115,41 +157,80 @@ class _Build:
             value = value[part] if isinstance(part, int) else getattr(value, part)
         return cast("NodeSpec", value)  # a node's location, from _index
 
-    def _node(self, spec: NodeSpec, loc: Loc) -> Node:
+    def _node(self, spec: NodeSpec, loc: Loc) -> Node | None:
+        """The node at ``loc``; ``None`` when it or a node below it has a problem (recorded)."""
+        before = len(self.problems)
+        cwd = self._working_directory(spec, loc)
+        executable = self._executable(spec, loc, cwd) if cwd is not None else None
+        children = [self._node(child, (*loc, "children", i)) for i, child in enumerate(spec.children)]
+        artifacts = [self._file_artifact(a, (*loc, "artifacts", i), cwd) for i, a in enumerate(spec.artifacts)]
+        if len(self.problems) > before:
+            return None
         try:
             return Node(
                 spec.name,
-                executable=self._executable(spec, loc),
-                children=[self._node(child, (*loc, "children", i)) for i, child in enumerate(spec.children)],
+                executable=executable,
+                children=cast("list[Node]", children),  # none is None: a failed child recorded a problem
                 parallel=spec.parallel,
                 continue_on_error=spec.continue_on_error,
                 needs=spec.needs,
                 retries=_retry(spec.retries),
-                artifacts=[self._file_artifact(a, (*loc, "artifacts", i)) for i, a in enumerate(spec.artifacts)],
+                artifacts=cast("list[FileArtifact]", artifacts),
             )
         except WorkflowError as exc:
-            if exc.location is not None:
-                raise
-            raise WorkflowError(exc.message, location=self.document.where(loc)) from None
+            self._problem((*loc, "name"), exc.message)
+            return None
 
-    def _file_artifact(self, spec: FileArtifactSpec, loc: Loc) -> FileArtifact:
+    def _working_directory(self, spec: NodeSpec, loc: Loc) -> Path | None:
+        """The node's resolved working directory, inside the file's directory tree; ``None`` if not."""
+        if spec.working_directory is None:
+            return self.base_dir
+        cwd = (self.base_dir / spec.working_directory).resolve()
+        if not cwd.is_relative_to(self.base_dir):
+            self._problem(
+                (*loc, "working_directory"),
+                f"working_directory {spec.working_directory!r} is {cwd}, outside the workflow file's directory "
+                f"{self.base_dir}; keep it inside that directory",
+            )
+            return None
+        return cwd
+
+    def _file_artifact(self, spec: FileArtifactSpec, loc: Loc, cwd: Path | None) -> FileArtifact | None:
         try:
-            return FileArtifact(spec.name, spec.path)
+            artifact = FileArtifact(spec.name, spec.path)
         except WorkflowError as exc:
-            raise WorkflowError(exc.message, location=self.document.where(loc)) from None
+            self._problem(loc, exc.message)
+            return None
+        # No '..' in the path itself; links on the way must not lead out either.
+        if cwd is not None and not (cwd / spec.path).resolve().is_relative_to(cwd):
+            self._problem(
+                (*loc, "path"),
+                f"artifact {spec.name!r}: path {spec.path!r} leads outside the node's working directory {cwd}; "
+                "keep it inside",
+            )
+            return None
+        return artifact
 
-    def _executable(self, spec: NodeSpec, loc: Loc) -> Command | PyFunc | None:
-        cwd = self.base_dir
-        if spec.working_directory is not None:
-            cwd = (self.base_dir / spec.working_directory).resolve()
+    def _executable(self, spec: NodeSpec, loc: Loc, cwd: Path) -> Command | PyFunc | None:
+        """The node's executable, or ``None`` for a group node or when a problem was recorded."""
         if spec.command is not None:
             container = None
             if spec.container is not None:
                 c = spec.container
-                container = Container(c.image, c.env, c.volumes, c.workdir, c.network, c.user, c.pull)
-            return Command(spec.command, timeout=spec.timeout or None, env=spec.env, cwd=cwd, container=container)
+                try:
+                    container = Container(c.image, c.env, c.volumes, c.workdir, c.network, c.user, c.pull)
+                except WorkflowError as exc:
+                    self._problem((*loc, "container"), exc.message)
+                    return None
+            try:
+                return Command(spec.command, timeout=spec.timeout or None, env=spec.env, cwd=cwd, container=container)
+            except WorkflowError as exc:
+                self._problem((*loc, "command"), exc.message)
+                return None
         if spec.function is not None:
             func = self._import(spec.function, (*loc, "function"))
+            if func is None:
+                return None
             try:
                 return PyFunc(
                     func,
@@ -160,29 +241,45 @@ class _Build:
                     cwd=cwd,
                 )
             except WorkflowError as exc:
-                raise WorkflowError(exc.message, location=self.document.where((*loc, "function"))) from None
+                self._problem((*loc, "function"), exc.message)
         return None
 
     def _import(self, target: str, loc: Loc) -> Any:
+        """The function ``module:attribute``, or ``None`` with the problem recorded."""
         module_name, _, attribute = target.partition(":")
         _add_to_path(self.base_dir)
         try:
             value: Any = importlib.import_module(module_name)
         except Exception as exc:  # noqa: BLE001 - any import failure is the file's problem to report
-            raise WorkflowError(
-                f"function {target!r}: cannot import {module_name!r}: {exc.__class__.__name__}: {exc}",
-                location=self.document.where(loc),
-            ) from None
+            self._problem(loc, f"function {target!r}: cannot import {module_name!r}: {exc.__class__.__name__}: {exc}")
+            return None
+        owner = module_name
         for part in attribute.split("."):
             if not hasattr(value, part):
-                raise WorkflowError(
-                    f"function {target!r}: {module_name!r} has no attribute {attribute!r}",
-                    location=self.document.where(loc),
+                public = [name for name in dir(value) if not name.startswith("_")]
+                self._problem(
+                    loc, f"function {target!r}: {owner!r} has no attribute {part!r}{_did_you_mean(part, public)}"
                 )
+                return None
             value = getattr(value, part)
+            owner = f"{owner}.{part}"
         if not callable(value):
-            raise WorkflowError(f"function {target!r} is not callable", location=self.document.where(loc))
+            self._problem(loc, f"function {target!r} is not callable")
+            return None
         return value
+
+
+def _artifact_names(spec: NodeSpec) -> set[str]:
+    """What the node of ``spec`` produces: as :meth:`Node.artifact_names` says of the built node."""
+    names = {STDOUT, STDERR, *(declared.name for declared in spec.artifacts)}
+    if spec.function is not None:
+        names.add(RESULT)
+    return names
+
+
+def _line_and_column(where: str) -> tuple[int, int]:
+    _, line, column = where.rsplit(":", 2)
+    return int(line), int(column)
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:

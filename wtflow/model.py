@@ -109,6 +109,8 @@ def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
             raise WorkflowError(f"environment variable name {key!r} is invalid")
         if not isinstance(value, str):
             raise WorkflowError(f"environment variable {key} must be a string, got {type(value).__name__}")
+        if "\0" in value:
+            raise WorkflowError(f"environment variable {key}: its value holds a NUL character (\\0)")
     return dict(env)
 
 
@@ -167,11 +169,14 @@ class Command:
         if isinstance(self.cmd, str):
             if not self.cmd.strip():
                 raise WorkflowError("command is empty")
+            argv: tuple[str, ...] = (self.cmd,)
         else:
             argv = tuple(self.cmd)
             if not argv or not all(isinstance(arg, str) for arg in argv):
                 raise WorkflowError(f"command must be a non-empty string or a list of strings, got {self.cmd!r}")
             object.__setattr__(self, "cmd", argv)
+        if any("\0" in arg for arg in argv):  # no process argument can hold one
+            raise WorkflowError(f"command {self.cmd!r} holds a NUL character (\\0)")
         _check_timeout(self.timeout)
         object.__setattr__(self, "env", _check_env(self.env))
         if self.cwd is not None:
@@ -332,6 +337,8 @@ class Node:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise WorkflowError(f"node name must be a string, got {self.name!r}")
+        if "\0" in self.name:
+            raise WorkflowError(f"node name {self.name!r} holds a NUL character (\\0)")
         if self.executable is not None and not isinstance(self.executable, Command | PyFunc):
             raise WorkflowError(
                 f"node {self.name!r}: executable must be a Command or a PyFunc, got {type(self.executable).__name__}"
@@ -389,7 +396,9 @@ class Workflow:
 
     ``env`` is added to every node's environment; ``max_parallel`` caps this workflow's
     concurrency unless the configuration sets it. ``secrets`` names environment variables whose
-    values are masked (``***``) in everything wtflow writes.
+    values are masked (``***``) in everything wtflow writes. ``implicit_root`` says the root is
+    not a node the user wrote but the parallel group a graph-form file is given: it runs like
+    any group, and counts and drawings leave it out (:attr:`user_nodes`).
     """
 
     name: str
@@ -397,9 +406,12 @@ class Workflow:
     env: Mapping[str, str] = field(default_factory=dict)
     max_parallel: int | None = None
     secrets: Sequence[str] = ()
+    implicit_root: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "secrets", tuple(self.secrets))
+        if not isinstance(self.implicit_root, bool):
+            raise WorkflowError(f"implicit_root must be true or false, got {self.implicit_root!r}")
         if not isinstance(self.root, Node):
             raise WorkflowError(f"workflow {self.name!r}: root must be a Node, got {type(self.root).__name__}")
         object.__setattr__(self, "env", _check_env(self.env))
@@ -411,6 +423,13 @@ class Workflow:
     def nodes(self) -> dict[str, Node]:
         """Every node by name, in tree order."""
         return {node.name: node for node in self.root.walk()}
+
+    @cached_property
+    def user_nodes(self) -> dict[str, Node]:
+        """The nodes the user wrote, by name, in tree order: every node but an implicit root."""
+        if not self.implicit_root:
+            return self.nodes
+        return {name: node for name, node in self.nodes.items() if node is not self.root}
 
     @cached_property
     def parents(self) -> dict[str, Node | None]:

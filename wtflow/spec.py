@@ -94,6 +94,15 @@ def _retries_as_mapping(value: Any) -> Any:
     return {"max": value}
 
 
+def _needs_as_list(value: Any) -> Any:
+    """``needs: build`` is short for ``needs: [build]``."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise PydanticCustomError("needs_type", "needs must be a node name or a list of node names")
+    return value
+
+
 Duration = Annotated[
     float,
     BeforeValidator(_parse_duration),
@@ -168,7 +177,9 @@ class NodeSpec(_Spec):
     kwargs: dict[StrictStr, Any] = Field(default_factory=dict, description="Keyword arguments of the function")
     children: list[NodeSpec] = Field(default_factory=list, description="Run after this node, in order")
     parallel: StrictBool = Field(default=False, description="Run the children all at once")
-    needs: list[StrictStr] = Field(default_factory=list, description="Nodes whose whole subtree must finish first")
+    needs: Annotated[
+        list[StrictStr], BeforeValidator(_needs_as_list, json_schema_input_type=StrictStr | list[StrictStr])
+    ] = Field(default_factory=list, description="A node name, or a list of nodes whose whole subtree must finish first")
     env: Env = Field(default_factory=dict, description="Environment variables for this node")
     working_directory: StrictStr | None = Field(default=None, description="Relative to the workflow file's directory")
     timeout: Duration | None = Field(default=None, description="Seconds, or 90s, 5m, 1h30m")
@@ -203,13 +214,21 @@ class NodeSpec(_Spec):
 
 
 class WorkflowSpec(_Spec):
-    """A workflow file: a tree (``root``) or a graph (``nodes`` with ``needs``)."""
+    """A workflow file: a tree (``root``) or a graph (``nodes`` with ``needs``).
+
+    Top-level keys starting with ``x-`` are ignored, as in Compose files: a place for YAML
+    anchors that nodes merge (``x-defaults: &defaults {...}``, then ``<<: *defaults``).
+    """
 
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
         frozen=True,
-        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "wtflow workflow"},
+        json_schema_extra={
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "wtflow workflow",
+            "patternProperties": {"^x-": {}},  # extension keys, e.g. to hold YAML anchors
+        },
     )
 
     name: StrictStr = Field(min_length=1, description="Name of the workflow")
@@ -220,6 +239,14 @@ class WorkflowSpec(_Spec):
     )
     root: NodeSpec | None = Field(default=None, description="The tree form: one root node with children")
     nodes: list[NodeSpec] | None = Field(default=None, description="The graph form: nodes ordered by needs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_extensions(cls, data: Any) -> Any:
+        """Top-level keys that start with ``x-`` are the user's (shared anchors, say) and ignored."""
+        if isinstance(data, dict) and any(isinstance(key, str) and key.startswith("x-") for key in data):
+            return {key: value for key, value in data.items() if not (isinstance(key, str) and key.startswith("x-"))}
+        return data
 
     @model_validator(mode="after")
     def _one_form(self) -> WorkflowSpec:
@@ -246,11 +273,55 @@ def json_schema() -> dict[str, Any]:
 
 
 def validate(document: Document) -> WorkflowSpec:
-    """The document read by the models; :class:`WorkflowError` with every problem they found."""
+    r"""The document read by the models; :class:`WorkflowError` with every problem they found.
+
+    No text of a workflow file may hold a NUL character (YAML writes it ``"\0"``): no process
+    name, argument or environment takes one, nor a database's text column.
+    """
+    found = _nul_problems(document)
     try:
-        return WorkflowSpec.model_validate(document.data)
+        spec = WorkflowSpec.model_validate(document.data)
     except ValidationError as exc:
-        raise WorkflowError("\n".join(_messages(exc, document))) from None
+        raise WorkflowError("\n".join(_messages(exc.errors(include_url=False), document, found))) from None
+    if found:
+        raise WorkflowError("\n".join(_messages([], document, found)))
+    return spec
+
+
+def _nul_problems(document: Document) -> dict[Loc, tuple[str, str]]:
+    """Every key and text value holding a NUL character, by location."""
+    found: dict[Loc, tuple[str, str]] = {}
+    stack: list[tuple[Loc, Any]] = [((), document.data)] if document.may_hold_nul else []
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, str):
+            if "\0" in value:
+                found[loc] = (document.where(loc), f"{_field_of(loc)}: {_shown(value)} holds a NUL character (\\0)")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and "\0" in key:
+                    where = document.where((*loc, key), key=True)
+                    found[(*loc, key)] = (where, f"key {_shown(key)} holds a NUL character (\\0)")
+                else:
+                    stack.append(((*loc, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*loc, index), item) for index, item in enumerate(value))
+    return found
+
+
+def _field_of(loc: Loc) -> str:
+    """The key a value stands under, with the positions of list items after it: ``command[1]``."""
+    indices = ""
+    for part in reversed(loc):
+        if isinstance(part, str):
+            return f"{part}{indices}"
+        indices = f"[{part}]{indices}"
+    return "value"
+
+
+def _shown(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 60 else f"{shown[:56]}...{shown[-1]}"
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -267,18 +338,22 @@ _EXPECTED = {  # pydantic's error types for a value of the wrong type
 _KEY_ERRORS = {"missing", "extra_forbidden"}  # their location ends with a key that is not in the data
 
 
-def _messages(exc: ValidationError, document: Document) -> list[str]:
-    """One ``FILE:LINE:COL: message`` per problem, by position: at most MAX_MESSAGES, then a count."""
-    found: dict[Loc, tuple[str, str]] = {}
-    for error in exc.errors(include_url=False):
-        loc, of_key = _in_data(error["loc"], document.data, ends_in_key=error["type"] in _KEY_ERRORS)
-        found.setdefault(loc, _message(loc, error, document, of_key=of_key))
+def _messages(errors: list[ErrorDetails], document: Document, found: dict[Loc, tuple[str, str]]) -> list[str]:
+    """One ``FILE:LINE:COL: message`` per problem (``found`` and pydantic's ``errors``), by position.
+
+    At most MAX_MESSAGES, then a count; one problem per location, ``found`` first.
+    """
+    total = len(found) + len(errors)
+    found = dict(found)
+    for error in errors:
         if len(found) > MAX_MESSAGES:
             break
+        loc, of_key = _in_data(error["loc"], document.data, ends_in_key=error["type"] in _KEY_ERRORS)
+        found.setdefault(loc, _message(loc, error, document, of_key=of_key))
     ordered = sorted(found.values(), key=lambda item: _line_and_column(item[0]))
     lines = [f"{where}: {message}" for where, message in ordered[:MAX_MESSAGES]]
     if len(found) > MAX_MESSAGES:
-        lines.append(f"{document.file}:1:1: ... and more problems ({exc.error_count()} in all); fix these first")
+        lines.append(f"{document.file}:1:1: ... and more problems ({total} in all); fix these first")
     return lines
 
 
@@ -345,6 +420,8 @@ def _unknown_key(loc: Loc) -> str:
     known = sorted(model.model_fields) if model is not None else []
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
+    if len(loc) == 1 and not close:
+        hint += "; keys of your own start with x-"
     return f"unknown key {key!r}{hint}"
 
 

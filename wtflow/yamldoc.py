@@ -1,12 +1,14 @@
 """Safe YAML parsing that keeps positions: plain data, and where each value and key stands.
 
 No tags that construct objects, aliases expanded within a budget (an alias bomb is an error,
-not an out-of-memory), duplicate keys refused, merge keys (``<<: *defaults``) supported. Every
+not an out-of-memory), duplicate keys refused, merge keys (``<<: *defaults``) supported in the
+YAML spec's order (own keys first, then the merged mappings, earlier before later). Every
 problem is a :class:`~wtflow.errors.WorkflowError` at ``FILE:LINE:COL``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,8 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+_NUL_ESCAPE = re.compile(r"\\(0|x00|u0000|U00000000)")  # how a double-quoted scalar writes NUL
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ class Document:
     keys: dict[Loc, Position] = field(default_factory=dict)
     # Positions not recorded yet, found on demand by walking the YAML events (see parse()).
     pending: Iterator[None] | None = None
+    # False when the text has no escape that writes a NUL character ("\0", "\x00", ...): then no
+    # value holds one, and checking for them can skip the walk over every value.
+    may_hold_nul: bool = True
 
     def where(self, loc: Loc, *, key: bool = False) -> str:
         """``FILE:LINE:COL`` of ``loc`` (of its key, if ``key``), or of its nearest enclosing value."""
@@ -78,8 +85,10 @@ def parse(text: str, file: str) -> Document:
     if isinstance(data, dict):
         document = Document(file, data)
         document.pending = _walk_positions(text, document)
-        return document
-    return _parse_carefully(text, file)
+    else:
+        document = _parse_carefully(text, file)
+    document.may_hold_nul = "\0" in text or _NUL_ESCAPE.search(text) is not None
+    return document
 
 
 def kind_of_value(value: Any) -> str:
@@ -128,8 +137,8 @@ def _construct(node: yaml.Node, loader: Any) -> Any:
         if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
             raise _Unusual
         key = _construct(key_node, loader)
-        if key in mapping:
-            raise _Unusual  # PyYAML would keep the last one; the careful parser says where both are
+        if not isinstance(key, str) or key in mapping:
+            raise _Unusual  # a key that is not text, or given twice: the careful parser says where
         mapping[key] = _construct(value_node, loader)
     return mapping
 
@@ -212,7 +221,9 @@ class _Builder:
     def __init__(self, document: Document, budget: int) -> None:
         self.document = document
         self.budget = budget
-        self.constructor = yaml.SafeLoader("")  # only for scalar conversion and merge keys
+        self.constructor = yaml.SafeLoader("")  # only for scalar conversion
+        self._flattened: dict[int, list[tuple[yaml.Node, yaml.Node]]] = {}  # by id() of a mapping node
+        self._flattening: set[int] = set()
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
         self.budget -= 1
@@ -238,22 +249,8 @@ class _Builder:
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
         if node.tag != _MAP_TAG:
             raise self._tag_error(node, loc)
-        seen: set[str] = set()
-        for key_node, _ in node.value:  # duplicates among the mapping's own keys; merged keys may be overridden
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
-                if key_node.value in seen:
-                    position = _position(key_node.start_mark)
-                    raise WorkflowError(
-                        f"duplicate key {key_node.value!r}",
-                        location=f"{self.document.file}:{position.line}:{position.column}",
-                    )
-                seen.add(key_node.value)
-        try:
-            self.constructor.flatten_mapping(node)  # YAML merge keys (<<: *defaults)
-        except yaml.MarkedYAMLError as exc:
-            raise WorkflowError(str(exc.problem), location=self.document.where(loc)) from None
         result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in self._pairs(node, loc):
             key = self.build(key_node, (*loc, "<key>")) if isinstance(key_node, yaml.ScalarNode) else None
             key_position = _position(key_node.start_mark)
             if not isinstance(key, str):
@@ -262,12 +259,75 @@ class _Builder:
                     location=f"{self.document.file}:{key_position.line}:{key_position.column}",
                 )
             self.document.keys[(*loc, key)] = key_position
-            self.document.values.pop((*loc, key), None)  # a key given again overrides a merged one
             result[key] = self.build(value_node, (*loc, key))
         return result
+
+    def _pairs(self, node: yaml.MappingNode, loc: Loc) -> list[tuple[yaml.Node, yaml.Node]]:
+        """The mapping's keys and values with its merge keys (``<<``) applied, as the YAML spec says.
+
+        The mapping's own keys win over merged ones; of ``<<: [*a, *b]``, ``a``'s win over ``b``'s.
+        (PyYAML 6.0.4's ``flatten_mapping`` lets ``b`` win.) A mapping merged in many places is
+        flattened once.
+        """
+        flattened = self._flattened.get(id(node))
+        if flattened is not None:
+            return flattened
+        if id(node) in self._flattening:
+            raise WorkflowError("a merge key (<<) merges the mapping it is in", location=self.document.where(loc))
+        self._flattening.add(id(node))
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        merged: list[yaml.Node] = []
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged.extend(self._merged_mappings(value_node))
+                continue
+            if key_node.tag == _VALUE_TAG:  # a plain '=' key: text here, as PyYAML reads it
+                key_node.tag = _STR_TAG
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    position = _position(key_node.start_mark)
+                    raise WorkflowError(
+                        f"duplicate key {key_node.value!r}",
+                        location=f"{self.document.file}:{position.line}:{position.column}",
+                    )
+                seen.add(key_node.value)
+            own.append((key_node, value_node))
+        pairs = list(own)
+        for source in merged:
+            assert isinstance(source, yaml.MappingNode)  # _merged_mappings checked
+            for key_node, value_node in self._pairs(source, loc):
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.value not in seen:
+                    if isinstance(key_node, yaml.ScalarNode):
+                        seen.add(key_node.value)
+                    pairs.append((key_node, value_node))
+        self.budget -= len(pairs)  # merged lists are built once but may be long
+        self._flattening.discard(id(node))
+        self._flattened[id(node)] = pairs
+        return pairs
+
+    def _merged_mappings(self, value: yaml.Node) -> list[yaml.Node]:
+        """What a merge key's value merges, in order: one mapping, or a list of mappings."""
+        in_list = isinstance(value, yaml.SequenceNode)
+        items = value.value if in_list else [value]
+        for item in items:
+            if not isinstance(item, yaml.MappingNode):
+                position = _position(item.start_mark)
+                found = f"a list holding a {_node_kind(item)}" if in_list else f"a {_node_kind(item)}"
+                raise WorkflowError(
+                    f"a merge key (<<) takes a mapping or a list of mappings, not {found}",
+                    location=f"{self.document.file}:{position.line}:{position.column}",
+                )
+        return list(items)
 
     def _tag_error(self, node: yaml.Node, loc: Loc) -> WorkflowError:
         return WorkflowError(
             f"YAML tag {node.tag!r} is not allowed in workflow files; remove it",
             location=self.document.where(loc),
         )
+
+
+def _node_kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.SequenceNode):
+        return "list"
+    return "scalar" if isinstance(node, yaml.ScalarNode) else "value"

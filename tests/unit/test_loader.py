@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -117,11 +118,11 @@ def test_unknown_top_level_key_lists_nothing_close() -> None:
 
 
 def test_wrong_types_are_reported_each_at_its_value() -> None:
-    message = error_of("name: w\nroot:\n  name: a\n  command: 5\n  parallel: 'yes'\n  needs: a\n")
+    message = error_of("name: w\nroot:\n  name: a\n  command: 5\n  parallel: 'yes'\n  needs: 5\n")
     assert message.splitlines() == [
         "wf.yml:4:12: command must be a string or a list of strings",
         "wf.yml:5:13: parallel: expected true or false, got string 'yes'",
-        "wf.yml:6:10: needs: expected a list, got string 'a'",
+        "wf.yml:6:10: needs must be a node name or a list of node names",
     ]
 
 
@@ -348,7 +349,7 @@ def test_environment_variable_name_with_an_equals_sign_is_refused_at_the_key() -
 
 def test_a_key_that_is_not_text_is_refused() -> None:
     message = error_of("name: w\nroot: {name: a, function: 'os.path:join', kwargs: {1: x}}\n")
-    assert message == "wf.yml:2:51: keys must be text, got 1; quote it"
+    assert message == "wf.yml:2:52: keys must be text, got 1; quote it"
 
 
 def test_many_problems_are_cut_short_and_counted_once_each() -> None:
@@ -364,3 +365,225 @@ def test_a_tree_deeper_than_the_validator_goes_is_explained() -> None:
     message = error_of(f"name: w\nroot: {nested}{{name: leaf}}" + "]}" * 300 + "\n")
     assert message.startswith("wf.yml:2:")
     assert message.endswith(": nodes are nested too deeply; write the deepest levels as nodes with needs")
+
+
+# -- every problem of the build at once -------------------------------------------------------
+
+
+@pytest.fixture
+def report_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A module ``ci_report_first_hour`` beside the workflow file, forgotten after the test."""
+    (tmp_path / "ci_report_first_hour.py").write_text("def summarize():\n    pass\n\ndef _private():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("ci_report_first_hour", None)
+
+
+def test_a_duplicate_name_hides_neither_an_import_error_nor_an_artifact_typo() -> None:
+    message = error_of(
+        """
+        name: w
+        nodes:
+          - {name: a, command: x}
+          - {name: a, command: y}
+          - {name: b, function: 'no_such_module_wtflow:run'}
+          - {name: c, function: 'os.path:join', args: [{artifact: a.stdot}]}
+        """
+    )
+    assert message.splitlines() == [
+        "wf.yml:5:12: node name 'a' is used twice (first at wf.yml:4:12); node names must be unique",
+        "wf.yml:6:25: function 'no_such_module_wtflow:run': cannot import 'no_such_module_wtflow': "
+        "ModuleNotFoundError: No module named 'no_such_module_wtflow'",
+        "wf.yml:7:59: artifact 'a.stdot': node 'a' produces only stderr, stdout; did you mean 'stdout'?",
+    ]
+
+
+def test_every_bad_function_is_reported() -> None:
+    message = error_of("name: w\nnodes:\n  - {name: a, function: 'os:zzz1'}\n  - {name: b, function: 'os:zzz2'}\n")
+    assert message.splitlines() == [
+        "wf.yml:3:25: function 'os:zzz1': 'os' has no attribute 'zzz1'",
+        "wf.yml:4:25: function 'os:zzz2': 'os' has no attribute 'zzz2'",
+    ]
+
+
+def test_a_missing_function_suggests_a_public_attribute_of_its_module(report_module: Path) -> None:
+    message = error_of("name: w\nroot: {name: a, function: 'ci_report_first_hour:summarise'}\n", report_module)
+    assert message == (
+        "wf.yml:2:27: function 'ci_report_first_hour:summarise': 'ci_report_first_hour' has no attribute "
+        "'summarise'; did you mean 'summarize'?"
+    )
+
+
+def test_a_missing_function_is_not_matched_to_a_private_attribute(report_module: Path) -> None:
+    message = error_of("name: w\nroot: {name: a, function: 'ci_report_first_hour:privat'}\n", report_module)
+    assert message.endswith("has no attribute 'privat'")
+
+
+def test_problems_found_while_building_nodes_are_all_reported_in_file_order() -> None:
+    message = error_of(
+        """
+        name: w
+        nodes:
+          - {name: b, command: x, needs: [zz], artifacts: [{name: stdout, path: out.txt}]}
+          - {name: a, command: y, artifacts: [{name: result, path: r.json}]}
+        """
+    )
+    assert message.splitlines() == [
+        "wf.yml:4:35: node 'b' needs 'zz', which is not a node of this workflow",
+        "wf.yml:4:52: artifact name 'stdout' is invalid: use a plain name other than stdout, stderr and result",
+        "wf.yml:5:39: artifact name 'result' is invalid: use a plain name other than stdout, stderr and result",
+    ]
+
+
+def test_schema_problems_are_reported_alone_before_the_build() -> None:
+    message = error_of("name: w\nnodes:\n  - {name: a, command: 5}\n  - {name: a, function: 'os:nope'}\n")
+    assert message == "wf.yml:3:24: command must be a string or a list of strings"
+
+
+# -- needs: a single name ---------------------------------------------------------------------
+
+
+def test_needs_may_be_a_single_name() -> None:
+    workflow = load("name: w\nnodes:\n  - {name: a, command: x}\n  - {name: b, command: y, needs: a}\n")
+    assert workflow.nodes["b"].needs == ("a",)  # type: ignore[attr-defined]
+
+
+def test_an_unknown_single_need_is_reported_at_its_value() -> None:
+    message = error_of("name: w\nnodes:\n  - {name: build, command: x}\n  - {name: b, command: y, needs: biuld}\n")
+    assert message == "wf.yml:4:34: node 'b' needs 'biuld', which is not a node of this workflow; did you mean 'build'?"
+
+
+# -- x- keys ----------------------------------------------------------------------------------
+
+
+def test_top_level_x_keys_are_ignored_and_hold_anchors_nodes_merge() -> None:
+    workflow = load(
+        """
+        name: w
+        x-defaults: &defaults {timeout: 5, env: {A: "1"}}
+        nodes:
+          - <<: *defaults
+            name: a
+            command: x
+        """
+    )
+    assert workflow.nodes["a"].executable.timeout == 5  # type: ignore[attr-defined]
+    assert workflow.nodes["a"].executable.env == {"A": "1"}  # type: ignore[attr-defined]
+
+
+def test_x_keys_below_the_top_level_are_unknown_keys() -> None:
+    message = error_of("name: w\nroot: {name: a, command: x, x-note: hi}\n")
+    assert message.startswith("wf.yml:2:29: unknown key 'x-note'")
+
+
+# -- the implicit root ------------------------------------------------------------------------
+
+
+def test_the_graph_forms_root_is_marked_implicit() -> None:
+    assert load("name: b\nnodes: [{name: x, command: 'true'}]").implicit_root  # type: ignore[attr-defined]
+
+
+def test_the_tree_forms_root_is_the_users() -> None:
+    assert not load("name: b\nroot: {name: x, command: 'true'}").implicit_root  # type: ignore[attr-defined]
+
+
+# -- NUL characters ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ('{name: "a\\0b", command: x}', "wf.yml:2:14: name: 'a\\x00b' holds a NUL character (\\0)"),
+        ('{name: a, command: "echo \\0"}', "wf.yml:2:26: command: 'echo \\x00' holds a NUL character (\\0)"),
+        ('{name: a, command: [echo, "\\x00"]}', "wf.yml:2:33: command[1]: '\\x00' holds a NUL character (\\0)"),
+        ('{name: a, command: x, env: {"A\\0": v}}', "wf.yml:2:35: key 'A\\x00' holds a NUL character (\\0)"),
+        ('{name: a, command: x, env: {A: "\\u0000"}}', "wf.yml:2:38: A: '\\x00' holds a NUL character (\\0)"),
+        (
+            '{name: a, function: "os.path:join", args: [{k: "\\0"}]}',
+            "wf.yml:2:54: k: '\\x00' holds a NUL character (\\0)",
+        ),
+    ],
+    ids=["name", "command", "argv-item", "env-name", "env-value", "function-argument"],
+)
+def test_a_nul_character_is_refused_at_its_place(node: str, expected: str) -> None:
+    assert error_of(f"name: w\nroot: {node}\n") == expected
+
+
+def test_nul_characters_are_reported_with_the_other_schema_problems() -> None:
+    message = error_of('name: w\nroot: {name: "a\\0", command: 5}\n')
+    assert message.splitlines() == [
+        "wf.yml:2:14: name: 'a\\x00' holds a NUL character (\\0)",
+        "wf.yml:2:30: command must be a string or a list of strings",
+    ]
+
+
+# -- paths stay inside ------------------------------------------------------------------------
+
+
+def test_a_working_directory_outside_the_files_directory_is_refused(tmp_path: Path) -> None:
+    base = tmp_path / "project" / "ci"
+    base.mkdir(parents=True)
+    text = (
+        "name: w\nroot:\n  name: a\n  command: x\n  working_directory: ../../..\n"
+        "  artifacts: [{name: pw, path: etc/passwd}]\n"
+    )
+    message = error_of(text, base)
+    assert message == (
+        f"wf.yml:5:22: working_directory '../../..' is {tmp_path.parent.resolve()}, outside the workflow file's "
+        f"directory {base.resolve()}; keep it inside that directory"
+    )
+
+
+def test_an_artifact_path_through_a_link_out_of_the_working_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "system").symlink_to("/etc")
+    message = error_of("name: w\nroot: {name: a, command: x, artifacts: [{name: pw, path: system/passwd}]}\n", tmp_path)
+    assert message == (
+        f"wf.yml:2:58: artifact 'pw': path 'system/passwd' leads outside the node's working directory "
+        f"{tmp_path.resolve()}; keep it inside"
+    )
+
+
+# -- merge keys in the YAML spec's order ------------------------------------------------------
+
+MERGED = """
+    name: w
+    x-a: &a {timeout: 1, env: {FROM: a}}
+    x-b: &b {timeout: 2, env: {FROM: b}, continue_on_error: true}
+    root:
+      <<: [*a, *b]
+      name: r
+      command: x
+      {own}
+"""
+
+
+def test_of_merged_mappings_the_earlier_wins() -> None:
+    workflow = load(MERGED.replace("{own}", ""))
+    assert workflow.root.executable.timeout == 1  # type: ignore[attr-defined]
+    assert workflow.root.executable.env == {"FROM": "a"}  # type: ignore[attr-defined]
+    assert workflow.root.continue_on_error  # type: ignore[attr-defined]
+
+
+def test_a_mappings_own_key_wins_over_every_merged_one() -> None:
+    workflow = load(MERGED.replace("{own}", "timeout: 3"))
+    assert workflow.root.executable.timeout == 3  # type: ignore[attr-defined]
+
+
+def test_a_merged_mapping_brings_what_it_merged_itself() -> None:
+    text = "name: w\nx-a: &a {timeout: 1}\nx-b: &b {<<: *a, env: {B: b}}\nroot: {<<: *b, name: r, command: x}\n"
+    executable = load(text).root.executable  # type: ignore[attr-defined]
+    assert (executable.timeout, executable.env) == (1, {"B": "b"})
+
+
+def test_merging_a_scalar_is_refused_at_its_place() -> None:
+    message = error_of("name: w\nx-a: &a 5\nroot: {<<: *a, name: r}\n")
+    assert message == "wf.yml:2:6: a merge key (<<) takes a mapping or a list of mappings, not a scalar"
+
+
+def test_an_unknown_top_level_key_says_keys_of_your_own_start_with_x() -> None:
+    assert error_of("name: w\nzzz: 1\nroot: {name: a}\n").endswith("; keys of your own start with x-")
+
+
+def test_a_bad_container_is_reported_at_its_key() -> None:
+    message = error_of("name: w\nroot: {name: a, command: x, container: {image: i, volumes: [nocolon]}}\n")
+    assert message == "wf.yml:2:40: container volume 'nocolon' must be HOST:CONTAINER or HOST:CONTAINER:MODE"

@@ -136,3 +136,29 @@ def test_workflow_root_must_be_a_node() -> None:
 def test_node_executable_must_be_command_or_pyfunc() -> None:
     with pytest.raises(WorkflowError, match="must be a Command or a PyFunc"):
         Node("a", executable=noop)  # type: ignore[arg-type]
+
+
+def test_user_nodes_leave_out_an_implicit_root() -> None:
+    root = Node("wf", parallel=True, children=[Node("a"), Node("b")])
+    assert list(Workflow("wf", root, implicit_root=True).user_nodes) == ["a", "b"]
+
+
+def test_user_nodes_are_every_node_of_a_written_root() -> None:
+    root = Node("wf", parallel=True, children=[Node("a"), Node("b")])
+    assert list(Workflow("wf", root).user_nodes) == ["wf", "a", "b"]
+
+
+def test_a_node_name_with_a_nul_character_is_refused() -> None:
+    with pytest.raises(WorkflowError, match=r"node name 'a\\x00' holds a NUL character"):
+        Node("a\0")
+
+
+@pytest.mark.parametrize("cmd", ["echo \0", ["echo", "\0"]], ids=["text", "argv"])
+def test_a_command_with_a_nul_character_is_refused(cmd: object) -> None:
+    with pytest.raises(WorkflowError, match="holds a NUL character"):
+        Command(cmd)  # type: ignore[arg-type]
+
+
+def test_an_environment_value_with_a_nul_character_is_refused() -> None:
+    with pytest.raises(WorkflowError, match="environment variable A: its value holds a NUL character"):
+        Workflow("wf", Node("a"), env={"A": "x\0"})

@@ -25,7 +25,15 @@ def test_schema_documents_both_forms_of_retries() -> None:
     assert retries["description"] == "A number, or {max, delay, backoff}"
 
 
+def test_schema_documents_both_forms_of_needs() -> None:
+    assert node_property("needs")["anyOf"] == [{"type": "string"}, {"items": {"type": "string"}, "type": "array"}]
+
+
 def test_schema_refuses_unknown_keys_at_every_level() -> None:
     schema = json_schema()
     assert schema["additionalProperties"] is False
     assert all(definition["additionalProperties"] is False for definition in schema["$defs"].values())
+
+
+def test_schema_allows_top_level_extension_keys() -> None:
+    assert json_schema()["patternProperties"] == {"^x-": {}}

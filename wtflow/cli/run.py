@@ -121,7 +121,8 @@ def _print_plan(workflow: Any, config: Config, masker: Any) -> None:
     from wtflow.model import Command
 
     cap = config.run.max_parallel or workflow.max_parallel
-    click.echo(f"workflow {workflow.name!r}: {len(workflow.nodes)} nodes" + (f", at most {cap} at once" if cap else ""))
+    count = len(workflow.user_nodes)  # the nodes the user wrote: not a graph-form file's implicit root
+    click.echo(f"workflow {workflow.name!r}: {count} nodes" + (f", at most {cap} at once" if cap else ""))
     for number, stage in enumerate(stages(workflow), start=1):
         together = "  (in parallel)" if len(stage) > 1 else ""
         click.echo(f"  {number:>3}. {', '.join(stage)}{together}")

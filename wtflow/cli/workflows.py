@@ -34,8 +34,10 @@ def list_(path: Path | None) -> None:
 
     file = loader.find_file(path)
     for workflow in loader.load_file(file):
-        click.echo(f"{workflow.name}  ({len(workflow.nodes)} nodes, {file})")
-        _print_tree(workflow.root, "  ")
+        click.echo(f"{workflow.name}  ({len(workflow.user_nodes)} nodes, {file})")
+        # A graph-form file's implicit root is not the user's: its nodes are listed at the top.
+        for top in workflow.root.children if workflow.implicit_root else [workflow.root]:
+            _print_tree(top, "  ")
 
 
 def _print_tree(node: Any, indent: str) -> None:
@@ -72,7 +74,7 @@ def validate(paths: Sequence[Path]) -> None:
             failed = True
             continue
         for workflow in workflows:
-            click.echo(f"{file}: ok: workflow {workflow.name!r}, {len(workflow.nodes)} nodes")
+            click.echo(f"{file}: ok: workflow {workflow.name!r}, {len(workflow.user_nodes)} nodes")
     if failed:
         sys.exit(UsageError.exit_code)
 

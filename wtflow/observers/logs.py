@@ -47,7 +47,7 @@ class LogObserver(BaseObserver):
                 "info",
                 "run_started",
                 workflow=event.workflow.name,
-                nodes=len(event.workflow.nodes),
+                nodes=len(event.workflow.user_nodes),
                 run_dir=str(event.run_dir),
             )
         elif isinstance(event, NodeStarted):
