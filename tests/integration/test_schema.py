@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from wtflow.db import schema
@@ -70,6 +70,19 @@ def test_a_new_database_gets_the_tables_stamped_at_head(engine: Engine) -> None:
     schema.upgrade(engine)
     assert drift(engine) == []
     assert revision(engine) == schema.HEAD
+
+
+def test_a_new_databases_stamp_is_the_one_alembic_writes(engine: Engine, tmp_path: Path) -> None:
+    """Stamped without Alembic, the database looks to Alembic as its own stamp would: the same table and row."""
+    schema.upgrade(engine)
+    theirs = create_engine(f"sqlite:///{tmp_path / 'alembic-stamped.db'}")
+    try:
+        with theirs.begin() as connection:
+            metadata.create_all(connection)
+            schema._alembic("stamp", connection)
+        assert _version_table(engine) == _version_table(theirs)
+    finally:
+        theirs.dispose()
 
 
 def test_a_database_at_alembics_base_is_migrated_to_head(engine: Engine) -> None:
@@ -169,3 +182,12 @@ def test_postgres_connections_notice_a_dead_network_within_a_minute(postgres_url
                 probe.close()
     finally:
         engine.dispose()
+
+
+def _version_table(engine: Engine) -> tuple[object, ...]:
+    inspector = inspect(engine)
+    columns = [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(VERSION_TABLE)]
+    key = inspector.get_pk_constraint(VERSION_TABLE)
+    with engine.connect() as connection:
+        rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()  # noqa: S608 - a constant
+    return columns, key["constrained_columns"], [tuple(row) for row in rows]

@@ -2,7 +2,8 @@
 
 The schema is :data:`wtflow.db.tables.metadata`. An empty database gets it from
 ``metadata.create_all`` and is stamped with the newest revision, as Alembic's cookbook
-recommends ("building an up to date database from scratch"); an older one is brought up to date
+recommends ("building an up to date database from scratch"; the stamp is the row Alembic's
+``stamp`` writes, in the table it would create); an older one is brought up to date
 by the Alembic migrations in ``migrations/``. Processes that start at once are serialised by a
 PostgreSQL advisory lock, or by the write lock SQLite's ``BEGIN IMMEDIATE`` takes (see
 :mod:`wtflow.db.connect`). A database already at :data:`HEAD` costs one query and does not
@@ -13,7 +14,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, inspect, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    insert,
+    inspect,
+    select,
+    text,
+)
 
 from wtflow.db.tables import VERSION_TABLE, metadata
 from wtflow.errors import BackendUnavailable
@@ -23,7 +36,14 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 HEAD = "0001"
 # PostgreSQL serialises processes creating or migrating the schema with this advisory lock.
 LOCK_KEY = 0x777466  # "wtf"
-_version = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32), nullable=False))
+# The table Alembic keeps its revision in, as Alembic itself creates it: a new database is
+# stamped with a plain insert, so a run's writer never imports Alembic.
+_version = Table(
+    VERSION_TABLE,
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+)
 _TAKE_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=LOCK_KEY)
 
 
@@ -49,7 +69,8 @@ def upgrade(engine: Engine) -> None:
                 return
         elif not tables & set(metadata.tables):
             metadata.create_all(connection)
-            _alembic("stamp", connection)
+            _version.create(connection)
+            connection.execute(insert(_version).values(version_num=HEAD))
             return
         _alembic("upgrade", connection)
 

@@ -29,7 +29,6 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from select import poll
 from typing import Any, BinaryIO
 
@@ -345,14 +344,10 @@ def _answer(out: BinaryIO, **fields: Any) -> None:
 def prepare(url: str) -> None:
     """Do what opening ``url`` will need and no connection does: import its dialect and driver.
 
-    For a SQLite file that does not exist yet, also Alembic, which will stamp the new schema.
     Only a head start: whatever is wrong with the URL is reported when the run opens it.
     """
     with contextlib.suppress(Exception):
-        parsed = normalise_url(url)
-        parsed.get_dialect().import_dbapi()
-        if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
-            import alembic.command  # noqa: F401 - imported for schema.upgrade's stamp
+        normalise_url(url).get_dialect().import_dbapi()
 
 
 def main() -> int:
