@@ -12,9 +12,12 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from wtflow.cli import main
 from wtflow.events import BaseObserver, Event
 
 POSTGRES_URL = os.environ.get("WTFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -92,3 +95,25 @@ def process_alive(pid: int) -> bool:
             return stat.read().rsplit(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch directory the test runs in, with none of wtflow's own settings taken from the environment."""
+    monkeypatch.chdir(tmp_path)
+    for variable in (
+        "WTFLOW_DB_URL",
+        "WTFLOW_ARTIFACTS_DIR",
+        "WTFLOW_MAX_PARALLEL",
+        "WTFLOW_IGNORE_FAILURE",
+        "GITHUB_ACTIONS",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+    ):
+        monkeypatch.delenv(variable, raising=False)
+    return tmp_path
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    """``wtflow ARGS...`` through Click's runner, in this process."""
+    return CliRunner().invoke(main, list(args), env=env)

@@ -9,10 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 
+from tests.conftest import cli
 from wtflow import __version__
-from wtflow.cli import main
 
 SIMPLE = """
 name: ci
@@ -31,16 +30,9 @@ root:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for variable in ("WTFLOW_DB_URL", "WTFLOW_ARTIFACTS_DIR", "WTFLOW_MAX_PARALLEL", "WTFLOW_IGNORE_FAILURE"):
-        monkeypatch.delenv(variable, raising=False)
-    (tmp_path / "wtflow.yml").write_text(SIMPLE)
-    return tmp_path
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), env=env)
+def project(workdir: Path) -> Path:
+    (workdir / "wtflow.yml").write_text(SIMPLE)
+    return workdir
 
 
 def write(path: Path, text: str) -> Path:

@@ -9,24 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from wtflow.cli import main
+from tests.conftest import cli
 
 ONE_NODE = "name: wf\nroot: {name: hello, command: echo hello}\n"
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for variable in ("WTFLOW_DB_URL", "WTFLOW_ARTIFACTS_DIR", "GITHUB_ACTIONS", "GITHUB_OUTPUT"):
-        monkeypatch.delenv(variable, raising=False)
-    (tmp_path / "wtflow.yml").write_text(ONE_NODE)
-    return tmp_path
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), env=env)
+def project(workdir: Path) -> Path:
+    (workdir / "wtflow.yml").write_text(ONE_NODE)
+    return workdir
 
 
 def test_the_action_reads_its_inputs_from_input_variables(project: Path) -> None:

@@ -21,38 +21,32 @@ root:
 """
 
 
-def test_a_run_whose_record_cannot_be_written_exits_3_before_any_node(tmp_path: Path) -> None:
-    (tmp_path / "wtflow.yml").write_text(WORKFLOW)
-    env = {**os.environ, "WTFLOW_LOG_FORMAT": "json"}
+def _run_on_a_full_disk(project: Path) -> dict[str, object]:
+    """``wtflow run`` where no file may grow; its last stderr line (an error, as JSON), checked for what must hold."""
     command = f"ulimit -f 0; exec {sys.executable} -m wtflow run --db-url ''"
-    process = subprocess.run(
-        ["sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, timeout=120, check=False
-    )
+    env = {**os.environ, "WTFLOW_LOG_FORMAT": "json"}
+    process = subprocess.run(["sh", "-c", command], cwd=project, env=env, capture_output=True, timeout=120, check=False)
     assert process.returncode == 3, process.stderr.decode()
     assert b"Traceback" not in process.stderr
-    error = json.loads(process.stderr.decode().splitlines()[-1])
-    assert error["event"] == "error"
-    assert "cannot be written" in error["message"]
-    assert "File too large" in error["message"]
-    assert not (tmp_path / "ran").exists()
-    leftovers = [path.name for path in (tmp_path / ".wtflow" / "artifacts").rglob("*") if path.name.endswith(".tmp")]
+    assert not (project / "ran").exists()
+    leftovers = [path.name for path in (project / ".wtflow").rglob("*.tmp")]
     assert leftovers == []
+    error: dict[str, object] = json.loads(process.stderr.decode().splitlines()[-1])
+    assert error["event"] == "error"
+    return error
 
 
-def test_a_run_whose_record_cannot_be_written_is_refused_after_the_state_directory_exists(tmp_path: Path) -> None:
+def test_a_state_directory_that_cannot_be_written_exits_3_before_any_node(tmp_path: Path) -> None:
+    (tmp_path / "wtflow.yml").write_text(WORKFLOW)
+    error = _run_on_a_full_disk(tmp_path)
+    assert "the state directory" in str(error["message"])
+    assert "File too large" in str(error["message"])
+
+
+def test_a_run_whose_record_cannot_be_written_is_refused_before_any_node(tmp_path: Path) -> None:
     (tmp_path / "wtflow.yml").write_text(WORKFLOW)
     (tmp_path / ".wtflow").mkdir()
     (tmp_path / ".wtflow" / ".gitignore").write_text("*\n")
-    env = {**os.environ, "WTFLOW_LOG_FORMAT": "json"}
-    command = f"ulimit -f 0; exec {sys.executable} -m wtflow run --db-url ''"
-    process = subprocess.run(
-        ["sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, timeout=120, check=False
-    )
-    assert process.returncode == 3, process.stderr.decode()
-    assert b"Traceback" not in process.stderr
-    error = json.loads(process.stderr.decode().splitlines()[-1])
-    assert "the run's record cannot be written" in error["message"]
-    assert "File too large" in error["message"]
-    assert not (tmp_path / "ran").exists()
-    leftovers = [path.name for path in (tmp_path / ".wtflow" / "artifacts").rglob("*") if path.name.endswith(".tmp")]
-    assert leftovers == []
+    error = _run_on_a_full_disk(tmp_path)
+    assert "the run's record cannot be written" in str(error["message"])
+    assert "File too large" in str(error["message"])

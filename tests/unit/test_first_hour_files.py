@@ -6,9 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from wtflow.cli import main
+from tests.conftest import cli
 from wtflow.graph import dot, mermaid
 from wtflow.loader import load_yaml
 from wtflow.model import Workflow
@@ -30,16 +29,9 @@ nodes:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for variable in ("WTFLOW_DB_URL", "WTFLOW_ARTIFACTS_DIR", "WTFLOW_MAX_PARALLEL", "WTFLOW_IGNORE_FAILURE"):
-        monkeypatch.delenv(variable, raising=False)
-    (tmp_path / "wtflow.yml").write_text(SEVEN)
-    return tmp_path
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
+def project(workdir: Path) -> Path:
+    (workdir / "wtflow.yml").write_text(SEVEN)
+    return workdir
 
 
 def seven() -> Workflow:
