@@ -194,6 +194,7 @@ class Engine:
             )
         finally:
             try:
+                await executor.aclose()  # again after a run (a no-op); first when the run could not start
                 await _close_all(observers)
             finally:
                 self.warnings += [warning for observer in observers for warning in observer.warnings()]

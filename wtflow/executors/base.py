@@ -78,7 +78,7 @@ class Executor(Protocol):
         """Run ``job`` to the end, streaming its output into ``sink``."""
 
     async def aclose(self) -> None:
-        """Release what the executor holds for the run; called once, after the last job."""
+        """Release what the executor holds for the run, after the last job; calling it again does nothing."""
 
 
 class BaseExecutor:
