@@ -115,7 +115,9 @@ class Engine:
     database when ``config.db.url`` is set. By default the nodes' output goes to this process's
     stdout and stderr and nothing else is printed; ``observers`` replaces that console output.
     ``executor`` runs nodes differently (tests use :class:`~wtflow.executors.fake.FakeExecutor`),
-    ``store`` keeps artifacts elsewhere (tests use :class:`~wtflow.artifacts.MemoryStore`).
+    ``store`` keeps artifacts elsewhere (tests use :class:`~wtflow.artifacts.MemoryStore`, with
+    ``records=[]``: the record keepers, ``run.json``, ``events.jsonl`` and the database by default,
+    write into the run's directory).
     ``masker`` is the run's one masker, shared with observers that write what nodes printed.
     ``stop_orphans`` stops, when the run ends, processes that escaped their node's process group
     and were adopted by this process (see :mod:`wtflow.orphans`; the CLI turns it on).
@@ -129,6 +131,7 @@ class Engine:
         observers: Iterable[Observer] | None = None,
         executor: Executor | None = None,
         store: ArtifactStore | None = None,
+        records: Iterable[Observer] | None = None,
         masker: Masker | None = None,
         stop_orphans: bool = False,
     ) -> None:
@@ -137,6 +140,7 @@ class Engine:
         self._observers = list(observers) if observers is not None else None
         self._executor = executor
         self._store = store
+        self._records = list(records) if records is not None else None
         self._masker = masker
         self._stop_orphans = stop_orphans
         self.result: RunResult | None = None
@@ -169,7 +173,7 @@ class Engine:
         executor = self._executor or defaults.executor()
         store = self._store or defaults.store(self.config)
         await executor.preflight(self.workflow, self.max_parallel)  # e.g. the docker engine must answer
-        records = defaults.record_observers(self.config)
+        records = self._records if self._records is not None else defaults.record_observers(self.config)
         observers = [*records, *(self._observers if self._observers is not None else defaults.console_observers())]
         run_id = new_run_id()
         masker = self.masker()

@@ -14,6 +14,7 @@ import wtflow.artifacts
 import wtflow.output
 from tests.conftest import EventLog
 from wtflow import Command, Config, Engine, Node, NodeStatus, Retry, RunConfig, RunStatus, StorageConfig, Workflow
+from wtflow.artifacts import MemoryStore
 from wtflow.events import (
     BaseObserver,
     Event,
@@ -257,6 +258,19 @@ def test_needs_waits_for_the_needed_nodes_whole_subtree(tmp_path: Path, event_lo
     started_b = order.index(("NodeStarted", "b"))
     assert order.index(("NodeFinished", "a1")) < started_b
     assert order.index(("NodeFinished", "a2")) < started_b
+
+
+def test_a_run_kept_in_memory_keeps_each_attempts_output(event_log: EventLog) -> None:
+    """The scheduler's tests need no disk: a memory store, and no record keepers."""
+    node = Node("flaky", executable=Command("true"), retries=Retry(max=1))
+    store = MemoryStore()
+    fake = FakeExecutor({"flaky": Step(fail_times=1, stdout=b"try\n")})
+    engine = Engine(Workflow("wf", node), Config(), observers=[event_log], executor=fake, store=store, records=[])
+    assert run(engine) == 0
+    assert store.data[("flaky", "stdout.attempt-1")] == b"try\n"
+    assert store.data[("flaky", "stdout")] == b"try\n"
+    assert engine.result is not None
+    assert engine.result["flaky"].artifacts["stdout"].path == store.path("flaky", "stdout")
 
 
 def test_events_come_in_lifecycle_order(tmp_path: Path, event_log: EventLog) -> None:
