@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import EventLog
+from tests.unit.test_scheduler import run, statuses
 from wtflow import (
     Command,
     Config,
@@ -58,22 +59,6 @@ def make_engine(
     )
     workflow = Workflow(name="wf", root=root)
     return Engine(workflow, config, observers=[log], executor=executor, store=store, masker=Masker([SECRET]))
-
-
-def run(engine: Engine, while_running: Callable[[], Awaitable[None]] | None = None) -> int:
-    async def main() -> int:
-        async with asyncio.timeout(SAFETY):
-            task = asyncio.create_task(engine.run_async())
-            if while_running is not None:
-                await while_running()
-            return await task
-
-    return asyncio.run(main())
-
-
-def statuses(engine: Engine) -> dict[str, NodeStatus]:
-    assert engine.result is not None
-    return {name: node.status for name, node in engine.result.nodes.items()}
 
 
 def finished(log: EventLog, node: str) -> NodeFinished:
