@@ -34,7 +34,9 @@ def no_writer_left() -> Iterator[None]:
         ([], False),
     ],
 )
-def test_only_a_command_line_that_runs_a_workflow_with_a_database_starts_a_spare(args: list[str], expected: bool) -> None:
+def test_only_a_command_line_that_runs_a_workflow_with_a_database_starts_a_spare(
+    args: list[str], expected: bool
+) -> None:
     assert will_run(args) is expected
 
 
