@@ -136,6 +136,25 @@ def create_run_dir(artifacts_dir: Path | None, run_id: str) -> Path:
     return run_dir.resolve()
 
 
+_TAIL_BLOCK = 1 << 14
+_TAIL_LIMIT = 1 << 20  # a last line longer than this (no newline for a mebibyte) is shown cut
+
+
+def last_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines of text file ``path`` (``OSError`` if it is gone); undecodable bytes replaced."""
+    with path.open("rb") as source:
+        position = source.seek(0, os.SEEK_END)
+        data = b""
+        # Read backwards until what was read holds ``count`` whole lines, the file's start or the limit.
+        while position > 0 and len(data) < _TAIL_LIMIT and data.count(b"\n", 0, len(data) - 1) < count:
+            step = min(_TAIL_BLOCK, position)
+            position -= step
+            source.seek(position)
+            data = source.read(step) + data
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[-count:] if count else []
+
+
 class ArtifactStore(Protocol):
     """Where one run's artifacts go: a node attempt's output, its declared files, their sizes.
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
+from wtflow.artifacts import last_lines
 from wtflow.db.connect import open_engine, unavailable
 from wtflow.db.crashes import mark_crashed
 from wtflow.db.schema import upgrade
@@ -224,25 +225,6 @@ def artifact_files(path: Path) -> list[str]:
     return sorted(found)
 
 
-_TAIL_BLOCK = 1 << 14
-_TAIL_LIMIT = 1 << 20  # a last line longer than this (no newline for a mebibyte) is shown cut
-
-
-def tail(path: Path, count: int) -> list[str]:
-    """The last ``count`` lines of text file ``path`` (``OSError`` if it is gone); undecodable bytes replaced."""
-    with path.open("rb") as source:
-        position = source.seek(0, os.SEEK_END)
-        data = b""
-        # Read backwards until what was read holds ``count`` whole lines, the file's start or the limit.
-        while position > 0 and len(data) < _TAIL_LIMIT and data.count(b"\n", 0, len(data) - 1) < count:
-            step = min(_TAIL_BLOCK, position)
-            position -= step
-            source.seek(position)
-            data = source.read(step) + data
-    lines = data.decode("utf-8", "replace").splitlines()
-    return lines[-count:] if count else []
-
-
 def failure_output(node: NodeRecord, count: int = 10) -> tuple[str, list[str]] | None:
     """Why a node that failed without an error text failed: the last lines of its stderr, else of its stdout.
 
@@ -251,6 +233,6 @@ def failure_output(node: NodeRecord, count: int = 10) -> tuple[str, list[str]] |
     paths = {artifact.name: artifact.path for artifact in node.artifacts}
     for stream in ("stderr", "stdout"):
         path = paths.get(stream)
-        if path is not None and (lines := tail(path, count)):
+        if path is not None and (lines := last_lines(path, count)):
             return stream, lines
     return None

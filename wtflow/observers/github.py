@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from wtflow.artifacts import last_lines
 from wtflow.events import BaseObserver, Event, NodeFinished, RunFinished, RunStarted
 from wtflow.graph import mermaid
 from wtflow.masking import Masker
@@ -152,12 +152,8 @@ def _node_summary(event: NodeFinished) -> str:
 
 
 def _tail(path: Path, lines: int) -> str:
-    """The last ``lines`` lines of a file, reading at most its last 64 KiB."""
+    """The last ``lines`` lines of a stored stream; nothing if it is gone."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - (1 << 16)))
-            kept = deque(handle.read().decode("utf-8", "replace").splitlines(), maxlen=lines)
+        return "\n".join(last_lines(path, lines))
     except OSError:
         return ""
-    return "\n".join(kept)
