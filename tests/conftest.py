@@ -11,8 +11,9 @@ import importlib
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -117,3 +118,19 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def cli(*args: str, env: dict[str, str] | None = None) -> Result:
     """``wtflow ARGS...`` through Click's runner, in this process."""
     return CliRunner().invoke(main, list(args), env=env)
+
+
+@pytest.fixture
+def automaton_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many values each search automaton the masker builds holds, in order."""
+    from wtflow import masking
+
+    built: list[int] = []
+    real = masking._automaton
+
+    def counting(values: Sequence[bytes], *, fresh: bool = False) -> Any:
+        built.append(len(values))
+        return real(values, fresh=fresh)
+
+    monkeypatch.setattr(masking, "_automaton", counting)
+    return built

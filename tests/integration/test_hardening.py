@@ -6,7 +6,6 @@ import asyncio
 import errno
 import os
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +38,10 @@ def files_of(runner: Runner, node: str, artifact: str) -> Path:
 
 
 def test_thousands_of_announced_values_are_masked_without_rebuilding_for_each(
-    run_workflow: Runner, monkeypatch: pytest.MonkeyPatch
+    run_workflow: Runner, automaton_builds: list[int]
 ) -> None:
     """A node announcing 3,000 values beside a node that times out: both end as they should."""
-    built: list[int] = []
-    real = masking._automaton
-
-    def counting(values: Sequence[bytes], *, fresh: bool = False) -> Any:
-        built.append(len(values))
-        return real(values, fresh=fresh)
-
-    monkeypatch.setattr(masking, "_automaton", counting)
+    built = automaton_builds
     announce = 'for i in $(seq 3000); do echo "::add-mask::value-$i-secret"; echo "used value-$i-secret"; done'
     run_workflow(
         Node(

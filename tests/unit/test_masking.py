@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
-from typing import Any
-
-import pytest
 
 from wtflow import masking
 from wtflow.masking import Masker
@@ -63,17 +59,10 @@ def test_masking_matches_longest_first_alternation() -> None:
 
 
 def test_values_announced_one_at_a_time_do_not_rebuild_the_search_for_every_value(
-    monkeypatch: pytest.MonkeyPatch,
+    automaton_builds: list[int],
 ) -> None:
     """3,000 ``::add-mask::`` lines, each in its own chunk, cost far less than 3,000 searches of all values."""
-    built: list[int] = []
-    real = masking._automaton
-
-    def counting(values: Sequence[bytes], *, fresh: bool = False) -> Any:
-        built.append(len(values))
-        return real(values, fresh=fresh)
-
-    monkeypatch.setattr(masking, "_automaton", counting)
+    built = automaton_builds
     masker = Masker()
     for n in range(3000):
         line = f"::add-mask::value-{n:05d}\n".encode()
