@@ -1,16 +1,20 @@
 """Engine configuration: defaults, ``WTFLOW_*`` environment variables and INI files.
 
-INI layout::
+INI layout (durations are seconds, ``90``, or e.g. ``90s``, ``1m30s``)::
 
     [database]
     url = sqlite:///wtflow.db
-    retry = 30
+    retry = 30s
     [storage]
     artifacts_dir = .wtflow/artifacts
     [run]
     ignore_failure = false
+    max_fail = 0
     max_parallel = 8
-    kill_grace = 10
+    kill_grace = 10s
+
+Workflow variables come from ``WTFLOW_VAR_<NAME>`` variables (and the CLI's ``--var NAME=VALUE``),
+not from INI files.
 """
 
 from __future__ import annotations
@@ -18,17 +22,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from wtflow.durations import parse_duration
 from wtflow.errors import ConfigError
 
 # wtflow's own settings that may carry a password: kept out of the nodes' environment.
 CREDENTIAL_VARIABLES = frozenset({"WTFLOW_DB_URL", "INPUT_DB-URL", "INPUT_DB_URL"})
 TRUE_VALUES = {"1", "true", "yes", "on"}
 FALSE_VALUES = {"0", "false", "no", "off"}
+VAR_PREFIX = "WTFLOW_VAR_"  # WTFLOW_VAR_<NAME>=value sets the workflow variable NAME
+VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+VAR_NAME_RULE = "a name starts with a letter or _, then letters, digits, _ or -"
 
 
 def default_max_parallel() -> int:
@@ -57,15 +66,59 @@ def parse_positive_int(value: str, where: str) -> int:
     return number
 
 
-def parse_seconds(value: str, where: str) -> float:
-    """``value`` as a number of seconds >= 0."""
+def parse_non_negative_int(value: str, where: str) -> int:
+    """``value`` as a whole number >= 0."""
     try:
-        number = float(value.strip())
+        number = int(value.strip())
     except ValueError:
-        number = -1.0
-    if number < 0 or not math.isfinite(number):
-        raise ConfigError(f"{where}: expected a number of seconds >= 0, got {value!r}")
+        number = -1
+    if number < 0:
+        raise ConfigError(f"{where}: expected a whole number >= 0, got {value!r}")
     return number
+
+
+def parse_seconds(value: str, where: str) -> float:
+    """``value`` as seconds >= 0: a number (``90``, ``2.5``) or a duration (``90s``, ``1m30s``)."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def vars_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The workflow variables set as ``WTFLOW_VAR_<NAME>=value`` in ``environ`` (``NAME`` as written)."""
+    found: dict[str, str] = {}
+    for variable, value in environ.items():
+        if variable.startswith(VAR_PREFIX):
+            name = variable.removeprefix(VAR_PREFIX)
+            if not VAR_NAME.fullmatch(name):
+                raise ConfigError(f"{variable}: {name!r} is not a variable name; {VAR_NAME_RULE}")
+            found[name] = value
+    return found
+
+
+class FrozenVars(Mapping[str, str]):
+    """Workflow variables, NAME -> value: a read-only, hashable mapping (so configurations stay hashable)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenVars({self._items!r})"
 
 
 @dataclass(frozen=True)
@@ -110,23 +163,42 @@ class StorageConfig:
 class RunConfig:
     """How a run behaves on failure and how much runs at once.
 
+    ``max_fail`` is how many nodes may fail before the run stops: once more than ``max_fail``
+    have failed, running nodes are stopped and nothing new starts but what asks to run even
+    so (``always()``). ``None`` means the workflow's own ``max_fail`` if it sets one, else 0:
+    the first failure stops the run.
     ``max_parallel`` left at ``None`` means the workflow's own ``max_parallel`` if it sets one,
     else :func:`default_max_parallel`. ``kill_grace`` is the seconds between SIGTERM and SIGKILL.
     ``secrets`` names environment variables to mask besides the workflow's own;
     ``mask_artifacts=False`` keeps stored output unmasked (the console and logs stay masked).
+    ``vars`` are workflow variables given from outside the file, NAME -> value (any mapping given
+    is kept as a read-only :class:`FrozenVars`).
     """
 
     ignore_failure: bool = False
+    max_fail: int | None = None
     max_parallel: int | None = None
     kill_grace: float = 10.0
     secrets: tuple[str, ...] = ()
     mask_artifacts: bool = True
+    vars: Mapping[str, str] = FrozenVars()
 
     def __post_init__(self) -> None:
+        if self.max_fail is not None and (
+            isinstance(self.max_fail, bool) or not isinstance(self.max_fail, int) or self.max_fail < 0
+        ):
+            raise ConfigError(f"run.max_fail: expected a whole number >= 0, got {self.max_fail!r}")
         if self.max_parallel is not None and (not isinstance(self.max_parallel, int) or self.max_parallel < 1):
             raise ConfigError(f"run.max_parallel: expected a whole number >= 1, got {self.max_parallel!r}")
-        if self.kill_grace < 0:
+        if self.kill_grace < 0 or not math.isfinite(self.kill_grace):
             raise ConfigError(f"run.kill_grace: expected a number of seconds >= 0, got {self.kill_grace!r}")
+        for name, value in self.vars.items():
+            if not isinstance(name, str) or not VAR_NAME.fullmatch(name):
+                raise ConfigError(f"run.vars: {name!r} is not a variable name; {VAR_NAME_RULE}")
+            if not isinstance(value, str):
+                raise ConfigError(f"run.vars: the value of {name!r} must be a string, got {value!r}")
+        if not isinstance(self.vars, FrozenVars):
+            object.__setattr__(self, "vars", FrozenVars(self.vars))
 
 
 # (section, key) -> (environment variable, parser of the raw string)
@@ -136,6 +208,7 @@ _FIELDS: dict[tuple[str, str], tuple[str, _Parser]] = {
     ("database", "retry"): ("WTFLOW_DB_RETRY", parse_seconds),
     ("storage", "artifacts_dir"): ("WTFLOW_ARTIFACTS_DIR", lambda value, _where: Path(value) if value else None),
     ("run", "ignore_failure"): ("WTFLOW_IGNORE_FAILURE", parse_bool),
+    ("run", "max_fail"): ("WTFLOW_MAX_FAIL", parse_non_negative_int),
     ("run", "max_parallel"): ("WTFLOW_MAX_PARALLEL", parse_positive_int),
     ("run", "kill_grace"): ("WTFLOW_KILL_GRACE", parse_seconds),
 }
@@ -152,12 +225,18 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, base: Config | None = None) -> Self:
-        """``base`` (or the defaults) overridden by the ``WTFLOW_*`` variables that are set."""
+        """``base`` (or the defaults) overridden by the ``WTFLOW_*`` variables that are set.
+
+        Each ``WTFLOW_VAR_<NAME>`` sets (or overrides) the workflow variable ``NAME``.
+        """
         environ = os.environ if environ is None else environ
-        values = {
+        base = base or cls()
+        values: dict[tuple[str, str], Any] = {
             key: parse(environ[variable], variable) for key, (variable, parse) in _FIELDS.items() if variable in environ
         }
-        return cls._with(base or cls(), values)
+        if env_vars := vars_from_env(environ):
+            values[("run", "vars")] = {**base.run.vars, **env_vars}
+        return cls._with(base, values)
 
     @classmethod
     def from_ini(cls, path: str | os.PathLike[str], *, base: Config | None = None) -> Self:

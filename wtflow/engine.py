@@ -155,6 +155,23 @@ class Engine:
         """The concurrency cap: configured, else the workflow's, else the default."""
         return self.config.run.max_parallel or self.workflow.max_parallel or default_max_parallel()
 
+    @property
+    def max_fail(self) -> int:
+        """Failed nodes allowed before the run stops: configured, else the workflow's, else 0."""
+        if self.config.run.max_fail is not None:
+            return self.config.run.max_fail
+        return self.workflow.max_fail or 0
+
+    def interrupt(self, signal_number: int) -> None:
+        """Stop the run for a signal: running nodes are stopped, nodes that run even so (``always()``) still run.
+
+        The run ends ``cancelled`` and exits 128 + the signal's number. Before its nodes were
+        scheduled, this does nothing: cancel the task running the engine then.
+        """
+        self.interrupted_by = signal_number
+        if self.scheduler is not None:
+            self.scheduler.interrupt()
+
     def masker(self) -> Masker:
         """The run's one masker: the secrets' values, and what nodes announce with ``::add-mask::``.
 
@@ -246,14 +263,17 @@ class Engine:
             kill_grace=self.config.run.kill_grace,
             environ={name: value for name, value in os.environ.items() if name not in CREDENTIAL_VARIABLES},
             masker=masker,
+            max_fail=self.max_fail,
+            variables={**self.workflow.vars, **self.config.run.vars},
         )
         status = RunStatus.CANCELLED
         error: str | None = "interrupted"
         try:
             await scheduler.run()
             delivery.finish()
-            status = RunStatus.FAILED if scheduler.failed else RunStatus.SUCCEEDED
-            error = None
+            if not scheduler.interrupted:
+                status = RunStatus.FAILED if scheduler.failed else RunStatus.SUCCEEDED
+                error = None
         except Exception as exc:  # a bug: still close the run, and say what happened
             status, error = RunStatus.FAILED, f"internal error: {exc!r}"
             raise

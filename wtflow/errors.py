@@ -40,12 +40,27 @@ class UsageError(WtflowError):
 
 
 class WorkflowError(UsageError):
-    """A workflow definition is invalid: names, references, cycles or values."""
+    """A workflow definition is invalid: names, references, cycles or values.
 
-    def __init__(self, message: str, *, location: str | None = None, node: str | None = None) -> None:
+    ``node`` names the node it is about; ``field`` the key (and list index or mapping key)
+    within that node, as a workflow file writes it (``("env", "HOME")``, ``("if",)``); ``offset``
+    the character within that value, for a problem inside an expression.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: str | None = None,
+        node: str | None = None,
+        field: tuple[str | int, ...] = (),
+        offset: int | None = None,
+    ) -> None:
         self.message = message
         self.location = location
         self.node = node
+        self.field = field
+        self.offset = offset
         super().__init__(f"{location}: {message}" if location else message)
 
 

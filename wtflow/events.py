@@ -7,7 +7,7 @@ work to a thread of its own and finishes it in ``aclose``.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -113,6 +113,7 @@ class NodeFinished:
     attempt: int = 1
     error: str | None = None
     artifacts: tuple[ArtifactInfo, ...] = field(default=())
+    outputs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -243,6 +244,7 @@ def to_record(event: Event) -> dict[str, object]:
             duration=event.duration,
             error=event.error,
             artifacts={info.name: {"path": str(info.path), "size": info.size} for info in event.artifacts},
+            outputs=dict(event.outputs),
         )
     else:
         record.update(

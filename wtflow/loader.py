@@ -20,8 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import dotenv
+
 from wtflow import yamldoc
 from wtflow.errors import WorkflowError
+from wtflow.matrix import Matrix, expansion_name
 from wtflow.model import (
     RESULT,
     STDERR,
@@ -35,7 +38,7 @@ from wtflow.model import (
     Retry,
     Workflow,
 )
-from wtflow.spec import MAX_MESSAGES, FileArtifactSpec, NodeSpec, RetriesSpec, WorkflowSpec, validate
+from wtflow.spec import MAX_MESSAGES, EnvFileSpec, FileArtifactSpec, NodeSpec, RetriesSpec, WorkflowSpec, validate
 from wtflow.yamldoc import Document, Loc
 
 DEFAULT_FILES = ("wtflow.yml", "wtflow.yaml", "wtflow.py")
@@ -54,10 +57,11 @@ class _Build:
     sorted by position. Only what needs a whole, sound tree (a dependency cycle) comes after.
     """
 
-    def __init__(self, spec: WorkflowSpec, document: Document, base_dir: Path) -> None:
+    def __init__(self, spec: WorkflowSpec, document: Document, base_dir: Path, text: str = "") -> None:
         self.spec = spec
         self.document = document
         self.base_dir = base_dir
+        self.lines = text.splitlines()
         self.locs: dict[str, Loc] = {}
         self.problems: list[tuple[str, str]] = []  # (FILE:LINE:COL, message)
 
@@ -79,18 +83,64 @@ class _Build:
         else:
             name = self.spec.name if self.spec.name not in self.locs else f"{self.spec.name} (workflow)"
             root = Node(name, parallel=True, children=nodes)
+        env = self._env_files(self.spec.env_file, ("env_file",))
+        if self.problems:
+            raise WorkflowError("\n".join(self._messages()))
         try:
             return Workflow(
                 self.spec.name,
                 root,
-                env=self.spec.env,
+                env={**env, **self.spec.env},
                 max_parallel=self.spec.max_parallel,
                 secrets=self.spec.secrets,
                 implicit_root=self.spec.root is None,
+                vars=self.spec.vars,
+                max_fail=self.spec.max_fail,
             )
         except WorkflowError as exc:
             loc = self.locs.get(exc.node or "", ())
-            raise WorkflowError(exc.message, location=self.document.where((*loc, "name"))) from None
+            raise WorkflowError(exc.message, location=self._where_in(loc, exc)) from None
+
+    def _where_in(self, loc: Loc, exc: WorkflowError) -> str:
+        """Where the problem ``exc`` reports stands: its field of the node at ``loc``, and the offset in it."""
+        if not exc.field:
+            return self.document.where((*loc, "name"))
+        field_loc: Loc = (*loc, *exc.field)
+        where = self.document.where(field_loc)
+        value = self._data_at(field_loc)
+        if exc.offset is None or not isinstance(value, str):
+            return where
+        return _column_of(where, self.lines, value, exc.offset)
+
+    def _data_at(self, loc: Loc) -> Any:
+        value: Any = self.document.data
+        for part in loc:
+            try:
+                value = value[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return value
+
+    def _env_files(self, files: list[EnvFileSpec], loc: Loc) -> dict[str, str]:
+        """The variables of ``.env`` files, later files winning; a missing required file is a problem."""
+        found: dict[str, str] = {}
+        for index, env_file in enumerate(files):
+            path = self.base_dir / env_file.path
+            if not path.is_file():
+                if env_file.required:
+                    self._problem(
+                        (*loc, index),
+                        f"env_file {env_file.path!r}: no such file ({path}); "
+                        "create it, or write {path: ..., required: false}",
+                    )
+                continue
+            try:
+                values = dotenv.dotenv_values(path, interpolate=False)
+            except (OSError, UnicodeDecodeError) as exc:
+                self._problem((*loc, index), f"env_file {env_file.path!r} cannot be read: {exc}")
+                continue
+            found.update({key: value for key, value in values.items() if value is not None})
+        return found
 
     def _problem(self, loc: Loc, message: str) -> None:
         self.problems.append((self.document.where(loc), message))
@@ -105,6 +155,7 @@ class _Build:
 
     def _index(self, spec: NodeSpec, loc: Loc) -> None:
         stack = [(spec, loc)]
+        expansions: list[tuple[NodeSpec, Loc]] = []
         while stack:
             node, node_loc = stack.pop()
             if node.name in self.locs:
@@ -116,6 +167,12 @@ class _Build:
             else:
                 self.locs[node.name] = node_loc
             stack.extend((child, (*node_loc, "children", i)) for i, child in reversed(list(enumerate(node.children))))
+            if node.matrix is not None and "${{" not in node.name:
+                expansions.append((node, node_loc))
+        for node, node_loc in expansions:  # a combination may be needed (or reported) by its own name
+            matrix = self._matrix(node, node_loc, report=False)
+            for combination in matrix.combinations() if matrix is not None else ():
+                self.locs.setdefault(expansion_name(node.name, combination), node_loc)
 
     def _check_references(self) -> None:
         names = list(self.locs)
@@ -164,6 +221,7 @@ class _Build:
         executable = self._executable(spec, loc, cwd) if cwd is not None else None
         children = [self._node(child, (*loc, "children", i)) for i, child in enumerate(spec.children)]
         artifacts = [self._file_artifact(a, (*loc, "artifacts", i), cwd) for i, a in enumerate(spec.artifacts)]
+        matrix = self._matrix(spec, loc)
         if len(self.problems) > before:
             return None
         try:
@@ -176,9 +234,27 @@ class _Build:
                 needs=spec.needs,
                 retries=_retry(spec.retries),
                 artifacts=cast("list[FileArtifact]", artifacts),
+                condition=spec.if_,
+                matrix=matrix,
             )
         except WorkflowError as exc:
-            self._problem((*loc, "name"), exc.message)
+            self.problems.append((self._where_in(loc, exc), exc.message))
+            return None
+
+    def _matrix(self, spec: NodeSpec, loc: Loc, *, report: bool = True) -> Matrix | None:
+        if spec.matrix is None:
+            return None
+        try:
+            return Matrix(
+                dict(spec.matrix.__pydantic_extra__ or {}),
+                include=spec.matrix.include,
+                exclude=spec.matrix.exclude,
+                fail_fast=True if spec.fail_fast is None else spec.fail_fast,
+                max_parallel=spec.max_parallel,
+            )
+        except WorkflowError as exc:
+            if report:
+                self._problem((*loc, *(exc.field or ("matrix",))), exc.message)
             return None
 
     def _working_directory(self, spec: NodeSpec, loc: Loc) -> Path | None:
@@ -222,8 +298,9 @@ class _Build:
                 except WorkflowError as exc:
                     self._problem((*loc, "container"), exc.message)
                     return None
+            env = {**self._env_files(spec.env_file, (*loc, "env_file")), **spec.env}
             try:
-                return Command(spec.command, timeout=spec.timeout or None, env=spec.env, cwd=cwd, container=container)
+                return Command(spec.command, timeout=spec.timeout or None, env=env, cwd=cwd, container=container)
             except WorkflowError as exc:
                 self._problem((*loc, "command"), exc.message)
                 return None
@@ -237,7 +314,7 @@ class _Build:
                     args=_with_artifacts(spec.args),
                     kwargs=_with_artifacts(spec.kwargs),
                     timeout=spec.timeout or None,
-                    env=spec.env,
+                    env={**self._env_files(spec.env_file, (*loc, "env_file")), **spec.env},
                     cwd=cwd,
                 )
             except WorkflowError as exc:
@@ -275,6 +352,25 @@ def _artifact_names(spec: NodeSpec) -> set[str]:
     if spec.function is not None:
         names.add(RESULT)
     return names
+
+
+def _column_of(where: str, lines: list[str], value: str, offset: int) -> str:
+    """``where`` (a text value's start) moved to the character ``offset`` of ``value``, as the file writes it.
+
+    The value's text is looked for on its lines: a plain or quoted scalar on one line, or the
+    lines of a block scalar. Where it cannot be found (escapes), the value's start is kept.
+    """
+    file, line_text, column_text = where.rsplit(":", 2)
+    line, column = int(line_text), int(column_text)
+    before, after = value[:offset], value[offset:]
+    line += before.count("\n")
+    probe = after.split("\n", 1)[0][:40]
+    for number in range(line, min(line + 3, len(lines)) + 1):
+        start = column - 1 if number == int(line_text) else 0
+        found = lines[number - 1].find(probe, start) if probe else -1
+        if found >= 0:
+            return f"{file}:{number}:{found + 1}"
+    return where
 
 
 def _line_and_column(where: str) -> tuple[int, int]:
@@ -349,7 +445,7 @@ def load_yaml(text: str, file: str = "<string>", base_dir: Path | None = None) -
     base = (base_dir or Path.cwd()).resolve()
     with _gc_paused():
         document = yamldoc.parse(text, file)
-        return _Build(validate(document), document, base).workflow()
+        return _Build(validate(document), document, base, text).workflow()
 
 
 def read_text(path: Path) -> str:

@@ -19,8 +19,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from wtflow import expressions
 from wtflow.errors import ArtifactError, WorkflowError
-from wtflow.graph import dependencies, find_cycle
+from wtflow.graph import SELF, dependencies, find_cycle
+from wtflow.matrix import Matrix, expansion_name
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -96,7 +98,9 @@ class Artifact:
         return ArtifactError(f"artifact {self.name!r} was not produced by {self.node}{ended}")
 
 
-def _check_timeout(timeout: float | None) -> None:
+def _check_timeout(timeout: float | str | None) -> None:
+    if isinstance(timeout, str) and expressions.has_expression(timeout):
+        return  # decided when the node starts
     if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)):
         raise WorkflowError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
@@ -157,10 +161,11 @@ class Command:
     ``timeout`` (seconds) kills the whole process group and marks the node ``timed_out``.
     ``env`` is added to the inherited environment; ``cwd`` is the working directory.
     With ``container``, the command runs in a container instead (see :class:`Container`).
+    Texts may hold ``${{ }}`` expressions (``timeout`` too), substituted when the node starts.
     """
 
     cmd: str | Sequence[str]
-    timeout: float | None = None
+    timeout: float | str | None = None
     env: Mapping[str, str] | None = None
     cwd: str | Path | None = None
     container: Container | None = None
@@ -203,13 +208,15 @@ class PyFunc:
 
     Its stdout and stderr are captured at the file-descriptor level. ``args`` and ``kwargs``
     may hold :class:`Artifact` references (also inside lists, tuples and dicts); they arrive
-    resolved. A JSON-serialisable return value is kept as the node's ``result`` artifact.
+    resolved. A JSON-serialisable return value is kept as the node's ``result`` artifact; a
+    returned ``dict`` also gives the node's outputs. Texts in ``args`` and ``kwargs`` may hold
+    ``${{ }}`` expressions, substituted when the node starts.
     """
 
     func: Callable[..., Any]
     args: Sequence[Any] = ()
     kwargs: Mapping[str, Any] | None = None
-    timeout: float | None = None
+    timeout: float | str | None = None
     env: Mapping[str, str] | None = None
     cwd: str | Path | None = None
 
@@ -276,6 +283,23 @@ def replace_artifacts(value: Any, resolve: Callable[[Artifact], Artifact]) -> An
     return value
 
 
+# An environment value is substituted before the environment exists: it cannot read ``env``.
+ENV_VALUE_CONTEXTS = expressions.CONTEXTS - {"env"}
+
+
+def _texts(value: Any, path: tuple[str | int, ...], found: list[tuple[tuple[str | int, ...], str]]) -> None:
+    """Collect every text under ``value`` that holds an expression, with its path."""
+    if isinstance(value, str):
+        if expressions.has_expression(value):
+            found.append((path, value))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _texts(item, (*path, index), found)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _texts(item, (*path, key), found)
+
+
 @dataclass(frozen=True)
 class Retry:
     """How often a failed node is tried again, and how long to wait between tries."""
@@ -323,6 +347,11 @@ class Node:
     Children run one after another in order, or all at once with ``parallel=True``. ``needs``
     names other nodes (anywhere in the workflow) whose whole subtree must finish first. A node
     with ``continue_on_error=True`` may fail without failing the run.
+
+    ``condition`` (a file's ``if``) is an expression deciding whether the node runs once what it
+    waits for is done; without it the node runs when all of that succeeded. ``matrix`` fans the
+    node out: the workflow replaces it with a parallel group of that name holding one node per
+    combination, ``name (v1, v2)``, each with its values in ``matrix_values``.
     """
 
     name: str
@@ -333,6 +362,9 @@ class Node:
     needs: Sequence[str] = ()
     retries: Retry | None = None
     artifacts: Sequence[FileArtifact] = ()
+    condition: str | None = None
+    matrix: Matrix | None = None
+    matrix_values: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
@@ -351,6 +383,79 @@ class Node:
         needs = (self.needs,) if isinstance(self.needs, str) else tuple(self.needs)
         object.__setattr__(self, "needs", needs)
         object.__setattr__(self, "artifacts", tuple(self.artifacts))
+        if self.matrix is not None:
+            if not isinstance(self.matrix, Matrix):
+                raise WorkflowError(f"node {self.name!r}: matrix must be a Matrix", node=self.name, field=("matrix",))
+            if self.executable is None and not all(child.matrix_values is not None for child in children):
+                raise WorkflowError(
+                    f"node {self.name!r}: a matrix needs a command or a function to fan out",
+                    node=self.name,
+                    field=("matrix",),
+                )
+            if self.executable is not None and children:
+                raise WorkflowError(
+                    f"node {self.name!r}: a node with a matrix cannot have children; give them needs instead",
+                    node=self.name,
+                    field=("matrix",),
+                )
+        if self.condition is not None and not isinstance(self.condition, str):
+            raise WorkflowError(f"node {self.name!r}: if must be an expression (text)", node=self.name, field=("if",))
+        self._parse_expressions()
+
+    def _parse_expressions(self) -> None:
+        """Check every expression of the node: syntax, functions, contexts."""
+        if self.condition is not None:
+            self._parsed(("if",), self.condition, condition=True)
+        if expressions.has_expression(self.name) and self.matrix is None and self.matrix_values is None:
+            raise WorkflowError(
+                f"node {self.name!r}: only a node with a matrix may use expressions in its name",
+                node=self.name,
+                field=("name",),
+            )
+        for path, text in self.expression_texts():
+            self._parsed(path, text)
+
+    def _parsed(self, path: tuple[str | int, ...], text: str, *, condition: bool = False) -> None:
+        allowed = ENV_VALUE_CONTEXTS if path[-2:-1] == ("env",) else expressions.CONTEXTS
+        try:
+            if condition:
+                expressions.parse_condition(text, contexts=allowed)
+            else:
+                expressions.parse_template(text, contexts=allowed)
+        except expressions.ExpressionError as exc:
+            raise WorkflowError(
+                f"{'.'.join(map(str, path))}: {exc.message}", node=self.name, field=path, offset=exc.offset
+            ) from None
+
+    def expression_texts(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        """Every text of the executable holding ``${{ }}``, with its key path as a file writes it."""
+        executable = self.executable
+        if executable is None:
+            return
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        if isinstance(executable, Command):
+            _texts(executable.cmd if isinstance(executable.cmd, str) else list(executable.cmd), ("command",), found)
+            if executable.container is not None:
+                _texts(executable.container.image, ("container", "image"), found)
+                _texts(dict(executable.container.env or {}), ("container", "env"), found)
+        else:
+            _texts(list(executable.args), ("args",), found)
+            _texts(dict(executable.kwargs or {}), ("kwargs",), found)
+        _texts(dict(executable.env or {}), ("env",), found)
+        if isinstance(executable.timeout, str):
+            _texts(executable.timeout, ("timeout",), found)
+        if executable.cwd is not None:
+            _texts(str(executable.cwd), ("working_directory",), found)
+        yield from found
+
+    def references(self) -> Iterator[tuple[tuple[str | int, ...], expressions.Expression]]:
+        """Every expression of the node (its condition first), with the key path it stands at."""
+        if self.condition is not None:
+            yield ("if",), expressions.parse_condition(self.condition)
+        for path, text in self.expression_texts():
+            allowed = ENV_VALUE_CONTEXTS if path[-2:-1] == ("env",) else expressions.CONTEXTS
+            for expression in expressions.parse_template(text, contexts=allowed).expressions:
+                yield path, expression
 
     def artifact(self, name: str) -> Artifact:
         """A reference to this node's artifact called ``name``."""
@@ -395,7 +500,9 @@ class Workflow:
     """A named tree of nodes, checked when built: unique names, resolved references, no cycles.
 
     ``env`` is added to every node's environment; ``max_parallel`` caps this workflow's
-    concurrency unless the configuration sets it. ``secrets`` names environment variables whose
+    concurrency unless the configuration sets it; ``max_fail`` is how many nodes may fail
+    before the run stops, unless the configuration says; ``vars`` are the ``vars`` context of
+    expressions (the configuration's override them). ``secrets`` names environment variables whose
     values are masked (``***``) in everything wtflow writes. ``implicit_root`` says the root is
     not a node the user wrote but the parallel group a graph-form file is given: it runs like
     any group, and counts and drawings leave it out (:attr:`user_nodes`).
@@ -407,9 +514,16 @@ class Workflow:
     max_parallel: int | None = None
     secrets: Sequence[str] = ()
     implicit_root: bool = False
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    max_fail: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "secrets", tuple(self.secrets))
+        object.__setattr__(self, "vars", dict(self.vars))
+        if self.max_fail is not None and (not isinstance(self.max_fail, int) or self.max_fail < 0):
+            raise WorkflowError(f"max_fail must be a whole number >= 0, got {self.max_fail!r}")
+        if isinstance(self.root, Node) and any(node.matrix is not None for node in self.root.walk()):
+            object.__setattr__(self, "root", _expanded(self.root))
         if not isinstance(self.implicit_root, bool):
             raise WorkflowError(f"implicit_root must be true or false, got {self.implicit_root!r}")
         if not isinstance(self.root, Node):
@@ -487,3 +601,86 @@ class Workflow:
         cycle = find_cycle(self.dependencies)
         if cycle:
             raise WorkflowError("dependency cycle: " + " -> ".join(cycle), node=cycle[0])
+        for node in nodes.values():
+            if node.condition is not None or node.executable is not None:
+                self._check_references(node)
+
+    def upstream(self, name: str) -> set[str]:
+        """Every node the node ``name`` waits for, directly or through others."""
+        seen: set[tuple[str, int]] = set()
+        stack = [(name, SELF)]
+        deps = self.dependencies
+        while stack:
+            for dep in deps[stack.pop()]:
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append(dep)
+        return {dep_name for dep_name, _ in seen} - {name}
+
+    def matrix_keys(self, name: str) -> set[str]:
+        """The keys ``matrix`` holds for the node: every key of its matrix's combinations."""
+        parent = self.parents.get(name)
+        if self.nodes[name].matrix_values is None or parent is None or parent.matrix is None:
+            return set()
+        return {key for combination in parent.matrix.combinations() for key in combination}
+
+    def _check_references(self, node: Node) -> None:
+        """``needs.X`` names a node this one waits for; ``matrix.K`` a key of its matrix."""
+        upstream: set[str] | None = None
+        for path, expression in node.references():
+            for reference in expression.references:
+                problem = None
+                if reference[:1] == ("needs",) and len(reference) > 1:
+                    upstream = self.upstream(node.name) if upstream is None else upstream
+                    if reference[1] not in upstream:
+                        problem = (
+                            f"needs.{reference[1]}: node {node.name!r} does not wait for {reference[1]!r}; "
+                            f"add it to needs"
+                        )
+                elif reference[:1] == ("matrix",) and len(reference) > 1:
+                    keys = self.matrix_keys(node.name)
+                    if reference[1] not in keys:
+                        problem = (
+                            f"matrix.{reference[1]}: the node's matrix has "
+                            f"{'keys ' + ', '.join(sorted(keys)) if keys else 'no keys: it has no matrix'}"
+                        )
+                if problem is not None:
+                    raise WorkflowError(
+                        f"{'.'.join(map(str, path))}: {problem}", node=node.name, field=path, offset=expression.offset
+                    )
+
+
+def _expanded(node: Node) -> Node:
+    """``node`` with every node that has a matrix replaced by the parallel group of its expansions."""
+    if node.matrix is not None and node.executable is not None:
+        matrix = node.matrix
+        expansions = []
+        for combination in matrix.combinations():
+            name = expansion_name(node.name, combination)
+            if expressions.has_expression(node.name):
+                name = _rendered_name(node, combination)
+            expansions.append(dataclasses.replace(node, name=name, needs=(), matrix=None, matrix_values=combination))
+        return Node(
+            node.name,
+            children=expansions,
+            parallel=True,
+            needs=node.needs,
+            continue_on_error=node.continue_on_error,
+            matrix=matrix,
+        )
+    if not node.children:
+        return node
+    return dataclasses.replace(node, children=[_expanded(child) for child in node.children])
+
+
+def _rendered_name(node: Node, combination: Mapping[str, Any]) -> str:
+    try:
+        template = expressions.parse_template(node.name, contexts={"matrix"})
+        return template.render_text({"matrix": combination})
+    except expressions.ExpressionError as exc:
+        raise WorkflowError(
+            f"name: {exc.message} (a name can use the matrix context only)",
+            node=node.name,
+            field=("name",),
+            offset=exc.offset,
+        ) from None

@@ -1,25 +1,35 @@
 """The core of a run: start each node the moment what it waits for is done, and emit events.
 
 The scheduler knows nothing of databases, consoles or logs: it calls ``emit`` with events and
-an :class:`~wtflow.executors.base.Executor` to run nodes. Failure policy:
+an :class:`~wtflow.executors.base.Executor` to run nodes. When what a node waits for is done,
+its condition decides whether it runs (:mod:`wtflow.conditions`); without one it runs only if
+all of that succeeded, and otherwise ends ``skipped``. Failure policy:
 
-- a failed node (not ``continue_on_error``) stops the run: running nodes are cancelled and
-  nodes not started are skipped, unless ``ignore_failure`` is set, in which case the run goes
-  on as if the node had succeeded and still ends failed;
+- a failed node (not ``continue_on_error``) counts; once more than ``max_fail`` nodes failed
+  the run stops: running nodes are cancelled, and nodes not started run only if their
+  condition says so (``always()``, ``cancelled()``); ``ignore_failure`` never stops the run and
+  lets the nodes after a failed one run as if it had succeeded (the run still fails);
+- an expansion of a matrix with ``fail_fast`` cancels the other expansions when it fails;
+  without, they go on and the matrix's failures count when it ends;
 - a node with ``continue_on_error`` may fail without failing or stopping the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import errno
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from wtflow import conditions, expressions, outputs, substitute
 from wtflow.artifacts import ArtifactStore, open_files_advice
+from wtflow.errors import WorkflowError
 from wtflow.events import (
     ArtifactInfo,
     Event,
@@ -30,9 +40,9 @@ from wtflow.events import (
     NodeStatus,
 )
 from wtflow.executors.base import Executor, Job, Outcome
-from wtflow.graph import SELF, Vertex
+from wtflow.graph import SELF, TREE, Vertex
 from wtflow.masking import Masker
-from wtflow.model import Artifact, Command, Node, PyFunc, Workflow, replace_artifacts
+from wtflow.model import RESULT, Artifact, Command, Node, PyFunc, Workflow, replace_artifacts
 
 
 def now() -> datetime:
@@ -53,6 +63,30 @@ class NodeState:
     attempt: int = 0
     error: str | None = None
     artifacts: tuple[ArtifactInfo, ...] = field(default=())
+    outputs: dict[str, str] = field(default_factory=dict)
+    # Something it waits for failed, directly or through nodes skipped for it: failure() holds.
+    upstream_failed: bool = False
+    # How it and every node below it ended (conditions.SUCCESS...), once they all have.
+    tree: str | None = None
+
+
+class _Needs(Mapping[str, Any]):
+    """The ``needs`` context: each finished node's ``result`` and ``outputs``, read when asked."""
+
+    def __init__(self, states: Mapping[str, NodeState]) -> None:
+        self._states = states
+
+    def __getitem__(self, name: str) -> Any:
+        state = self._states[name]
+        if state.status in {NodeStatus.PENDING, NodeStatus.RUNNING}:
+            raise KeyError(name)
+        return {"result": conditions.result(state.status), "outputs": state.outputs}
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, state in self._states.items() if state.finished_at is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class Scheduler:
@@ -72,6 +106,8 @@ class Scheduler:
         kill_grace: float,
         environ: Mapping[str, str],
         masker: Masker | None = None,
+        max_fail: int = 0,
+        variables: Mapping[str, Any] | None = None,
     ) -> None:
         self.workflow = workflow
         self.run_id = run_id
@@ -80,11 +116,14 @@ class Scheduler:
         self._executor = executor
         self._emit = emit
         self._ignore_failure = ignore_failure
+        self._max_fail = max_fail
         self._kill_grace = kill_grace
         self._environ = dict(environ)  # a snapshot: os.environ decodes on every read
         self._masker = masker or Masker()
+        self._vars = dict(variables if variables is not None else workflow.vars)
         self._slots = asyncio.Semaphore(max_parallel)
         self.states = {name: NodeState(node, workflow.path(name)) for name, node in workflow.nodes.items()}
+        self._needs = _Needs(self.states)
         self._deps = workflow.dependencies
         self._remaining = {vertex: len(deps) for vertex, deps in self._deps.items()}
         self._dependents: dict[Vertex, list[Vertex]] = {vertex: [] for vertex in self._deps}
@@ -93,13 +132,24 @@ class Scheduler:
                 self._dependents[dep].append(vertex)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._task_group: asyncio.TaskGroup | None = None
+        self._run_task: asyncio.Task[Any] | None = None
+        self._matrix_slots = {
+            node.name: asyncio.Semaphore(node.matrix.max_parallel)
+            for node in workflow.nodes.values()
+            if node.matrix is not None and node.matrix.max_parallel is not None
+        }
+        self._stopped_matrices: set[str] = set()
+        self._failures = 0
         self.stopping = False
+        self.interrupted = False
+        self.killed = False
         self.failed = False
         # What went wrong beside the nodes (declared files not kept), for the engine's caller.
         self.warnings: list[str] = []
 
     async def run(self) -> None:
         """Run every node that can run; on cancellation, stop them all and re-raise."""
+        self._run_task = asyncio.current_task()
         try:
             async with asyncio.TaskGroup() as task_group:
                 self._task_group = task_group
@@ -116,19 +166,21 @@ class Scheduler:
         while queue:
             name, kind = queue.popleft()
             state = self.states[name]
-            if self.stopping:
-                continue
-            if kind == SELF and state.node.executable is not None:
+            if kind == TREE:
+                self._close_tree(state)
+            elif not self._decide(state):
+                self._finish(state, NodeStatus.SKIPPED if state.error is None else NodeStatus.FAILED)
+                if state.error is not None:
+                    self._failed(state)
+            elif state.node.executable is not None:
                 assert self._task_group is not None
                 self._tasks[name] = self._task_group.create_task(self._run_node(state), name=f"wtflow node {name}")
                 continue
-            if kind == SELF:  # a group node: started the moment it is reached
+            else:  # a group node: started the moment it is reached
                 state.status = NodeStatus.RUNNING
                 state.started_at = now()
                 state.attempt = 1
                 self._emit(NodeStarted(self.run_id, name, state.path, state.started_at))
-            elif state.node.executable is None:
-                self._close_group(state)
             queue.extend(self._done((name, kind)))
 
     def _done(self, vertex: Vertex) -> list[Vertex]:
@@ -139,10 +191,87 @@ class Scheduler:
                 ready.append(dependent)
         return ready
 
-    def _close_group(self, state: NodeState) -> None:
-        statuses = [self.states[child.name] for child in state.node.children]
-        failed = any(child.status.is_failure and not child.node.continue_on_error for child in statuses)
-        self._finish(state, NodeStatus.FAILED if failed else NodeStatus.SUCCEEDED)
+    def _close_tree(self, state: NodeState) -> None:
+        """Everything below the node finished: a group ends by its children; the subtree's result is known."""
+        below = [self.states[child.name].tree or conditions.SKIPPED for child in state.node.children]
+        if state.node.executable is None and state.status is NodeStatus.RUNNING:
+            self._finish(state, conditions.group_status(below))
+            if state.node.matrix is not None and not state.node.matrix.fail_fast:
+                failed = sum(1 for child in state.node.children if self.states[child.name].status.is_failure)
+                self._count_failures(failed)  # counted only now: the other expansions went on
+        own = conditions.effective(state.status, allowed_to_fail=state.node.continue_on_error)
+        state.tree = conditions.worst(own, below)
+
+    def _decide(self, state: NodeState) -> bool:
+        """Whether the node runs, now that what it waits for is done (``state.error`` if its condition fails)."""
+        node = state.node
+        parent = self.workflow.parents[node.name]
+        if parent is not None and self.states[parent.name].status is NodeStatus.SKIPPED:
+            state.upstream_failed = self.states[parent.name].upstream_failed
+            return False  # a skipped node's whole subtree is skipped
+        if self.killed:
+            return False
+        if node.matrix is not None and node.executable is None:  # a matrix runs if any expansion would
+            return any(self._holds(self.states[child.name]) for child in node.children)
+        return self._holds(state)
+
+    def _holds(self, state: NodeState) -> bool:
+        """The node's condition, with the status functions seen from what it waits for."""
+        node = state.node
+        # An expansion sees what its matrix waits for; the matrix's parent is the one that started it.
+        gate = self.workflow.parents[node.name] if node.matrix_values is not None else node
+        assert gate is not None
+        parent = self.workflow.parents[gate.name]
+        succeeded = True
+        failed = parent is not None and self.states[parent.name].upstream_failed
+        for dep_name, kind in self._deps[(gate.name, SELF)]:
+            dep = self.states[dep_name]
+            if kind == SELF and dep.node.executable is None:
+                continue  # a group's start: it only brought this node into the run
+            if kind == SELF:
+                seen = conditions.effective(dep.status, allowed_to_fail=dep.node.continue_on_error)
+            else:
+                seen = dep.tree or conditions.SKIPPED
+            if seen == conditions.FAILURE and self._ignore_failure:
+                seen = conditions.SUCCESS
+                failed = True
+            succeeded = succeeded and seen == conditions.SUCCESS
+            failed = failed or seen == conditions.FAILURE or (seen == conditions.SKIPPED and dep.upstream_failed)
+        stopped = self.stopping or (gate is not node and gate.name in self._stopped_matrices)
+        state.upstream_failed = failed
+        status = {"success": succeeded and not stopped, "failure": failed, "cancelled": stopped}
+        if node.condition is None:
+            return status["success"]
+        try:
+            expression = expressions.parse_condition(node.condition)
+            return expressions.truthy(expression.evaluate(self._contexts(state, self._env(state)), status))
+        except (expressions.ExpressionError, WorkflowError) as exc:
+            state.error = f"if: {getattr(exc, 'message', exc)}"
+            return False
+
+    def _contexts(self, state: NodeState, env: Mapping[str, str] | None) -> dict[str, Any]:
+        node = state.node
+        contexts: dict[str, Any] = {
+            "vars": self._vars,
+            "matrix": dict(node.matrix_values or {}),
+            "needs": self._needs,
+            "wtflow": {
+                "run_id": self.run_id,
+                "workflow": self.workflow.name,
+                "node": node.name,
+                "run_dir": str(self.run_dir),
+            },
+        }
+        if env is not None:
+            contexts["env"] = env
+        return contexts
+
+    def _env(self, state: NodeState) -> dict[str, str]:
+        """The environment the workflow and the node declare, with their expressions substituted."""
+        declared = dict(self.workflow.env)
+        if state.node.executable is not None:
+            declared.update(state.node.executable.env or {})
+        return substitute.environment(declared, self._contexts(state, None))
 
     def _finish(self, state: NodeState, status: NodeStatus) -> None:
         state.status = status
@@ -159,6 +288,7 @@ class Scheduler:
                 state.attempt,
                 self._masker.text(state.error) if state.error else None,
                 state.artifacts,
+                {key: self._masker.text(value) for key, value in state.outputs.items()},
             )
         )
 
@@ -178,70 +308,134 @@ class Scheduler:
             else:
                 self._finish(state, NodeStatus.SKIPPED)
 
-    def kill(self) -> None:
-        """Stop running nodes at once: cancel them again, which cuts their grace period short."""
-        self.stopping = True
-        for task in self._tasks.values():
-            task.cancel()
+    # -- failure policy and stopping ----------------------------------------------------------
+
+    def _failed(self, state: NodeState) -> None:
+        """A node failed (and may not): count it, stop what the policy says to stop."""
+        self.failed = True
+        node = state.node
+        matrix = self.workflow.parents[node.name] if node.matrix_values is not None else None
+        if matrix is not None and matrix.matrix is not None:
+            if not matrix.matrix.fail_fast:
+                return  # the others go on; counted when the matrix ends
+            self._stopped_matrices.add(matrix.name)
+            self._cancel(child.name for child in matrix.children)
+        self._count_failures(1)
+
+    def _count_failures(self, count: int) -> None:
+        if not count:
+            return
+        self.failed = True
+        self._failures += count
+        if self._failures > self._max_fail and not self._ignore_failure:
+            self.stop()
+
+    def _cancel(self, names: Iterator[str] | list[str]) -> None:
+        current = asyncio.current_task()
+        for name in names:
+            task = self._tasks.get(name)
+            if task is not None and task is not current:
+                task.cancel()
 
     def stop(self) -> None:
-        """Stop the run: cancel running nodes, start no more."""
+        """Stop the run: cancel running nodes; start only those whose condition asks to run even so."""
         if self.stopping:
             return
         self.stopping = True
-        for task in self._tasks.values():
-            if task is not asyncio.current_task():
-                task.cancel()
+        self._cancel([name for name in self._tasks if not _survives_stop(self.states[name].node)])
+
+    def interrupt(self) -> None:
+        """Stop the run for a signal: as :meth:`stop`, and nodes still started get the kill grace as their limit."""
+        self.interrupted = True
+        self.stop()
+        self._cancel(list(self._tasks))
+
+    def kill(self) -> None:
+        """Stop running nodes at once: cancel them again, which cuts their grace period short; start none."""
+        self.stopping = self.killed = True
+        self._cancel(list(self._tasks))
 
     # -- one node ---------------------------------------------------------------------------
 
     async def _run_node(self, state: NodeState) -> None:
+        name = state.node.name
         try:
-            async with self._slots:
-                if self.stopping:
-                    return
-                try:
-                    outcome = await self._attempts(state)
-                except OSError as exc:  # the artifacts directory cannot be written, or no file opened
-                    detail = open_files_advice(exc.errno) if exc.errno in {errno.EMFILE, errno.ENFILE} else exc
-                    outcome = Outcome(exit_code=None, error=f"cannot store artifacts: {detail}")
+            outcome = await self._run_in_slot(state)
         except asyncio.CancelledError:
-            if state.started_at is not None and state.status is NodeStatus.RUNNING:
+            if state.status is NodeStatus.RUNNING:
                 state.artifacts = self.store.infos(state.node)
                 self._finish(state, NodeStatus.CANCELLED)
-            raise
+            elif state.finished_at is None:
+                self._finish(state, NodeStatus.SKIPPED)
+            if self._run_task is not None and self._run_task.cancelling():
+                raise  # the whole run is being cancelled: nothing more starts
+            self._advance(self._done((name, SELF)))
+            return
         finally:
-            self._tasks.pop(state.node.name, None)
-        state.exit_code = outcome.exit_code
-        state.error = outcome.error
-        state.artifacts = self.store.infos(state.node)
-        if outcome.timed_out:
-            status = NodeStatus.TIMED_OUT
-        elif outcome.succeeded:
-            status = NodeStatus.SUCCEEDED
-        else:
-            status = NodeStatus.FAILED
-        self._finish(state, status)
-        if status.is_failure and not state.node.continue_on_error:
-            self.failed = True
-            if not self._ignore_failure:
-                self.stop()
-                return
-        self._advance(self._done((state.node.name, SELF)))
+            self._tasks.pop(name, None)
+        if outcome is not None:
+            state.exit_code = outcome.exit_code
+            state.error = outcome.error
+            state.artifacts = self.store.infos(state.node)
+            if outcome.timed_out:
+                status = NodeStatus.TIMED_OUT
+            elif outcome.succeeded:
+                status = NodeStatus.SUCCEEDED
+            else:
+                status = NodeStatus.FAILED
+            self._finish(state, status)
+            if status.is_failure and not state.node.continue_on_error:
+                self._failed(state)
+        self._advance(self._done((name, SELF)))
+
+    async def _run_in_slot(self, state: NodeState) -> Outcome | None:
+        """The node's outcome once it ran; ``None`` when the run stopped while it waited and it no longer runs."""
+        async with self._slot(state):
+            if (self.stopping or self._matrix_stopped(state)) and not self._decide(state):
+                self._finish(state, NodeStatus.SKIPPED)
+                return None
+            try:
+                return await self._attempts(state)
+            except OSError as exc:  # the artifacts directory cannot be written, or no file opened
+                detail = open_files_advice(exc.errno) if exc.errno in {errno.EMFILE, errno.ENFILE} else exc
+                return Outcome(exit_code=None, error=f"cannot store artifacts: {detail}")
+            except WorkflowError as exc:  # an expression could not be substituted
+                return Outcome(exit_code=None, error=exc.message)
+
+    def _matrix_stopped(self, state: NodeState) -> bool:
+        parent = self.workflow.parents[state.node.name]
+        return state.node.matrix_values is not None and parent is not None and parent.name in self._stopped_matrices
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, state: NodeState) -> AsyncIterator[None]:
+        """A place among the nodes running at once (and among its matrix's expansions, if that is bounded)."""
+        parent = self.workflow.parents[state.node.name]
+        bounded = self._matrix_slots.get(parent.name) if parent is not None and state.node.matrix_values else None
+        async with contextlib.AsyncExitStack() as stack:
+            if bounded is not None:
+                await stack.enter_async_context(bounded)
+            await stack.enter_async_context(self._slots)
+            yield
 
     async def _attempts(self, state: NodeState) -> Outcome:
         node = state.node
         assert node.executable is not None
         retries = node.retries
         attempts = 1 + (retries.max if retries else 0)
-        job = self._job(node, node.executable, self.store.node_dir(node.name))
+        node_dir = self.store.node_dir(node.name)
         outcome = Outcome(exit_code=None)
+        job: Job | None = None
+        outputs_file = node_dir / "outputs"
         for attempt in range(1, attempts + 1):
             state.status = NodeStatus.RUNNING
             state.attempt = attempt
             if state.started_at is None:
                 state.started_at = now()
             self._emit(NodeStarted(self.run_id, node.name, state.path, now(), attempt))
+            if job is None:
+                job = self._job(state, node.executable, node_dir)
+            with contextlib.suppress(FileNotFoundError):
+                outputs_file.unlink()  # an earlier attempt's outputs are not this one's
             outcome = await self._attempt(job, attempt)
             if outcome.succeeded or attempt == attempts:
                 break
@@ -250,9 +444,12 @@ class Scheduler:
             error = self._masker.text(outcome.error) if outcome.error else None
             self._emit(NodeRetrying(self.run_id, node.name, attempt, outcome.exit_code, delay, error))
             await asyncio.sleep(delay)
+        state.outputs, problems = outputs.read(outputs_file)
+        if isinstance(node.executable, PyFunc) and outcome.succeeded:
+            state.outputs.update(outputs.from_result(self.store.path(node.name, RESULT)))
         # Whenever it ran, succeeded or not: a failed test shard's report is what the next node needs.
-        for warning in await self.store.collect(node, job.cwd):
-            self.warnings.append(self._masker.text(f"node {node.name!r}: {warning}"))
+        problems += await self.store.collect(node, job.cwd if job is not None else None)
+        self.warnings += [self._masker.text(f"node {node.name!r}: {problem}") for problem in problems]
         return outcome
 
     async def _attempt(self, job: Job, attempt: int) -> Outcome:
@@ -265,26 +462,37 @@ class Scheduler:
         finally:
             await sink.aclose()
 
-    def _job(self, node: Node, executable: Command | PyFunc, node_dir: Path) -> Job:
+    def _job(self, state: NodeState, executable: Command | PyFunc, node_dir: Path) -> Job:
+        node = state.node
+        env = self._env(state)
+        executable = substitute.executable(dataclasses.replace(executable, env=env), self._contexts(state, env))
         if isinstance(executable, PyFunc):
-            executable = PyFunc(
-                func=executable.func,
+            executable = dataclasses.replace(
+                executable,
                 args=replace_artifacts(executable.args, self._resolve),
                 kwargs=replace_artifacts(executable.kwargs, self._resolve),
-                timeout=executable.timeout,
-                env=executable.env,
-                cwd=executable.cwd,
             )
-        declared = dict(self.workflow.env)
-        declared.update(executable.env or {})
+        declared = dict(env)
         declared["WTFLOW_RUN_ID"] = self.run_id
         declared["WTFLOW_NODE"] = node.name
         declared["WTFLOW_RUN_DIR"] = str(self.run_dir)
         # Markdown the node adds to the run's summary (GitHub's step summary), as $GITHUB_STEP_SUMMARY works for steps.
         declared["WTFLOW_STEP_SUMMARY"] = str(node_dir / "summary.md")
-        env = {**self._environ, **declared}
+        # key=value lines later nodes read as needs.<node>.outputs.<key>, as $GITHUB_OUTPUT works for steps.
+        declared["WTFLOW_OUTPUT"] = str(node_dir / "outputs")
+        full = {**self._environ, **declared}
         cwd = Path(executable.cwd) if executable.cwd is not None else None
-        return Job(self.run_id, node.name, executable, env, cwd, node_dir, self._kill_grace, declared)
+        timeout = executable.timeout if isinstance(executable.timeout, int | float) else None
+        if self.interrupted:  # started after a signal (always(), cancelled()): the kill grace is its limit
+            timeout = min(timeout or self._kill_grace, self._kill_grace)
+        return Job(self.run_id, node.name, executable, full, cwd, node_dir, self._kill_grace, declared, timeout)
 
     def _resolve(self, ref: Artifact) -> Artifact:
         return ref.resolved(self.store.path(ref.node, ref.name), self.states[ref.node].exit_code)
+
+
+def _survives_stop(node: Node) -> bool:
+    """A running node whose condition asks to run whatever happened is not cancelled when the run stops."""
+    if node.condition is None:
+        return False
+    return bool({"always", "cancelled"} & expressions.parse_condition(node.condition).functions)

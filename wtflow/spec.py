@@ -11,11 +11,8 @@ documented error types only.
 from __future__ import annotations
 
 import difflib
-import math
-import re
 from typing import Annotated, Any, Literal, get_args
 
-import durationpy
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -34,6 +31,7 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
+from wtflow.durations import parse_duration
 from wtflow.errors import WorkflowError
 from wtflow.yamldoc import Document, Loc, kind_of_value
 
@@ -41,32 +39,16 @@ FUNCTION_PATTERN = (
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 )
 ENV_NAME_PATTERN = r"^[^=\x00]+$"
+MATRIX_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"  # a name expressions can write: matrix.<key>, vars.<name>
 MAX_MESSAGES = 50  # problems reported per file; the rest are counted
-_DURATION_HINT = "expected a number of seconds or a duration such as 90s, 5m, 1h30m"
 
 
 def _parse_duration(value: Any) -> float:
     """Seconds from a number or a duration string such as ``90s``, ``5m`` or ``1h30m``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise PydanticCustomError("duration_type", _DURATION_HINT)
-    if isinstance(value, str):
-        text = value.strip()
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            seconds = float(text)
-        else:
-            try:
-                seconds = durationpy.from_str(text).total_seconds()
-            except (durationpy.DurationError, ValueError, OverflowError):
-                raise PydanticCustomError(
-                    "duration_format",
-                    "{value} is not a duration; write seconds (90) or e.g. 90s, 5m, 1h30m",
-                    {"value": repr(value)},
-                ) from None
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise PydanticCustomError("duration_negative", "{value} is not a duration >= 0", {"value": repr(value)})
-    return seconds
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", str(exc)) from None
 
 
 def _command_form(value: Any) -> str | None:
@@ -115,6 +97,28 @@ Duration = Annotated[
         }
     ),
 ]
+
+
+def _duration_or_expression(value: Any) -> Any:
+    """A timeout: a duration, or text holding ``${{ }}`` decided when the node starts."""
+    if isinstance(value, str) and "${{" in value:
+        return value
+    return _parse_duration(value)
+
+
+Timeout = Annotated[
+    float | StrictStr,
+    BeforeValidator(_duration_or_expression),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ns|us|µs|ms|s|m|h)?)+\s*$"},
+                {"type": "string", "pattern": r"\$\{\{"},
+            ]
+        }
+    ),
+]
 CommandSpec = Annotated[
     Annotated[StrictStr, Tag("text")] | Annotated[list[StrictStr], Tag("list")],
     Discriminator(
@@ -125,6 +129,8 @@ CommandSpec = Annotated[
     AfterValidator(_command_not_empty),
 ]
 EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
+MatrixKey = Annotated[str, Field(pattern=MATRIX_KEY_PATTERN)]
+VarName = Annotated[str, Field(pattern=MATRIX_KEY_PATTERN)]
 Env = dict[EnvName, StrictStr]
 
 
@@ -163,6 +169,48 @@ class ContainerSpec(_Spec):
     pull: Literal["missing", "always", "never"] = Field(default="missing", description="When to pull the image")
 
 
+class EnvFileSpec(_Spec):
+    """A ``.env`` file whose variables the environment gets (the file's ``env`` wins)."""
+
+    path: StrictStr = Field(min_length=1, description="Relative to the workflow file's directory")
+    required: StrictBool = Field(default=True, description="false: a missing file is no error")
+
+
+def _env_files_as_list(value: Any) -> Any:
+    """``env_file: .env`` is short for ``env_file: [{path: .env}]``."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [{"path": item} if isinstance(item, str) else item for item in items]
+
+
+EnvFiles = Annotated[
+    list[EnvFileSpec],
+    BeforeValidator(_env_files_as_list, json_schema_input_type=StrictStr | EnvFileSpec | list[StrictStr | EnvFileSpec]),
+]
+
+
+class MatrixSpec(BaseModel):
+    """Keys with lists of values, as GitHub Actions' ``strategy.matrix``; ``include`` and ``exclude`` too."""
+
+    model_config = ConfigDict(
+        extra="allow", strict=True, frozen=True, json_schema_extra={"propertyNames": {"pattern": MATRIX_KEY_PATTERN}}
+    )
+    __pydantic_extra__: dict[MatrixKey, Annotated[list[Any], Field(min_length=1)]] = Field(init=False)
+
+    include: list[dict[StrictStr, Any]] = Field(
+        default_factory=list, description="Combinations to extend with more values, or to add"
+    )
+    exclude: list[dict[StrictStr, Any]] = Field(default_factory=list, description="Combinations to leave out")
+
+
+def _condition_text(value: Any) -> Any:
+    """``if: false`` is the expression ``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
 class NodeSpec(_Spec):
     """One node: a command, a function, or neither (a group of children)."""
 
@@ -182,7 +230,22 @@ class NodeSpec(_Spec):
     ] = Field(default_factory=list, description="A node name, or a list of nodes whose whole subtree must finish first")
     env: Env = Field(default_factory=dict, description="Environment variables for this node")
     working_directory: StrictStr | None = Field(default=None, description="Relative to the workflow file's directory")
-    timeout: Duration | None = Field(default=None, description="Seconds, or 90s, 5m, 1h30m")
+    timeout: Timeout | None = Field(default=None, description="Seconds, or 90s, 5m, 1h30m, or an expression")
+    if_: (
+        Annotated[StrictStr, BeforeValidator(_condition_text, json_schema_input_type=StrictStr | StrictBool)] | None
+    ) = Field(
+        default=None,
+        alias="if",
+        description="Run only when this expression holds, e.g. always(), failure(), matrix.os == 'linux'",
+    )
+    matrix: MatrixSpec | None = Field(default=None, description="Fan the node out over combinations of values")
+    fail_fast: StrictBool | None = Field(
+        default=None, description="With a matrix: cancel the other combinations when one fails (default true)"
+    )
+    max_parallel: StrictInt | None = Field(
+        default=None, ge=1, description="With a matrix: combinations running at once, at most"
+    )
+    env_file: EnvFiles = Field(default_factory=list, description="A .env file (or several) for this node")
     retries: Annotated[
         RetriesSpec | None, BeforeValidator(_retries_as_mapping, json_schema_input_type=StrictInt | RetriesSpec | None)
     ] = Field(default=None, title="Retries", description="A number, or {max, delay, backoff}")
@@ -200,14 +263,19 @@ class NodeSpec(_Spec):
             problem = "container needs a command"
         elif self.function is None and (self.args or self.kwargs):
             problem = "args and kwargs need a function"
+        elif self.matrix is None and (self.fail_fast is not None or self.max_parallel is not None):
+            problem = f"{'fail_fast' if self.fail_fast is not None else 'max_parallel'} needs a matrix"
+        elif self.matrix is not None and (self.children or (self.command is None and self.function is None)):
+            problem = "a matrix needs a command or a function, and no children (give other nodes needs instead)"
         elif self.command is None and self.function is None:
             for key in ("timeout", "retries", "working_directory"):
                 if getattr(self, key) is not None:
                     problem = f"{key} needs a command or a function"
                     break
             else:
-                if self.env:
-                    problem = "env needs a command or a function (set it on the workflow for every node)"
+                if self.env or self.env_file:
+                    key = "env" if self.env else "env_file"
+                    problem = f"{key} needs a command or a function (set it on the workflow for every node)"
         if problem is not None:
             raise PydanticCustomError("node_fields", problem)
         return self
@@ -236,6 +304,13 @@ class WorkflowSpec(_Spec):
     max_parallel: StrictInt | None = Field(default=None, ge=1, description="Nodes running at once, at most")
     secrets: list[EnvName] = Field(
         default_factory=list, description="Environment variables whose values are masked (***) in all output"
+    )
+    vars: dict[VarName, StrictStr | StrictInt | float | StrictBool] = Field(
+        default_factory=dict, description="Values for expressions (vars.NAME); --var NAME=VALUE overrides them"
+    )
+    env_file: EnvFiles = Field(default_factory=list, description="A .env file (or several) for every node")
+    max_fail: StrictInt | None = Field(
+        default=None, ge=0, description="Failed nodes allowed before the run stops (default 0: the first stops it)"
     )
     root: NodeSpec | None = Field(default=None, description="The tree form: one root node with children")
     nodes: list[NodeSpec] | None = Field(default=None, description="The graph form: nodes ordered by needs")
@@ -417,7 +492,7 @@ def _message(loc: Loc, error: ErrorDetails, document: Document, *, of_key: bool)
 def _unknown_key(loc: Loc) -> str:
     key = str(loc[-1])
     model = _model_at(loc[:-1])
-    known = sorted(model.model_fields) if model is not None else []
+    known = sorted(field.alias or name for name, field in model.model_fields.items()) if model is not None else []
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
     if len(loc) == 1 and not close:

@@ -114,7 +114,10 @@ def test_unknown_key_suggests_the_right_one_at_its_position() -> None:
 
 def test_unknown_top_level_key_lists_nothing_close() -> None:
     message = error_of("name: w\nzzz: 1\nroot: {name: a}\n")
-    assert message.startswith("wf.yml:2:1: unknown key 'zzz'; known keys: env, max_parallel, name, nodes, root")
+    assert message.startswith(
+        "wf.yml:2:1: unknown key 'zzz'; known keys: "
+        "env, env_file, max_fail, max_parallel, name, nodes, root, secrets, vars"
+    )
 
 
 def test_wrong_types_are_reported_each_at_its_value() -> None:

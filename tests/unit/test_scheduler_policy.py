@@ -300,7 +300,7 @@ def test_a_job_without_a_working_directory_runs_in_the_current_one(tmp_path: Pat
     assert fake.jobs["a"].cwd is None
 
 
-def test_a_job_declares_the_step_summary_file_of_its_node(tmp_path: Path, event_log: EventLog) -> None:
+def test_a_job_declares_the_step_summary_and_outputs_files_of_its_node(tmp_path: Path, event_log: EventLog) -> None:
     fake = FakeExecutor()
     engine = make_engine(tmp_path, cmd("a"), fake, event_log)
     run(engine)
@@ -312,6 +312,7 @@ def test_a_job_declares_the_step_summary_file_of_its_node(tmp_path: Path, event_
         "WTFLOW_NODE": "a",
         "WTFLOW_RUN_DIR": str(engine.result.run_dir),
         "WTFLOW_STEP_SUMMARY": summary,
+        "WTFLOW_OUTPUT": str(engine.result.run_dir / "a" / "outputs"),
     }
 
 

@@ -29,10 +29,14 @@ def test_schema_documents_both_forms_of_needs() -> None:
     assert node_property("needs")["anyOf"] == [{"type": "string"}, {"items": {"type": "string"}, "type": "array"}]
 
 
-def test_schema_refuses_unknown_keys_at_every_level() -> None:
+def test_schema_refuses_unknown_keys_at_every_level_but_the_matrixs_own() -> None:
     schema = json_schema()
     assert schema["additionalProperties"] is False
-    assert all(definition["additionalProperties"] is False for definition in schema["$defs"].values())
+    definitions = dict(schema["$defs"])
+    matrix = definitions.pop("MatrixSpec")
+    assert all(definition["additionalProperties"] is False for definition in definitions.values())
+    assert matrix["additionalProperties"] == {"items": {}, "minItems": 1, "type": "array"}
+    assert matrix["propertyNames"] == {"pattern": "^[A-Za-z_][A-Za-z0-9_-]*$"}
 
 
 def test_schema_allows_top_level_extension_keys() -> None:

@@ -106,7 +106,7 @@ def _read_run(app: App, run_id: str, workflow_name: str | None) -> Any:
 @state_options
 @pass_app
 def runs_show(app: App, run_id: str, workflow_name: str | None) -> None:
-    """Show a run (the newest by default): its nodes' status, exit code, duration and artifacts, and why any failed."""
+    """Show a run (the newest by default): its nodes, their artifacts and outputs, and why any failed."""
     run_row = _read_run(app, run_id, workflow_name)
     click.echo(f"run       {run_row.id}")
     click.echo(f"workflow  {run_row.workflow}")
@@ -127,11 +127,40 @@ def runs_show(app: App, run_id: str, workflow_name: str | None) -> None:
             for node in run_row.nodes
         ],
     )
+    _show_outputs(run_row.nodes)
     for node in run_row.nodes:
         if node.error:
             click.echo(f"\n{node.name}: {node.error}")
         elif node.failed:
             _show_failure_output(node)
+
+
+# How much of an output's value `runs show` prints: the rest is cut, and the cut said.
+_OUTPUT_LINES = 5
+_OUTPUT_CHARS = 200
+
+
+def _show_outputs(nodes: Sequence[NodeRecord]) -> None:
+    """The outputs nodes wrote, ``node: key=value``, a value's further lines indented below it; nothing if none did."""
+    if not any(node.outputs for node in nodes):
+        return
+    click.echo("\noutputs:")
+    for node in nodes:
+        for key, value in node.outputs.items():
+            first, *rest = _value_lines(value)
+            click.echo(f"  {node.name}: {key}={first}")
+            for line in rest:
+                click.echo(f"    {line}")
+
+
+def _value_lines(value: str) -> list[str]:
+    """``value`` as shown: its first lines up to a length, then how many characters were left out."""
+    kept = "".join(value.splitlines(keepends=True)[:_OUTPUT_LINES])[:_OUTPUT_CHARS]
+    lines = kept.splitlines() or [""]
+    left_out = len(value) - len(kept)
+    if left_out:
+        lines[-1] += f" ... (cut: {left_out} more character{'s' if left_out > 1 else ''})"
+    return lines
 
 
 _FAILURE_LINES = 10

@@ -8,16 +8,18 @@ current directory: the SQLite database ``.wtflow/wtflow.db`` and the artifacts `
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from wtflow.config import Config, DatabaseConfig, RunConfig, StorageConfig
+from wtflow.config import VAR_NAME, VAR_NAME_RULE, Config, DatabaseConfig, RunConfig, StorageConfig, vars_from_env
+from wtflow.durations import parse_duration
 from wtflow.errors import EXIT_CODES, BackendUnavailable, WorkflowError, WtflowError
 from wtflow.log import LEVELS, LogFormat
 
@@ -61,6 +63,67 @@ class WtflowGroup(click.Group):
             raise CliError(exc, as_json=as_json) from None
 
 
+if TYPE_CHECKING:
+    _FloatType = click.ParamType[float]
+else:  # not subscriptable at run time in every Click wtflow supports (8.1 on)
+    _FloatType = click.ParamType
+
+
+class Duration(_FloatType):
+    """Seconds >= 0, written as a number (``90``, ``2.5``) or a duration (``90s``, ``1m30s``, ``500ms``)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        """``value`` in seconds; a usage error naming the option when it is no duration."""
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class EnvNamingOption(click.Option):
+    """An option whose usage error names its environment variable when the bad value came from there."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        """``'--max-fail' (from WTFLOW_MAX_FAIL)`` for a value from the environment, else the option."""
+        hint = super().get_error_hint(ctx)
+        if ctx is None or self.name is None or not isinstance(self.envvar, str):
+            return hint
+        if ctx.get_parameter_source(self.name) is click.core.ParameterSource.ENVIRONMENT:
+            return f"{hint} (from {self.envvar})"
+        return hint
+
+
+class ChoiceOrUnsetFromEnv(click.Option):
+    """A choice option whose environment variable counts as unset when it holds none of the choices.
+
+    For a variable that also means something else: ``WTFLOW_OUTPUT`` is a file path in a node's
+    environment, so a ``wtflow run`` started by a node must not refuse it. A value given on the
+    command line is still checked.
+    """
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        """The variable's value if it is one of the choices, else ``None``."""
+        value = super().resolve_envvar_value(ctx)
+        if value is not None and isinstance(self.type, click.Choice):
+            try:
+                self.type.convert(value, self, ctx)
+            except click.BadParameter:
+                return None
+        return value
+
+
+def parse_var(value: str) -> tuple[str, str]:
+    """``NAME=VALUE`` as ``(NAME, VALUE)``; a usage error naming ``value`` otherwise."""
+    name, equals, text = value.partition("=")
+    if not equals:
+        raise click.BadParameter(f"{value!r}: expected NAME=VALUE")
+    if not VAR_NAME.fullmatch(name):
+        raise click.BadParameter(f"{value!r}: {name!r} is not a variable name; {VAR_NAME_RULE}")
+    return name, text
+
+
 @dataclass
 class App:
     """What the options of a command configure: where state lives and how to log."""
@@ -70,16 +133,21 @@ class App:
     db_retry: float | None = None
     artifacts_dir: Path | None = None
     max_parallel: int | None = None
+    max_fail: int | None = None
     ignore_failure: bool | None = None
     kill_grace: float | None = None
     secrets: tuple[str, ...] = ()
+    vars: tuple[tuple[str, str], ...] = ()
     mask_artifacts: bool = True
     log_format: LogFormat = LogFormat.AUTO
     log_format_given: bool = False
     log_level: str = "info"
 
     def config(self) -> Config:
-        """Defaults, then the INI file, then flags and environment."""
+        """Defaults, then the INI file, then flags and environment.
+
+        Workflow variables: ``--var`` over ``WTFLOW_VAR_<NAME>`` (read here: no option holds them).
+        """
         base = Config(
             db=DatabaseConfig(f"sqlite:///{(STATE_DIR / 'wtflow.db').resolve()}"),
             storage=StorageConfig((STATE_DIR / "artifacts").resolve()),
@@ -93,10 +161,12 @@ class App:
             storage=StorageConfig(self.artifacts_dir or base.storage.artifacts_dir),
             run=RunConfig(
                 ignore_failure=run.ignore_failure if self.ignore_failure is None else self.ignore_failure,
+                max_fail=run.max_fail if self.max_fail is None else self.max_fail,
                 max_parallel=self.max_parallel or run.max_parallel,
                 kill_grace=run.kill_grace if self.kill_grace is None else self.kill_grace,
                 secrets=self.secrets,
                 mask_artifacts=self.mask_artifacts,
+                vars={**run.vars, **vars_from_env(os.environ), **dict(self.vars)},
             ),
         )
 
@@ -145,20 +215,23 @@ def _store(attribute: str) -> Callable[[click.Context, click.Parameter, Any], An
 def app_option(
     *decls: str,
     attribute: str,
-    envvar: str,
+    envvar: str | None,
     help: str,
     convert: Callable[[Any], Any] | None = None,
     **kwargs: Any,
 ) -> Callable[[F], F]:
-    """An option stored on the :class:`App` (not passed to the command), its variable named in its help."""
+    """An option stored on the :class:`App` (not passed to the command), its variable named in its help.
+
+    ``envvar=None``: the option has no variable of its own (its help names what stands for one).
+    """
     store = _store(attribute)
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         return store(ctx, param, convert(value) if convert is not None and value is not None else value)
 
-    return click.option(
-        *decls, envvar=envvar, expose_value=False, callback=callback, help=f"{help}  [env: {envvar}]", **kwargs
-    )
+    shown = f"{help}  [env: {envvar}]" if envvar else help
+    kwargs.setdefault("cls", EnvNamingOption)
+    return click.option(*decls, envvar=envvar, expose_value=False, callback=callback, help=shown, **kwargs)
 
 
 def state_options(function: F) -> F:
@@ -181,8 +254,9 @@ def state_options(function: F) -> F:
             "--db-retry",
             attribute="db_retry",
             envvar="WTFLOW_DB_RETRY",
-            type=click.FloatRange(min=0),
-            help="Seconds to keep retrying rows after the run if the database went away.  [default: 30]",
+            type=Duration(),
+            help="How long to keep retrying rows after the run if the database went away: "
+            "seconds or a duration (90s, 1m30s).  [default: 30]",
         ),
         app_option(
             "--artifacts-dir",

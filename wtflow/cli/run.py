@@ -15,7 +15,17 @@ from typing import Any
 
 import click
 
-from wtflow.cli.options import EXIT_CODES_HELP, App, app_option, log_options, pass_app, state_options
+from wtflow.cli.options import (
+    EXIT_CODES_HELP,
+    App,
+    ChoiceOrUnsetFromEnv,
+    Duration,
+    app_option,
+    log_options,
+    parse_var,
+    pass_app,
+    state_options,
+)
 from wtflow.cli.workflows import load_workflow
 from wtflow.config import Config
 from wtflow.errors import Interrupted
@@ -23,6 +33,7 @@ from wtflow.log import LogFormat
 
 
 @click.command(epilog="\b\nExamples:\n  wtflow run\n  wtflow run ci.yml --target unit --output grouped\n"
+              "  wtflow run --max-fail 2 --kill-grace 30s --var VERSION=1.2\n"
               "  wtflow run --dry-run\n\n" + EXIT_CODES_HELP)  # fmt: skip
 @click.argument("path", required=False, type=click.Path(path_type=Path), envvar="WTFLOW_PATH")
 @click.option("-w", "--workflow", envvar="WTFLOW_WORKFLOW", help="Which workflow of the file.  [env: WTFLOW_WORKFLOW]")
@@ -43,6 +54,14 @@ from wtflow.log import LogFormat
     help="Nodes running at once, at most.",
 )
 @app_option(
+    "--max-fail",
+    attribute="max_fail",
+    envvar="WTFLOW_MAX_FAIL",
+    type=click.IntRange(min=0),
+    help="Stop the run once more than N nodes have failed.  [default: 0, the first failure stops it]",
+    metavar="N",
+)
+@app_option(
     "--ignore-failure/--no-ignore-failure",
     attribute="ignore_failure",
     envvar="WTFLOW_IGNORE_FAILURE",
@@ -53,8 +72,18 @@ from wtflow.log import LogFormat
     "--kill-grace",
     attribute="kill_grace",
     envvar="WTFLOW_KILL_GRACE",
-    type=click.FloatRange(min=0),
-    help="Seconds between SIGTERM and SIGKILL when stopping nodes.  [default: 10]",
+    type=Duration(),
+    help="Time between SIGTERM and SIGKILL when stopping nodes: seconds or a duration (2s, 1m30s).  [default: 10]",
+)
+@app_option(
+    "--var",
+    attribute="vars",
+    envvar=None,
+    allow_from_autoenv=False,  # WTFLOW_VAR_<NAME> stands for it, one variable per name
+    multiple=True,
+    metavar="NAME=VALUE",
+    convert=lambda values: tuple(parse_var(value) for value in values),
+    help="Set the workflow variable NAME; repeatable.  [env: WTFLOW_VAR_<NAME>=VALUE, which --var overrides]",
 )
 @app_option(
     "--secret",
@@ -74,10 +103,11 @@ from wtflow.log import LogFormat
 )
 @click.option(
     "--output",
+    cls=ChoiceOrUnsetFromEnv,  # inside a node, WTFLOW_OUTPUT is the path of the node's outputs file
     type=click.Choice(["interleaved", "prefixed", "grouped", "quiet"]),
     envvar="WTFLOW_OUTPUT",
     help="How node output is shown.  [default: prefixed when nodes can run in parallel, else interleaved] "
-    "[env: WTFLOW_OUTPUT]",
+    "[env: WTFLOW_OUTPUT, ignored unless one of these]",
 )
 @state_options
 @log_options
@@ -186,29 +216,34 @@ def run_interruptibly(engine: Any) -> int:
                 return  # the run is over and being recorded: let that finish
             if not cancelled:
                 cancelled.append(True)
-                engine.interrupted_by = number  # recorded as the run's exit code
-                task.cancel()  # stop the run: nodes get SIGTERM, then SIGKILL after the grace period
+                engine.interrupt(number)  # recorded as the run's exit code
+                if engine.scheduler is None:
+                    task.cancel()  # no node started yet: stop at once
+                # else: nodes get SIGTERM, then SIGKILL after the grace period; always() nodes still run
             elif engine.scheduler is not None:
-                engine.scheduler.kill()  # a second signal: SIGKILL now
+                engine.scheduler.kill()  # a second signal: SIGKILL now, start nothing more
 
         for number in STOPPING_SIGNALS:
             loop.add_signal_handler(number, on_signal, number)
         try:
             result: int = await engine.run_async()
-            return result
         finally:
             for number in STOPPING_SIGNALS:
                 loop.remove_signal_handler(number)
+        return result
 
     _raise_open_files_limit()
     try:
         with _pidfd_child_watcher():
-            return asyncio.run(main())
+            code = asyncio.run(main())
     except asyncio.CancelledError:
         if not received:
             raise
-        number = engine.interrupted_by or received[0]
-        raise Interrupted(f"interrupted by {signal.Signals(number).name}", signal_number=number) from None
+    else:
+        if not (cancelled and engine.result is not None and engine.result.status == "cancelled"):
+            return code
+    number = engine.interrupted_by or received[0]
+    raise Interrupted(f"interrupted by {signal.Signals(number).name}", signal_number=number) from None
 
 
 def _raise_open_files_limit() -> None:
@@ -247,7 +282,12 @@ def action(ctx: click.Context) -> None:
         return environ.get(f"INPUT_{name.upper()}", "").strip()
 
     args = [given("workflow-file") or "wtflow.yml", "--artifacts-dir", given("artifacts-dir") or "wtflow-artifacts"]
-    for name, flag in (("workflow", "--workflow"), ("db-url", "--db-url"), ("max-parallel", "--max-parallel")):
+    for name, flag in (
+        ("workflow", "--workflow"),
+        ("db-url", "--db-url"),
+        ("max-parallel", "--max-parallel"),
+        ("max-fail", "--max-fail"),
+    ):
         if given(name):
             args += [flag, given(name)]
     args += [item for target in given("targets").split() for item in ("--target", target)]

@@ -1,4 +1,4 @@
-"""Reading run history back: opening the database, lists of runs, one run with its nodes, one node's artifacts.
+"""Reading run history back: opening the database, lists of runs, one run with its nodes, their artifacts and outputs.
 
 A run is named as people type it (:func:`get_run`): its whole id
 (``20261129T010212123456Z-1a2b3c4d``), a unique prefix of it, its random suffix or a unique
@@ -22,14 +22,14 @@ from wtflow.artifacts import last_lines
 from wtflow.db.connect import open_engine, unavailable
 from wtflow.db.crashes import mark_crashed
 from wtflow.db.schema import upgrade
-from wtflow.db.tables import artifacts, node_runs, runs
+from wtflow.db.tables import artifacts, node_outputs, node_runs, runs
 from wtflow.errors import UsageError
 from wtflow.events import ArtifactInfo, NodeStatus
 
 
 @dataclass(frozen=True)
 class NodeRecord:
-    """One node's execution within a run, with its artifacts."""
+    """One node's execution within a run, with its artifacts and its outputs (``key=value``, sorted by key)."""
 
     name: str
     position: int
@@ -41,6 +41,7 @@ class NodeRecord:
     finished_at: datetime | None
     error: str | None
     artifacts: list[ArtifactInfo] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -106,7 +107,7 @@ def list_runs(
 
 
 def get_run(engine: Engine, run_id: str, *, workflow: str | None = None) -> RunRecord:
-    """The run ``run_id`` names (see the module's docstring), with its nodes and artifacts.
+    """The run ``run_id`` names (see the module's docstring), with its nodes, their artifacts and outputs.
 
     ``workflow`` looks among that workflow's runs only. :class:`UsageError` naming the
     candidates if ``run_id`` names no run, or several.
@@ -161,13 +162,23 @@ def _nodes(connection: Connection, run_id: str) -> list[NodeRecord]:
     stored: dict[str, list[ArtifactInfo]] = {}
     for row in connection.execute(select(artifacts).where(artifacts.c.run_id == run_id).order_by(artifacts.c.name)):
         stored.setdefault(row.node, []).append(ArtifactInfo(row.name, Path(row.path), row.size))
+    written: dict[str, dict[str, str]] = {}
+    # Sorted here, not by the database: PostgreSQL would order by its collation, SQLite by code point.
+    for row in sorted(connection.execute(select(node_outputs).where(node_outputs.c.run_id == run_id)), key=_by_key):
+        written.setdefault(row.node, {})[row.key] = row.value
     query = select(node_runs).where(node_runs.c.run_id == run_id).order_by(node_runs.c.position)
     return [
         NodeRecord(
-            **{key: value for key, value in row._mapping.items() if key != "run_id"}, artifacts=stored.get(row.name, [])
+            **{key: value for key, value in row._mapping.items() if key != "run_id"},
+            artifacts=stored.get(row.name, []),
+            outputs=written.get(row.name, {}),
         )
         for row in connection.execute(query)
     ]
+
+
+def _by_key(row: Any) -> str:
+    return str(row.key)
 
 
 def node_record(run: RunRecord, node: str) -> NodeRecord:

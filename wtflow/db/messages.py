@@ -32,6 +32,7 @@ NodeFinishedRow = tuple[
     int,  # finished_at
     str | None,  # error
     tuple[tuple[str, str, int], ...],  # artifacts: name, path, size
+    tuple[tuple[str, str], ...],  # outputs: key, value
 ]
 RunClosedRow = tuple[
     Literal["closed"],

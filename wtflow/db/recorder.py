@@ -31,6 +31,7 @@ def message(event: Event) -> Message | None:
             to_micros(event.finished_at),
             event.error,
             tuple((a.name, str(a.path), a.size) for a in event.artifacts),
+            tuple(event.outputs.items()),
         )
     if isinstance(event, RunStarted):
         workflow = event.workflow
@@ -43,7 +44,7 @@ def message(event: Event) -> Message | None:
 
 
 class DatabaseRecorder(BaseObserver):
-    """Writes runs, node executions and artifacts as the events arrive."""
+    """Writes runs, node executions, their artifacts and outputs as the events arrive."""
 
     def __init__(self, url: str, *, retry: float) -> None:
         self.url = url

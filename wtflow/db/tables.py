@@ -103,3 +103,14 @@ artifacts = Table(
     ForeignKeyConstraint(["run_id", "node"], ["wtflow_node_runs.run_id", "wtflow_node_runs.name"], ondelete="CASCADE"),
 )
 """One stored artifact of a node's execution."""
+
+node_outputs = Table(
+    "wtflow_node_outputs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("node", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    ForeignKeyConstraint(["run_id", "node"], ["wtflow_node_runs.run_id", "wtflow_node_runs.name"], ondelete="CASCADE"),
+)
+"""One output (``key=value``) a node wrote for later nodes to read, masked as the run showed it."""

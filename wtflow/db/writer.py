@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from select import poll
 from typing import Any, BinaryIO
@@ -39,7 +40,7 @@ from wtflow.db import crashes
 from wtflow.db.connect import normalise_url, reason
 from wtflow.db.history import open_history
 from wtflow.db.messages import Message, from_micros
-from wtflow.db.tables import artifacts, node_runs, runs
+from wtflow.db.tables import artifacts, node_outputs, node_runs, runs
 from wtflow.errors import WtflowError
 
 # How long the writer gathers events before writing them in one transaction.
@@ -60,6 +61,7 @@ _NODE_DEFAULTS: dict[str, Any] = {
 _INSERT_RUN = insert(runs)
 _INSERT_NODE = insert(node_runs)
 _INSERT_ARTIFACT = insert(artifacts)
+_INSERT_OUTPUT = insert(node_outputs)
 _UPDATE_RUN = update(runs).where(runs.c.id == bindparam("row_id"))
 _UPDATE_NODE = update(node_runs).where(
     node_runs.c.run_id == bindparam("row_run_id"), node_runs.c.name == bindparam("row_name")
@@ -104,6 +106,17 @@ class Inbox:
         with self._changed:
             items, self._items = self._items, []
             return items, self._ended
+
+
+@dataclass
+class _Changes:
+    """A batch of messages as rows: new runs, changes to runs and nodes (one per node), new artifacts and outputs."""
+
+    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    run_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    node_changes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    artifact_rows: list[dict[str, Any]] = field(default_factory=list)
+    output_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RowWriter:
@@ -188,16 +201,10 @@ class RowWriter:
             raise ValueError(f"node {node!r} reported before its run was opened")
         return self._run_id, node
 
-    def _changes(
-        self, messages: list[Message]
-    ) -> tuple[
-        list[dict[str, Any]], dict[str, dict[str, Any]], dict[tuple[str, str], dict[str, Any]], list[dict[str, Any]]
-    ]:
-        """New runs, run row changes, node row changes (one per node) and new artifacts."""
-        new_runs: list[dict[str, Any]] = []
-        run_changes: dict[str, dict[str, Any]] = {}
-        node_changes: dict[tuple[str, str], dict[str, Any]] = {}
-        artifact_rows: list[dict[str, Any]] = []
+    def _changes(self, messages: list[Message]) -> _Changes:
+        """What ``messages`` change, each node's events merged into one row change."""
+        changes = _Changes()
+        new_runs, run_changes, node_changes = changes.new_runs, changes.run_changes, changes.node_changes
         for message in messages:
             if message[0] == "opened":
                 _, run_id, workflow, started_at, host, pid, nodes = message
@@ -221,7 +228,7 @@ class RowWriter:
                     path=path, status="running", attempts=attempt, started_at=from_micros(started_at)
                 )
             elif message[0] == "finished":
-                _, node, path, status, exit_code, attempt, begun, finished_at, error, stored = message
+                _, node, path, status, exit_code, attempt, begun, finished_at, error, stored, outputs = message
                 key = self._node_key(node)
                 change = node_changes.setdefault(key, {})
                 change.update(
@@ -234,9 +241,12 @@ class RowWriter:
                 )
                 if begun is not None:
                     change["started_at"] = from_micros(begun)
-                artifact_rows.extend(
+                changes.artifact_rows.extend(
                     {"run_id": key[0], "node": node, "name": name, "path": file, "size": size}
                     for name, file, size in stored
+                )
+                changes.output_rows.extend(
+                    {"run_id": key[0], "node": node, "key": name, "value": value} for name, value in outputs
                 )
             elif message[0] == "closed":
                 _, run_id, status, exit_code, finished_at, error = message
@@ -247,11 +257,12 @@ class RowWriter:
                     "finished_at": from_micros(finished_at),
                     "error": error,
                 }
-        return new_runs, run_changes, node_changes, artifact_rows
+        return changes
 
     def _write(self, messages: list[Message]) -> None:
         """Write ``messages`` in one transaction, merging each node's events into one row change."""
-        new_runs, run_changes, node_changes, artifact_rows = self._changes(messages)
+        changes = self._changes(messages)
+        new_runs, run_changes, node_changes = changes.new_runs, changes.run_changes, changes.node_changes
         inserts = [
             {**_NODE_DEFAULTS, "run_id": run_id, "name": name, "position": self._positions.get(name, 0), **change}
             for (run_id, name), change in node_changes.items()
@@ -264,8 +275,11 @@ class RowWriter:
                 connection.execute(_INSERT_NODE, inserts)
             for rows in _updates(node_changes, self._known_nodes):
                 connection.execute(_UPDATE_NODE, rows)
-            if artifact_rows:
-                connection.execute(_INSERT_ARTIFACT, artifact_rows)
+            # A node's artifacts and outputs refer to its row: written after it.
+            if changes.artifact_rows:
+                connection.execute(_INSERT_ARTIFACT, changes.artifact_rows)
+            if changes.output_rows:
+                connection.execute(_INSERT_OUTPUT, changes.output_rows)
             if run_changes:
                 connection.execute(_UPDATE_RUN, list(run_changes.values()))
         self._known_nodes.update(node_changes)

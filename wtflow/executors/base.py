@@ -26,11 +26,7 @@ class Job:
     node_dir: Path
     kill_grace: float
     declared_env: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def timeout(self) -> float | None:
-        """Seconds the attempt may take, if limited."""
-        return self.executable.timeout
+    timeout: float | None = None  # seconds the attempt may take, if limited
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class RunFileWriter(BaseObserver):
                 "duration": event.duration,
                 "error": event.error,
                 "artifacts": {info.name: {"path": str(info.path), "size": info.size} for info in event.artifacts},
+                "outputs": dict(event.outputs),
             }
         elif isinstance(event, RunFinished):
             self.data.update(
