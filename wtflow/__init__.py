@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         WtflowError,
     )
     from wtflow.events import NodeStatus, RunStatus
+    from wtflow.matrix import Matrix
     from wtflow.model import Artifact, Command, Container, FileArtifact, Node, PyFunc, Retry, Workflow
 
 __version__ = "0.1.0"
@@ -51,6 +52,7 @@ _HOMES = {
         "wtflow.errors",
     ),
     **dict.fromkeys(["NodeStatus", "RunStatus"], "wtflow.events"),
+    "Matrix": "wtflow.matrix",
     **dict.fromkeys(
         ["Artifact", "Command", "Container", "FileArtifact", "Node", "PyFunc", "Retry", "Workflow"], "wtflow.model"
     ),
@@ -82,6 +84,7 @@ __all__ = [
     "Engine",
     "FileArtifact",
     "Interrupted",
+    "Matrix",
     "Node",
     "NodeFailed",
     "NodeResult",

@@ -64,6 +64,14 @@ class WorkflowError(UsageError):
         super().__init__(f"{location}: {message}" if location else message)
 
 
+def field_name(path: tuple[str | int, ...]) -> str:
+    """A key path as a message names it: ``command[1]``, ``container.env.HOME``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f"{'.' if text else ''}{part}"
+    return text
+
+
 class ConfigError(UsageError):
     """A configuration value (environment variable, INI key, flag) is invalid."""
 

@@ -98,13 +98,13 @@ class _Build:
                 max_fail=self.spec.max_fail,
             )
         except WorkflowError as exc:
-            loc = self.locs.get(exc.node or "", ())
+            loc = self.locs.get(exc.node or "", ()) if exc.node is not None else ()
             raise WorkflowError(exc.message, location=self._where_in(loc, exc)) from None
 
     def _where_in(self, loc: Loc, exc: WorkflowError) -> str:
         """Where the problem ``exc`` reports stands: its field of the node at ``loc``, and the offset in it."""
         if not exc.field:
-            return self.document.where((*loc, "name"))
+            return self.document.where((*loc, "name") if loc else ())
         field_loc: Loc = (*loc, *exc.field)
         where = self.document.where(field_loc)
         value = self._data_at(field_loc)

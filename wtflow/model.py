@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wtflow import expressions
-from wtflow.errors import ArtifactError, WorkflowError
+from wtflow.errors import ArtifactError, WorkflowError, field_name
 from wtflow.graph import SELF, dependencies, find_cycle
 from wtflow.matrix import Matrix, expansion_name
 
@@ -285,6 +285,8 @@ def replace_artifacts(value: Any, resolve: Callable[[Artifact], Artifact]) -> An
 
 # An environment value is substituted before the environment exists: it cannot read ``env``.
 ENV_VALUE_CONTEXTS = expressions.CONTEXTS - {"env"}
+# The workflow's environment is every node's: it cannot name one node's matrix or needs.
+WORKFLOW_ENV_CONTEXTS = frozenset({"vars", "wtflow"})
 
 
 def _texts(value: Any, path: tuple[str | int, ...], found: list[tuple[tuple[str | int, ...], str]]) -> None:
@@ -424,7 +426,7 @@ class Node:
                 expressions.parse_template(text, contexts=allowed)
         except expressions.ExpressionError as exc:
             raise WorkflowError(
-                f"{'.'.join(map(str, path))}: {exc.message}", node=self.name, field=path, offset=exc.offset
+                f"{field_name(path)}: {exc.message}", node=self.name, field=path, offset=exc.offset
             ) from None
 
     def expression_texts(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -529,6 +531,12 @@ class Workflow:
         if not isinstance(self.root, Node):
             raise WorkflowError(f"workflow {self.name!r}: root must be a Node, got {type(self.root).__name__}")
         object.__setattr__(self, "env", _check_env(self.env))
+        for name, value in self.env.items():
+            if expressions.has_expression(value):
+                try:
+                    expressions.parse_template(value, contexts=WORKFLOW_ENV_CONTEXTS)
+                except expressions.ExpressionError as exc:
+                    raise WorkflowError(f"env.{name}: {exc.message}", field=("env", name), offset=exc.offset) from None
         if self.max_parallel is not None and (not isinstance(self.max_parallel, int) or self.max_parallel < 1):
             raise WorkflowError(f"max_parallel must be a whole number >= 1, got {self.max_parallel!r}")
         self._validate()
@@ -646,7 +654,7 @@ class Workflow:
                         )
                 if problem is not None:
                     raise WorkflowError(
-                        f"{'.'.join(map(str, path))}: {problem}", node=node.name, field=path, offset=expression.offset
+                        f"{field_name(path)}: {problem}", node=node.name, field=path, offset=expression.offset
                     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from wtflow import expressions
 from wtflow.durations import parse_duration
-from wtflow.errors import WorkflowError
+from wtflow.errors import WorkflowError, field_name
 from wtflow.model import Command, Container, PyFunc
 
 Contexts = dict[str, Any]
@@ -85,7 +85,7 @@ def _value(text: str, path: tuple[str | int, ...], contexts: Contexts, status: M
     try:
         return expressions.parse_template(text).render(contexts, status)
     except expressions.ExpressionError as exc:
-        raise WorkflowError(f"{'.'.join(map(str, path))}: {exc.message}", field=path, offset=exc.offset) from None
+        raise WorkflowError(f"{field_name(path)}: {exc.message}", field=path, offset=exc.offset) from None
 
 
 def _text(text: str, path: tuple[str | int, ...], contexts: Contexts, status: Mapping[str, bool] | None) -> str:
@@ -94,4 +94,4 @@ def _text(text: str, path: tuple[str | int, ...], contexts: Contexts, status: Ma
     try:
         return expressions.parse_template(text).render_text(contexts, status)
     except expressions.ExpressionError as exc:
-        raise WorkflowError(f"{'.'.join(map(str, path))}: {exc.message}", field=path, offset=exc.offset) from None
+        raise WorkflowError(f"{field_name(path)}: {exc.message}", field=path, offset=exc.offset) from None

@@ -21,6 +21,7 @@ DOCUMENTED = {
     "Engine",
     "FileArtifact",
     "Interrupted",
+    "Matrix",
     "Node",
     "NodeFailed",
     "NodeResult",

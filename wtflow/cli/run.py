@@ -162,7 +162,9 @@ def _print_plan(workflow: Any, config: Config, masker: Any) -> None:
         if executable is None:
             continue
         what = executable.cmd if isinstance(executable, Command) else f"function {executable.name}"
-        click.echo(masker.text(f"  {name}: {what if isinstance(what, str) else ' '.join(what)}"))
+        shown = what if isinstance(what, str) else " ".join(what)
+        condition = f"  (if: {node.condition})" if node.condition is not None else ""
+        click.echo(masker.text(f"  {name}: {shown}{condition}"))
 
 
 def _run(workflow: Any, config: Config, app: App, mode: str) -> int:

@@ -4,10 +4,17 @@ Started by file path (only the stdlib is used until it has taken the parent's ``
 Forking a warm interpreter costs far less than starting a new one, which imports everything anew.
 
 Protocol on the socket given as argv[1], each message a 4-byte length and a pickle:
-parent -> server: the header (``sys_path``, ``main_path``/``main_module``), then jobs
-``(job_id, payload, result_path, cwd, env)`` with the write ends of the job's stdout and
-stderr pipes attached (SCM_RIGHTS). Server -> parent: ``("started", job_id, pid)``,
-``("exited", job_id, returncode)`` or ``("failed", job_id, message)``.
+parent -> server: the header (``sys_path``, ``main_path``/``main_module``) with the write ends
+of two pipes attached (SCM_RIGHTS), then jobs ``(job_id, payload, result_path, cwd, env)`` with
+the write ends of the job's stdout and stderr pipes attached, and a third pipe for a job with a
+timeout (see ``pychild.announce``). Server -> parent: ``("loaded", 0, None)`` once the parent's
+main module is loaded, then ``("started", job_id, pid)`` and ``("exited", job_id, returncode)``.
+
+The parent's main module is loaded here, once, with stdout and stderr going to the header's two
+pipes: the parent passes what it printed on to the node of each function defined there, as if
+that node's process had loaded it itself (as it does without the server). A function's own
+module is imported by the forked child, while it unpickles the job, so what the module prints
+goes to that node's output.
 """
 
 import gc
@@ -58,11 +65,13 @@ def _child(sock: socket.socket, wakeup: int, job: tuple, fds: list[int]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sock.close()
     os.close(wakeup)
-    out, err = fds
+    out, err, *rest = fds
+    begun = rest[0] if rest else None
     os.dup2(out, 1)
     os.dup2(err, 2)
     os.close(out)
     os.close(err)
+    pychild.keep_private(begun)
     pychild.empty_stdin()
     _set_environment(env)
     try:
@@ -73,7 +82,7 @@ def _child(sock: socket.socket, wakeup: int, job: tuple, fds: list[int]) -> int:
         traceback.print_exception(exc)
         return 1
     try:
-        code: int = pychild.run(func, args, kwargs, result_path)
+        code: int = pychild.run(func, args, kwargs, result_path, begun)
     except SystemExit as exc:
         return _exit_code(exc.code)
     return code
@@ -101,16 +110,32 @@ def _exit_code(code: object) -> int:
     return 1
 
 
-def main() -> None:
-    """Serve jobs until the parent closes the socket."""
-    sock = socket.socket(fileno=int(sys.argv[1]))
-    header, _ = _receive(sock)
-    sys.path[:] = header["sys_path"]  # type: ignore[index]
-    warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads a loaded module may start
+def _load_main(header: dict, fds: list[int]) -> None:  # type: ignore[type-arg]
+    """Load the parent's main module, its stdout and stderr going to the pipes ``fds`` meanwhile."""
+    saved = [os.dup(1), os.dup(2)]
+    for fd, target in zip(fds, (1, 2), strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
     try:
         pychild.load_main(header)
     except BaseException:  # noqa: BLE001 - jobs will fail to unpickle and say why
         traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, target in zip(saved, (1, 2), strict=True):
+            os.dup2(fd, target)
+            os.close(fd)
+
+
+def main() -> None:
+    """Serve jobs until the parent closes the socket."""
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    header, fds = _receive(sock)
+    sys.path[:] = header["sys_path"]  # type: ignore[index]
+    warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads a loaded module may start
+    _load_main(header, fds)  # type: ignore[arg-type]
+    _send(sock, ("loaded", 0, None))
     # What the server holds now goes to the collector's permanent generation, so a child's
     # collections do not walk it and copy its pages on write (the gc.freeze() docs' advice for
     # a process that forks).

@@ -4,9 +4,15 @@ Started by file path, so it uses only the stdlib
 until it has taken the parent's ``sys.path``.
 
 Protocol on stdin: one JSON line (``sys_path``, ``main_path`` or ``main_module``,
-``result_path``), then a pickle of ``(func, args, kwargs)``. Functions defined in the parent's
-``__main__`` are found the way :mod:`multiprocessing` spawn finds them: the parent's main script
-is run again as ``__mp_main__`` (its ``if __name__ == "__main__":`` block does not run).
+``result_path``, and ``begun_fd`` for a job with a timeout), then a pickle of
+``(func, args, kwargs)``. Functions defined in the parent's ``__main__`` are found the way
+:mod:`multiprocessing` spawn finds them: the parent's main script is run again as ``__mp_main__``
+(its ``if __name__ == "__main__":`` block does not run).
+
+Importing the function's module happens while the pickle is read, before the function is
+called: the process writes one byte to the ``begun_fd`` pipe just before the call, which starts
+the node's timeout clock (see ``pyfunc.py``). What the module prints while it is imported goes to
+fds 1 and 2, the node's own stdout and stderr.
 """
 
 import json
@@ -31,8 +37,13 @@ def load_main(header: dict) -> None:  # type: ignore[type-arg]
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
 
 
-def run(func, args, kwargs, result_path: str) -> int:  # type: ignore[no-untyped-def]
-    """Call the function; keep a JSON-serialisable return value at ``result_path``; return the exit code."""
+def run(func, args, kwargs, result_path: str, begun: int | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Call the function; keep a JSON-serialisable return value at ``result_path``; return the exit code.
+
+    Just before the call, the parent is told through the pipe ``begun``, if any.
+    """
+    if begun is not None:
+        announce(begun)
     try:
         result = func(*args, **kwargs)
     except SystemExit:
@@ -56,6 +67,22 @@ def run(func, args, kwargs, result_path: str) -> int:  # type: ignore[no-untyped
     return 0
 
 
+def keep_private(fd: int | None) -> None:
+    """Keep ``fd`` (the ``begun`` pipe) from the processes the module or the function starts."""
+    if fd is not None:
+        os.set_inheritable(fd, False)
+
+
+def announce(fd: int) -> None:
+    """Tell the parent that the function is about to be called: one byte, then close the pipe."""
+    try:
+        os.write(fd, b"\0")
+    except OSError:  # the parent has stopped listening: nothing to tell
+        pass
+    finally:
+        os.close(fd)
+
+
 def empty_stdin() -> None:
     """Give the function an empty stdin, not the rest of our protocol."""
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -68,6 +95,8 @@ def main() -> int:
     stdin = sys.stdin.buffer
     header = json.loads(stdin.readline())
     sys.path[:] = header["sys_path"]
+    begun = header.get("begun_fd")
+    keep_private(begun)
     try:
         load_main(header)
         func, args, kwargs = pickle.load(stdin)
@@ -75,7 +104,7 @@ def main() -> int:
         traceback.print_exception(exc)
         return 1
     empty_stdin()
-    return run(func, args, kwargs, header["result_path"])
+    return run(func, args, kwargs, header["result_path"], begun)
 
 
 if __name__ == "__main__":

@@ -312,9 +312,14 @@ def _popen(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None) -> Spa
     return _watched(*_piped(popen))
 
 
-async def start(argv: Sequence[str], *, stdin: bool, env: dict[str, str], cwd: Path | None) -> Child:
-    """Start ``argv`` as the leader of a new process group, with piped stdout and stderr."""
-    if _CAN_SPAWN and not stdin:
+async def start(
+    argv: Sequence[str], *, stdin: bool, env: dict[str, str], cwd: Path | None, pass_fds: Sequence[int] = ()
+) -> Child:
+    """Start ``argv`` as the leader of a new process group, with piped stdout and stderr.
+
+    ``pass_fds`` are descriptors the child inherits under the same numbers (as ``Popen``'s).
+    """
+    if _CAN_SPAWN and not stdin and not pass_fds:
         if not _is_current_dir(cwd):
             return _popen(argv, env, cwd)
         if (child := _spawn(argv, env)) is not None:
@@ -329,5 +334,6 @@ async def start(argv: Sequence[str], *, stdin: bool, env: dict[str, str], cwd: P
         env=env,
         cwd=cwd,
         start_new_session=True,
+        pass_fds=tuple(pass_fds),
     )
     return SubprocessChild(asyncio.subprocess.Process(transport, protocol, loop), protocol)

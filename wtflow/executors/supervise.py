@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from wtflow.executors.base import Job, Outcome, OutputSink
 from wtflow.executors.child import Child, Readable, signal_group
@@ -26,24 +26,27 @@ async def run_process(
     stdin: bytes | None = None,
     *,
     fallback: Sequence[str] | None = None,
+    pass_fds: Sequence[int] = (),
+    begun: Awaitable[None] | None = None,
 ) -> Outcome:
     """Run ``argv`` for ``job``: stream its output, honour its timeout, stop it when cancelled.
 
     If the program of ``argv`` cannot be run (missing, not executable, not a binary) and there
     is a ``fallback``, that is run instead; a lack of resources fails the node either way.
+    ``pass_fds`` are inherited by the process; ``begun`` is as for :func:`supervise`.
     """
     try:
-        child = await start(argv, stdin=stdin is not None, env=dict(job.env), cwd=job.cwd)
+        child = await start(argv, stdin=stdin is not None, env=dict(job.env), cwd=job.cwd, pass_fds=pass_fds)
     except OSError as exc:
         if fallback is not None and exc.errno in NOT_RUNNABLE:
-            return await run_process(fallback, job, sink, stdin)
+            return await run_process(fallback, job, sink, stdin, pass_fds=pass_fds, begun=begun)
         return await start_failed(argv[0], job, sink, exc)
     feeder = None
     if stdin is not None:
         assert isinstance(child, SubprocessChild)  # input is fed through asyncio's pipe
         feeder = asyncio.create_task(_feed(child.process, stdin))
     try:
-        return await supervise(child, job, sink)
+        return await supervise(child, job, sink, begun=begun)
     finally:
         if feeder is not None:
             feeder.cancel()
@@ -58,19 +61,27 @@ async def start_failed(program: str, job: Job, sink: OutputSink, exc: OSError) -
     return Outcome(exit_code=127 if isinstance(exc, FileNotFoundError) else 126, error=message)
 
 
-async def supervise(child: Child, job: Job, sink: OutputSink) -> Outcome:
-    """Stream ``child``'s output into ``sink`` until it ends; stop it on timeout or cancellation."""
+async def supervise(child: Child, job: Job, sink: OutputSink, *, begun: Awaitable[None] | None = None) -> Outcome:
+    """Stream ``child``'s output into ``sink`` until it ends; stop it on timeout or cancellation.
+
+    The job's timeout clock starts when the process starts or, given ``begun``, once ``begun``
+    completes (or the process exits first): a process with work to do before the job's own (a
+    function's process imports its module) says so through it. ``begun`` bounds that work
+    itself: the ``TimeoutError`` it raises stops the process, its message saying why.
+    """
     pumps = [
         asyncio.create_task(_pump(child.stdout, STDOUT, sink)),
         asyncio.create_task(_pump(child.stderr, STDERR, sink)),
     ]
-    timed_out = False
+    timed_out: str | None = None
     try:
         try:
+            if begun is not None:
+                await _until_begun(child, begun)
             async with asyncio.timeout(job.timeout):
                 await child.exited()
-        except TimeoutError:
-            timed_out = True
+        except TimeoutError as exc:
+            timed_out = str(exc) or f"timed out after {job.timeout:g}s"
             await child.terminate(job.kill_grace)
         except asyncio.CancelledError:
             await child.terminate(job.kill_grace)
@@ -88,8 +99,8 @@ async def supervise(child: Child, job: Job, sink: OutputSink) -> Outcome:
     for pump in pumps:
         if not pump.cancelled() and (store_error := pump.result()) is not None:
             return Outcome(exit_code=code, error=f"cannot store output: {store_error}")
-    if timed_out:
-        return Outcome(exit_code=code, timed_out=True, error=f"timed out after {job.timeout:g}s")
+    if timed_out is not None:
+        return Outcome(exit_code=code, timed_out=True, error=timed_out)
     if returncode < 0:
         return Outcome(exit_code=code, error=f"killed by signal {signal_name(-returncode)}")
     return Outcome(exit_code=code)
@@ -101,6 +112,20 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
+
+
+async def _until_begun(child: Child, begun: Awaitable[None]) -> None:
+    """Wait for ``begun`` (whose errors propagate) or the process's exit, whichever comes first."""
+    beginning = asyncio.ensure_future(begun)
+    exiting = asyncio.ensure_future(child.exited())
+    try:
+        await asyncio.wait([beginning, exiting], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (beginning, exiting):
+            task.cancel()
+        await asyncio.gather(beginning, exiting, return_exceptions=True)
+    if beginning.done() and not beginning.cancelled():
+        beginning.result()
 
 
 async def _feed(process: asyncio.subprocess.Process, data: bytes) -> None:
