@@ -155,6 +155,10 @@ def last_lines(path: Path, count: int) -> list[str]:
     return lines[-count:] if count else []
 
 
+# Files a node's process writes into its directory by name ($WTFLOW_OUTPUT, $WTFLOW_STEP_SUMMARY).
+NODE_TEXT_FILES = ("outputs", "summary.md")
+
+
 class ArtifactStore(Protocol):
     """Where one run's artifacts go: a node attempt's output, its declared files, their sizes.
 
@@ -254,11 +258,11 @@ class FileStore:
         """Copy the node's declared file artifacts into its ``files/`` directory; what was skipped, and why.
 
         The walk runs in a thread and stops at the limits of :mod:`wtflow.collection` or, soon
-        after, once this coroutine is cancelled. A function's
-        ``result.json``, written by its own process, is masked here like its output.
+        after, once this coroutine is cancelled. What the node's process wrote into its
+        directory itself (``result.json``, its outputs and summary files) is masked here like its output.
         """
-        if self.mask_files and self._masker.active and isinstance(node.executable, PyFunc):
-            await asyncio.to_thread(self._mask_result, node.name)
+        if self.mask_files and self._masker.active:
+            await asyncio.to_thread(self._mask_written, node)
         if not node.artifacts:
             return []
         stop = threading.Event()
@@ -271,6 +275,22 @@ class FileStore:
             # The walk looks at the flag between files and between chunks of a file: it ends soon.
             await asyncio.wait({walk})
             raise
+
+    def _mask_written(self, node: Node) -> None:
+        """Mask what the node's process wrote into its directory: its outputs, summary and result."""
+        for name in NODE_TEXT_FILES:
+            path = self.node_dir(node.name) / name
+            try:
+                text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            masked = self._masker.text(text)
+            if masked != text:
+                tmp = path.with_name(f".{name}.tmp")
+                tmp.write_text(masked, encoding="utf-8", errors="surrogateescape")
+                os.replace(tmp, path)
+        if isinstance(node.executable, PyFunc):
+            self._mask_result(node.name)
 
     def _mask_result(self, node: str) -> None:
         path = self.path(node, RESULT)

@@ -24,6 +24,8 @@ _RESULTS = {
     NodeStatus.TIMED_OUT: FAILURE,
     NodeStatus.CANCELLED: CANCELLED,
     NodeStatus.SKIPPED: SKIPPED,
+    NodeStatus.CACHED: SUCCESS,
+    NodeStatus.REUSED: SUCCESS,
     NodeStatus.RUNNING: SUCCESS,  # a group whose children are starting: nothing went wrong yet
     NodeStatus.PENDING: SKIPPED,
 }

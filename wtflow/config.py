@@ -7,6 +7,7 @@ INI layout (durations are seconds, ``90``, or e.g. ``90s``, ``1m30s``)::
     retry = 30s
     [storage]
     artifacts_dir = .wtflow/artifacts
+    cache_dir = .wtflow/cache
     [run]
     ignore_failure = false
     max_fail = 0
@@ -150,13 +151,19 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """Where artifacts are stored; ``None`` means a temporary directory for this process."""
+    """Where artifacts are stored (``None``: a temporary directory for this process), and the cache.
+
+    ``cache_dir`` holds the results of cached nodes (those with ``sources``); ``None`` means
+    ``.wtflow/cache`` in the current directory.
+    """
 
     artifacts_dir: Path | None = None
+    cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.artifacts_dir is not None:  # a str from callers becomes a Path
-            object.__setattr__(self, "artifacts_dir", Path(self.artifacts_dir))
+        for key in ("artifacts_dir", "cache_dir"):
+            if getattr(self, key) is not None:  # a str from callers becomes a Path
+                object.__setattr__(self, key, Path(getattr(self, key)))
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,8 @@ class RunConfig:
     ``secrets`` names environment variables to mask besides the workflow's own;
     ``mask_artifacts=False`` keeps stored output unmasked (the console and logs stay masked).
     ``vars`` are workflow variables given from outside the file, NAME -> value (any mapping given
-    is kept as a read-only :class:`FrozenVars`).
+    is kept as a read-only :class:`FrozenVars`). ``force`` runs every cached node even when
+    the cache holds its result; ``force_nodes`` only these.
     """
 
     ignore_failure: bool = False
@@ -182,8 +190,11 @@ class RunConfig:
     secrets: tuple[str, ...] = ()
     mask_artifacts: bool = True
     vars: Mapping[str, str] = FrozenVars()
+    force: bool = False
+    force_nodes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "force_nodes", tuple(self.force_nodes))
         if self.max_fail is not None and (
             isinstance(self.max_fail, bool) or not isinstance(self.max_fail, int) or self.max_fail < 0
         ):
@@ -207,6 +218,7 @@ _FIELDS: dict[tuple[str, str], tuple[str, _Parser]] = {
     ("database", "url"): ("WTFLOW_DB_URL", lambda value, _where: value.strip() or None),
     ("database", "retry"): ("WTFLOW_DB_RETRY", parse_seconds),
     ("storage", "artifacts_dir"): ("WTFLOW_ARTIFACTS_DIR", lambda value, _where: Path(value) if value else None),
+    ("storage", "cache_dir"): ("WTFLOW_CACHE_DIR", lambda value, _where: Path(value) if value else None),
     ("run", "ignore_failure"): ("WTFLOW_IGNORE_FAILURE", parse_bool),
     ("run", "max_fail"): ("WTFLOW_MAX_FAIL", parse_non_negative_int),
     ("run", "max_parallel"): ("WTFLOW_MAX_PARALLEL", parse_positive_int),

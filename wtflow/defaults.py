@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from wtflow.config import Config
     from wtflow.events import Observer
     from wtflow.executors.base import Executor
+    from wtflow.reuse import NodeCache
 
 
 def executor() -> Executor:
@@ -50,3 +51,10 @@ def console_observers() -> list[Observer]:
     from wtflow.observers.console import ConsolePrinter
 
     return [ConsolePrinter()]
+
+
+def node_cache(config: Config) -> NodeCache:
+    """The cache of finished nodes, in the configured directory (``.wtflow/cache`` by default)."""
+    from wtflow.reuse import NodeCache, cache_dir
+
+    return NodeCache(cache_dir(config.storage.cache_dir), force=config.run.force, force_nodes=config.run.force_nodes)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wtflow import defaults
 from wtflow.artifacts import ArtifactStore, new_run_id
@@ -27,6 +28,9 @@ from wtflow.executors.base import Executor
 from wtflow.masking import Masker
 from wtflow.model import Artifact, Workflow
 from wtflow.scheduler import Scheduler, now
+
+if TYPE_CHECKING:
+    from wtflow.reuse import Earlier
 
 
 class _Delivery:
@@ -121,6 +125,7 @@ class Engine:
     ``masker`` is the run's one masker, shared with observers that write what nodes printed.
     ``stop_orphans`` stops, when the run ends, processes that escaped their node's process group
     and were adopted by this process (see :mod:`wtflow.orphans`; the CLI turns it on).
+    ``reuse`` gives nodes an earlier run's result instead of running them (``--rerun-failed``).
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class Engine:
         records: Iterable[Observer] | None = None,
         masker: Masker | None = None,
         stop_orphans: bool = False,
+        reuse: Mapping[str, Earlier] | None = None,
     ) -> None:
         self.workflow = workflow
         self.config = config if config is not None else Config.from_env()
@@ -143,6 +149,7 @@ class Engine:
         self._records = list(records) if records is not None else None
         self._masker = masker
         self._stop_orphans = stop_orphans
+        self._reuse = dict(reuse or {})
         self.result: RunResult | None = None
         # What went wrong beside the run itself, for the caller to show (rows the database lost).
         self.warnings: list[str] = []
@@ -194,10 +201,13 @@ class Engine:
         observers = [*records, *(self._observers if self._observers is not None else defaults.console_observers())]
         run_id = new_run_id()
         masker = self.masker()
+        declared = {
+            name for node in self.workflow.nodes.values() if node.executable for name in node.executable.env or {}
+        }
         self.warnings += [
             f"secret {name} is not set: there is no value of it to mask"
             for name in dict.fromkeys([*self.workflow.secrets, *self.config.run.secrets])
-            if not os.environ.get(name)
+            if not os.environ.get(name) and name not in self.workflow.env and name not in declared
         ]
         await _open_all(observers)
         try:
@@ -251,6 +261,7 @@ class Engine:
             code = BackendUnavailable.exit_code
             delivery.now(RunFinished(run_id, self.workflow.name, RunStatus.FAILED, code, started_at, now(), message))
             raise BackendUnavailable(f"{message}; free some space or choose another --artifacts-dir")
+        cache = defaults.node_cache(self.config) if any(n.cached for n in self.workflow.nodes.values()) else None
         scheduler = self.scheduler = Scheduler(
             self.workflow,
             run_id=run_id,
@@ -265,6 +276,8 @@ class Engine:
             masker=masker,
             max_fail=self.max_fail,
             variables={**self.workflow.vars, **self.config.run.vars},
+            cache=cache,
+            reuse=self._reuse,
         )
         status = RunStatus.CANCELLED
         error: str | None = "interrupted"
@@ -292,6 +305,8 @@ class Engine:
                 delivery.now(finished)
                 self.result = _result(finished, run_dir, scheduler)
                 self.warnings += scheduler.warnings
+                if cache is not None:
+                    self.warnings += await asyncio.to_thread(cache.close)
                 self.warnings += masker.warnings()
         return code
 
@@ -300,6 +315,9 @@ def secrets_masker(workflow: Workflow, config: Config) -> Masker:
     """A masker of the values of the workflow's and the configuration's secrets, and of the database's password."""
     names = [*workflow.secrets, *config.run.secrets]
     values = [os.environ[name] for name in names if os.environ.get(name)]
+    # A secret may also come from the workflow itself (an env file): the values it declares.
+    declared = [workflow.env, *(node.executable.env or {} for node in workflow.nodes.values() if node.executable)]
+    values += [env[name] for env in declared for name in names if env.get(name)]
     if password := config.db.password:
         values.append(password)
     return Masker(values)

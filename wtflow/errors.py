@@ -44,7 +44,8 @@ class WorkflowError(UsageError):
 
     ``node`` names the node it is about; ``field`` the key (and list index or mapping key)
     within that node, as a workflow file writes it (``("env", "HOME")``, ``("if",)``); ``offset``
-    the character within that value, for a problem inside an expression.
+    the character within that value, for a problem inside an expression; ``more`` the other
+    problems found at once.
     """
 
     def __init__(
@@ -55,12 +56,14 @@ class WorkflowError(UsageError):
         node: str | None = None,
         field: tuple[str | int, ...] = (),
         offset: int | None = None,
+        more: tuple[WorkflowError, ...] = (),
     ) -> None:
         self.message = message
         self.location = location
         self.node = node
         self.field = field
         self.offset = offset
+        self.more = more  # further problems found in the same check, each with its own node and field
         super().__init__(f"{location}: {message}" if location else message)
 
 

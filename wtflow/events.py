@@ -28,6 +28,8 @@ class NodeStatus(StrEnum):
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    CACHED = "cached"  # not run: a cache entry of the same inputs gave its output (a success)
+    REUSED = "reused"  # not run: an earlier run's result was taken (``--rerun-failed``; a success)
 
     @property
     def is_failure(self) -> bool:
@@ -75,16 +77,19 @@ class NodeStarted:
     path: str
     started_at: datetime
     attempt: int = 1
+    # Not run: its output, from the cache or an earlier run, follows (``cached``, ``reused``).
+    replaying: str | None = None
 
 
 @dataclass(frozen=True)
 class NodeOutput:
-    """Whole lines (or a long line's piece) a node wrote to ``stream``."""
+    """Whole lines (or a long line's piece) a node wrote to ``stream``; ``replayed`` when not written now."""
 
     run_id: str
     node: str
     stream: str
     data: bytes
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,10 @@ class NodeFinished:
     error: str | None = None
     artifacts: tuple[ArtifactInfo, ...] = field(default=())
     outputs: Mapping[str, str] = field(default_factory=dict)
+    # For a cached or reused node: where its result came from (a cache key, a run id), and the
+    # seconds the node took when it actually ran, which this run saved.
+    reused_from: str | None = None
+    saved: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -218,10 +227,14 @@ def to_record(event: Event) -> dict[str, object]:
             attempt=event.attempt,
             started_at=event.started_at.isoformat(),
         )
+        if event.replaying is not None:
+            record.update(replaying=event.replaying)
     elif isinstance(event, NodeOutput):
         record.update(
             run_id=event.run_id, node=event.node, stream=event.stream, data=event.data.decode("utf-8", "replace")
         )
+        if event.replayed:
+            record.update(replayed=True)
     elif isinstance(event, NodeRetrying):
         record.update(
             run_id=event.run_id,
@@ -246,6 +259,8 @@ def to_record(event: Event) -> dict[str, object]:
             artifacts={info.name: {"path": str(info.path), "size": info.size} for info in event.artifacts},
             outputs=dict(event.outputs),
         )
+        if event.reused_from is not None:
+            record.update(reused_from=event.reused_from, saved=event.saved)
     else:
         record.update(
             run_id=event.run_id,

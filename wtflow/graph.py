@@ -185,6 +185,8 @@ def mermaid(workflow: Workflow, statuses: dict[str, str] | None = None) -> str:
     if statuses:
         colours = {
             "succeeded": "fill:#d4f7d4,stroke:#1a7f37",
+            "cached": "fill:#e6f7ee,stroke:#1a7f37",
+            "reused": "fill:#e6f7ee,stroke:#1a7f37",
             "failed": "fill:#ffd7d5,stroke:#cf222e",
             "timed_out": "fill:#ffd7d5,stroke:#cf222e",
             "cancelled": "fill:#eeeeee,stroke:#6e7781",

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import dotenv
 
-from wtflow import yamldoc
+from wtflow import expressions, yamldoc
 from wtflow.errors import WorkflowError
 from wtflow.matrix import Matrix, expansion_name
 from wtflow.model import (
@@ -71,6 +71,7 @@ class _Build:
             specs = [(self.spec.root, ("root",))]
         else:
             specs = [(node, ("nodes", index)) for index, node in enumerate(self.spec.nodes or [])]
+        env = self._env_files(self.spec.env_file, ("env_file",))
         for spec, loc in specs:
             self._index(spec, loc)
         self._check_references()
@@ -83,9 +84,6 @@ class _Build:
         else:
             name = self.spec.name if self.spec.name not in self.locs else f"{self.spec.name} (workflow)"
             root = Node(name, parallel=True, children=nodes)
-        env = self._env_files(self.spec.env_file, ("env_file",))
-        if self.problems:
-            raise WorkflowError("\n".join(self._messages()))
         try:
             return Workflow(
                 self.spec.name,
@@ -96,10 +94,13 @@ class _Build:
                 implicit_root=self.spec.root is None,
                 vars=self.spec.vars,
                 max_fail=self.spec.max_fail,
+                base_dir=self.base_dir,
             )
         except WorkflowError as exc:
-            loc = self.locs.get(exc.node or "", ()) if exc.node is not None else ()
-            raise WorkflowError(exc.message, location=self._where_in(loc, exc)) from None
+            for problem in (exc, *exc.more):
+                loc = self.locs.get(problem.node or "", ()) if problem.node is not None else ()
+                self.problems.append((self._where_in(loc, problem), problem.message))
+            raise WorkflowError("\n".join(self._messages())) from None
 
     def _where_in(self, loc: Loc, exc: WorkflowError) -> str:
         """Where the problem ``exc`` reports stands: its field of the node at ``loc``, and the offset in it."""
@@ -236,6 +237,9 @@ class _Build:
                 artifacts=cast("list[FileArtifact]", artifacts),
                 condition=spec.if_,
                 matrix=matrix,
+                sources=spec.sources,
+                outputs=spec.outputs,
+                cache=spec.cache,
             )
         except WorkflowError as exc:
             self.problems.append((self._where_in(loc, exc), exc.message))
@@ -254,13 +258,29 @@ class _Build:
             )
         except WorkflowError as exc:
             if report:
-                self._problem((*loc, *(exc.field or ("matrix",))), exc.message)
+                self._problem((*loc, *(exc.field or ("matrix",))), f"node {spec.name!r}: {exc.message}")
             return None
 
     def _working_directory(self, spec: NodeSpec, loc: Loc) -> Path | None:
-        """The node's resolved working directory, inside the file's directory tree; ``None`` if not."""
+        """The node's resolved working directory, inside the file's directory tree; ``None`` if not.
+
+        One holding an expression is checked when the node starts, once substituted.
+        """
         if spec.working_directory is None:
             return self.base_dir
+        if expressions.has_expression(spec.working_directory):
+            try:
+                expressions.parse_template(spec.working_directory)
+            except expressions.ExpressionError as exc:
+                where = self.document.where((*loc, "working_directory"))
+                self.problems.append(
+                    (
+                        _column_of(where, self.lines, spec.working_directory, exc.offset),
+                        f"working_directory: {exc.message}",
+                    )
+                )
+                return None
+            return self.base_dir / spec.working_directory
         cwd = (self.base_dir / spec.working_directory).resolve()
         if not cwd.is_relative_to(self.base_dir):
             self._problem(

@@ -109,13 +109,18 @@ def shorten_lifecycle(_logger: Any, _method: str, event_dict: MutableMapping[str
     attempt = fields.pop("attempt", 1)
     again = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
     if event == "node_started":
-        fields["event"] = f"{node} started{again}"
+        replaying = fields.pop("replaying", None)
+        how = f"{replaying}: its earlier output follows" if replaying else "started"
+        fields["event"] = f"{node} {how}{again}"
     elif event == "node_retrying":
         fields["event"] = f"{node} failed{again}; retrying in {_seconds(fields.pop('delay', None))}"
         fields.pop("exit_code", None)
     elif event == "node_finished":
         code = fields.pop("exit_code", None)
         said = f", exit {code}" if code not in {0, None} else ""
+        saved = fields.pop("saved", None)
+        if saved is not None:
+            said += f" (saved {_seconds(saved)}; from {str(fields.pop('reused_from', '?'))[:12]})"
         fields["event"] = f"{node} {fields.pop('status', '?')} in {_seconds(fields.pop('duration', None))}{again}{said}"
     else:
         status, code = fields.pop("status", "?"), fields.pop("exit_code", None)

@@ -77,7 +77,8 @@ class Matrix:
         if not keys:
             product = []
         kept = [combo for combo in product if not any(_matches(combo, entry) for entry in self.exclude)]
-        originals = [dict(combo) for combo in kept]
+        originals = [dict(combo) for combo in kept]  # what include may extend but never overwrite
+        added: list[dict[str, Any]] = []  # include entries that matched no original: not extended further
         for entry in self.include:
             matched = False
             for combo, original in zip(kept, originals, strict=True):
@@ -85,9 +86,8 @@ class Matrix:
                     matched = True
                     combo.update({key: value for key, value in entry.items() if key not in original})
             if not matched:
-                kept.append(dict(entry))
-                originals.append({})
-        return kept
+                added.append(dict(entry))
+        return kept + added
 
 
 def _matches(combo: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:

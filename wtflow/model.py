@@ -354,6 +354,11 @@ class Node:
     waits for is done; without it the node runs when all of that succeeded. ``matrix`` fans the
     node out: the workflow replaces it with a parallel group of that name holding one node per
     combination, ``name (v1, v2)``, each with its values in ``matrix_values``.
+
+    ``sources`` (globs of input files) make the node cached: when its command, environment,
+    sources and what it reads from other nodes are unchanged since a successful run, its
+    output is replayed and its ``outputs`` (globs of files it produces) restored instead of
+    running it again. ``cache=False`` turns that off; ``cache=True`` caches a node without sources.
     """
 
     name: str
@@ -367,6 +372,9 @@ class Node:
     condition: str | None = None
     matrix: Matrix | None = None
     matrix_values: Mapping[str, Any] | None = None
+    sources: Sequence[str] = ()
+    outputs: Sequence[str] = ()
+    cache: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
@@ -385,24 +393,49 @@ class Node:
         needs = (self.needs,) if isinstance(self.needs, str) else tuple(self.needs)
         object.__setattr__(self, "needs", needs)
         object.__setattr__(self, "artifacts", tuple(self.artifacts))
+        self._check_cache_keys()
+        self._check_matrix()
+        if self.condition is not None and not isinstance(self.condition, str):
+            raise WorkflowError(f"node {self.name!r}: if must be an expression (text)", node=self.name, field=("if",))
+        self._parse_expressions()
+
+    def _check_cache_keys(self) -> None:
+        for key in ("sources", "outputs"):
+            patterns = getattr(self, key)
+            patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+            object.__setattr__(self, key, patterns)
+            for pattern in patterns:
+                pure = Path(pattern) if isinstance(pattern, str) else None
+                if pure is None or not pattern or pure.is_absolute() or ".." in pure.parts:
+                    raise WorkflowError(
+                        f"node {self.name!r}: {key} {pattern!r} must be a glob relative to the working directory, "
+                        "without '..'",
+                        node=self.name,
+                        field=(key,),
+                    )
+        if (self.sources or self.outputs or self.cache) and self.executable is None:
+            raise WorkflowError(
+                f"node {self.name!r}: sources, outputs and cache need a command or a function",
+                node=self.name,
+                field=("sources",),
+            )
+
+    def _check_matrix(self) -> None:
         if self.matrix is not None:
             if not isinstance(self.matrix, Matrix):
                 raise WorkflowError(f"node {self.name!r}: matrix must be a Matrix", node=self.name, field=("matrix",))
-            if self.executable is None and not all(child.matrix_values is not None for child in children):
+            if self.executable is None and not all(child.matrix_values is not None for child in self.children):
                 raise WorkflowError(
                     f"node {self.name!r}: a matrix needs a command or a function to fan out",
                     node=self.name,
                     field=("matrix",),
                 )
-            if self.executable is not None and children:
+            if self.executable is not None and self.children:
                 raise WorkflowError(
                     f"node {self.name!r}: a node with a matrix cannot have children; give them needs instead",
                     node=self.name,
                     field=("matrix",),
                 )
-        if self.condition is not None and not isinstance(self.condition, str):
-            raise WorkflowError(f"node {self.name!r}: if must be an expression (text)", node=self.name, field=("if",))
-        self._parse_expressions()
 
     def _parse_expressions(self) -> None:
         """Check every expression of the node: syntax, functions, contexts."""
@@ -490,6 +523,11 @@ class Node:
         names.update(declared.name for declared in self.artifacts)
         return names
 
+    @property
+    def cached(self) -> bool:
+        """Whether a run may skip the node when nothing it depends on changed (``cache``, else: has it ``sources``)."""
+        return bool(self.sources) if self.cache is None else self.cache
+
     def walk(self) -> Iterator[Node]:
         """Yield this node and every node below it, depth first, in order."""
         yield self
@@ -504,7 +542,9 @@ class Workflow:
     ``env`` is added to every node's environment; ``max_parallel`` caps this workflow's
     concurrency unless the configuration sets it; ``max_fail`` is how many nodes may fail
     before the run stops, unless the configuration says; ``vars`` are the ``vars`` context of
-    expressions (the configuration's override them). ``secrets`` names environment variables whose
+    expressions (the configuration's override them). ``base_dir`` is the directory a workflow
+    file's relative paths start from: a working directory must stay inside it, also once
+    substituted, and cache keys name directories relative to it. ``secrets`` names environment variables whose
     values are masked (``***``) in everything wtflow writes. ``implicit_root`` says the root is
     not a node the user wrote but the parallel group a graph-form file is given: it runs like
     any group, and counts and drawings leave it out (:attr:`user_nodes`).
@@ -518,6 +558,7 @@ class Workflow:
     implicit_root: bool = False
     vars: Mapping[str, Any] = field(default_factory=dict)
     max_fail: int | None = None
+    base_dir: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "secrets", tuple(self.secrets))
@@ -609,9 +650,17 @@ class Workflow:
         cycle = find_cycle(self.dependencies)
         if cycle:
             raise WorkflowError("dependency cycle: " + " -> ".join(cycle), node=cycle[0])
-        for node in nodes.values():
-            if node.condition is not None or node.executable is not None:
-                self._check_references(node)
+        problems = [
+            problem
+            for node in nodes.values()
+            if node.condition is not None or node.executable is not None
+            for problem in self._bad_references(node)
+        ]
+        if problems:
+            first = problems[0]
+            raise WorkflowError(
+                first.message, node=first.node, field=first.field, offset=first.offset, more=tuple(problems[1:])
+            )
 
     def upstream(self, name: str) -> set[str]:
         """Every node the node ``name`` waits for, directly or through others."""
@@ -632,8 +681,8 @@ class Workflow:
             return set()
         return {key for combination in parent.matrix.combinations() for key in combination}
 
-    def _check_references(self, node: Node) -> None:
-        """``needs.X`` names a node this one waits for; ``matrix.K`` a key of its matrix."""
+    def _bad_references(self, node: Node) -> Iterator[WorkflowError]:
+        """Where ``needs.X`` names a node this one does not wait for, or ``matrix.K`` no key of its matrix."""
         upstream: set[str] | None = None
         for path, expression in node.references():
             for reference in expression.references:
@@ -653,7 +702,7 @@ class Workflow:
                             f"{'keys ' + ', '.join(sorted(keys)) if keys else 'no keys: it has no matrix'}"
                         )
                 if problem is not None:
-                    raise WorkflowError(
+                    yield WorkflowError(
                         f"{field_name(path)}: {problem}", node=node.name, field=path, offset=expression.offset
                     )
 

@@ -20,12 +20,16 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import json
+import shutil
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import aiofiles
 
 from wtflow import conditions, expressions, outputs, substitute
 from wtflow.artifacts import ArtifactStore, open_files_advice
@@ -42,7 +46,12 @@ from wtflow.events import (
 from wtflow.executors.base import Executor, Job, Outcome
 from wtflow.graph import SELF, TREE, Vertex
 from wtflow.masking import Masker
-from wtflow.model import RESULT, Artifact, Command, Node, PyFunc, Workflow, replace_artifacts
+from wtflow.model import RESULT, STDERR, STDOUT, Artifact, Command, Node, PyFunc, Workflow, replace_artifacts
+
+if TYPE_CHECKING:  # types only: the cache's modules load when a run has cached nodes
+    from wtflow.reuse import Earlier, NodeCache
+
+CHUNK = 1 << 20  # replayed output is read this much at a time, never whole
 
 
 def now() -> datetime:
@@ -68,6 +77,8 @@ class NodeState:
     upstream_failed: bool = False
     # How it and every node below it ended (conditions.SUCCESS...), once they all have.
     tree: str | None = None
+    key: str | None = None  # its cache key, once known
+    earlier: Earlier | None = None  # the result it took instead of running, if it did
 
 
 class _Needs(Mapping[str, Any]):
@@ -108,6 +119,8 @@ class Scheduler:
         masker: Masker | None = None,
         max_fail: int = 0,
         variables: Mapping[str, Any] | None = None,
+        cache: NodeCache | None = None,
+        reuse: Mapping[str, Earlier] | None = None,
     ) -> None:
         self.workflow = workflow
         self.run_id = run_id
@@ -121,6 +134,8 @@ class Scheduler:
         self._environ = dict(environ)  # a snapshot: os.environ decodes on every read
         self._masker = masker or Masker()
         self._vars = dict(variables if variables is not None else workflow.vars)
+        self._cache = cache
+        self._reuse = dict(reuse or {})
         self._slots = asyncio.Semaphore(max_parallel)
         self.states = {name: NodeState(node, workflow.path(name)) for name, node in workflow.nodes.items()}
         self._needs = _Needs(self.states)
@@ -289,6 +304,8 @@ class Scheduler:
                 self._masker.text(state.error) if state.error else None,
                 state.artifacts,
                 {key: self._masker.text(value) for key, value in state.outputs.items()},
+                state.earlier.source if state.earlier is not None else None,
+                state.earlier.saved if state.earlier is not None else None,
             )
         )
 
@@ -377,7 +394,9 @@ class Scheduler:
             state.exit_code = outcome.exit_code
             state.error = outcome.error
             state.artifacts = self.store.infos(state.node)
-            if outcome.timed_out:
+            if state.earlier is not None:
+                status = state.earlier.status
+            elif outcome.timed_out:
                 status = NodeStatus.TIMED_OUT
             elif outcome.succeeded:
                 status = NodeStatus.SUCCEEDED
@@ -424,16 +443,26 @@ class Scheduler:
         attempts = 1 + (retries.max if retries else 0)
         node_dir = self.store.node_dir(node.name)
         outcome = Outcome(exit_code=None)
-        job: Job | None = None
+        state.status = NodeStatus.RUNNING
+        state.attempt = 1
+        state.started_at = now()
+        earlier: Earlier | Outcome | None = None
+        try:
+            job = self._job(state, node.executable, node_dir)
+            earlier = await self._earlier(state, job)
+        finally:  # told once known whether the node runs or replays: also when that failed
+            replaying = None if earlier is None or isinstance(earlier, Outcome) else str(earlier.status)
+            self._emit(NodeStarted(self.run_id, node.name, state.path, state.started_at, 1, replaying))
+        if isinstance(earlier, Outcome):
+            return earlier  # a source file could not be read
+        if earlier is not None:
+            return await self._take(state, job, earlier)
         outputs_file = node_dir / "outputs"
         for attempt in range(1, attempts + 1):
-            state.status = NodeStatus.RUNNING
-            state.attempt = attempt
-            if state.started_at is None:
-                state.started_at = now()
-            self._emit(NodeStarted(self.run_id, node.name, state.path, now(), attempt))
-            if job is None:
-                job = self._job(state, node.executable, node_dir)
+            if attempt > 1:
+                state.status = NodeStatus.RUNNING
+                state.attempt = attempt
+                self._emit(NodeStarted(self.run_id, node.name, state.path, now(), attempt))
             with contextlib.suppress(FileNotFoundError):
                 outputs_file.unlink()  # an earlier attempt's outputs are not this one's
             outcome = await self._attempt(job, attempt)
@@ -448,9 +477,98 @@ class Scheduler:
         if isinstance(node.executable, PyFunc) and outcome.succeeded:
             state.outputs.update(outputs.from_result(self.store.path(node.name, RESULT)))
         # Whenever it ran, succeeded or not: a failed test shard's report is what the next node needs.
-        problems += await self.store.collect(node, job.cwd if job is not None else None)
+        problems += await self.store.collect(node, job.cwd)
+        if outcome.succeeded and state.key is not None and self._cache is not None:
+            problems += await self._fill(state, job)
         self.warnings += [self._masker.text(f"node {node.name!r}: {problem}") for problem in problems]
         return outcome
+
+    # -- what need not run --------------------------------------------------------------------
+
+    async def _earlier(self, state: NodeState, job: Job) -> Earlier | Outcome | None:
+        """What to take instead of running the node: an earlier run's result, or a cache hit."""
+        node = state.node
+        if node.name in self._reuse:
+            return self._reuse[node.name]
+        if self._cache is None or not node.cached:
+            return None
+        cwd = job.cwd or Path.cwd()
+        try:
+            upstream = self._upstream(state)
+            state.key = await asyncio.to_thread(self._cache.key, job, node.sources, upstream, self.workflow.base_dir)
+        except (OSError, ValueError) as exc:
+            return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}")
+        return await asyncio.to_thread(self._cache.lookup, node.name, state.key, cwd)
+
+    def _upstream(self, state: NodeState) -> list[str]:
+        """What the node waits for, for its key: each node's key (or outputs, if it has none) and result."""
+        node = state.node
+        gate = self.workflow.parents[node.name] if node.matrix_values is not None else None
+        vertices = set(self._deps[(node.name, SELF)]) | (set(self._deps[(gate.name, SELF)]) if gate else set())
+        found = []
+        for dep_name, kind in sorted(vertices):
+            for member in [self.states[dep_name].node] if kind == SELF else self.states[dep_name].node.walk():
+                if member.executable is None:
+                    continue
+                dep = self.states[member.name]
+                made = dep.key or json.dumps(dep.outputs, sort_keys=True)
+                found.append(f"{member.name}={made}:{conditions.result(dep.status)}")
+        return found
+
+    async def _take(self, state: NodeState, job: Job, earlier: Earlier) -> Outcome:
+        """End the node with ``earlier``'s result: its output replayed into this run's artifacts, its files back."""
+        node = state.node
+
+        def forward(stream: str, lines: bytes) -> None:
+            if earlier.replay:
+                self._emit(NodeOutput(self.run_id, node.name, stream, lines, replayed=True))
+
+        sink = self.store.output(node.name, 1, forward)
+        try:
+            for stream, path in ((STDOUT, earlier.stdout), (STDERR, earlier.stderr)):
+                if path is not None:
+                    async with aiofiles.open(path, "rb") as source:
+                        while chunk := await source.read(CHUNK):
+                            await sink.write(stream, chunk)
+        finally:
+            await sink.aclose()
+        await asyncio.to_thread(self._copy_earlier, node, job, earlier)
+        if earlier.files is None:  # files restored into the working directory: kept as on a run
+            warnings = await self.store.collect(node, job.cwd)
+            self.warnings += [self._masker.text(f"node {node.name!r}: {warning}") for warning in warnings]
+        state.outputs = dict(earlier.outputs)
+        state.earlier = earlier
+        return Outcome(exit_code=0)
+
+    def _copy_earlier(self, node: Node, job: Job, earlier: Earlier) -> None:
+        if earlier.result is not None:
+            shutil.copyfile(earlier.result, self.store.path(node.name, RESULT))
+        if earlier.files is not None and earlier.files.is_dir():
+            shutil.copytree(earlier.files, self.store.node_dir(node.name) / "files", dirs_exist_ok=True)
+        if earlier.restore is not None:
+            earlier.restore(job.cwd or Path.cwd())
+
+    async def _fill(self, state: NodeState, job: Job) -> list[str]:
+        """Keep the node's result under its key; why it could not be kept, as warnings."""
+        node = state.node
+        assert self._cache is not None
+        assert state.key is not None
+        assert state.started_at is not None
+        result = self.store.path(node.name, RESULT) if isinstance(node.executable, PyFunc) else None
+        try:
+            return await asyncio.to_thread(
+                self._cache.fill,
+                state.key,
+                node=node.name,
+                streams=(self.store.path(node.name, STDOUT), self.store.path(node.name, STDERR)),
+                result=result,
+                outputs=state.outputs,
+                cwd=job.cwd or Path.cwd(),
+                patterns=node.outputs,
+                duration=(now() - state.started_at).total_seconds(),
+            )
+        except (OSError, ValueError) as exc:
+            return [f"not kept in the cache: {exc}"]
 
     async def _attempt(self, job: Job, attempt: int) -> Outcome:
         def forward(stream: str, lines: bytes) -> None:
@@ -465,7 +583,9 @@ class Scheduler:
     def _job(self, state: NodeState, executable: Command | PyFunc, node_dir: Path) -> Job:
         node = state.node
         env = self._env(state)
-        executable = substitute.executable(dataclasses.replace(executable, env=env), self._contexts(state, env))
+        executable = substitute.executable(
+            dataclasses.replace(executable, env=env), self._contexts(state, env), base_dir=self.workflow.base_dir
+        )
         if isinstance(executable, PyFunc):
             executable = dataclasses.replace(
                 executable,

@@ -246,6 +246,15 @@ class NodeSpec(_Spec):
         default=None, ge=1, description="With a matrix: combinations running at once, at most"
     )
     env_file: EnvFiles = Field(default_factory=list, description="A .env file (or several) for this node")
+    sources: list[StrictStr] = Field(
+        default_factory=list, description="Globs of input files, relative to the working directory; ** allowed"
+    )
+    outputs: list[StrictStr] = Field(
+        default_factory=list, description="Globs of the files and directories the node produces (kept in the cache)"
+    )
+    cache: StrictBool | None = Field(
+        default=None, description="Skip the node when nothing it depends on changed (default: true with sources)"
+    )
     retries: Annotated[
         RetriesSpec | None, BeforeValidator(_retries_as_mapping, json_schema_input_type=StrictInt | RetriesSpec | None)
     ] = Field(default=None, title="Retries", description="A number, or {max, delay, backoff}")
@@ -268,13 +277,13 @@ class NodeSpec(_Spec):
         elif self.matrix is not None and (self.children or (self.command is None and self.function is None)):
             problem = "a matrix needs a command or a function, and no children (give other nodes needs instead)"
         elif self.command is None and self.function is None:
-            for key in ("timeout", "retries", "working_directory"):
+            for key in ("timeout", "retries", "working_directory", "cache"):
                 if getattr(self, key) is not None:
                     problem = f"{key} needs a command or a function"
                     break
             else:
-                if self.env or self.env_file:
-                    key = "env" if self.env else "env_file"
+                if self.env or self.env_file or self.sources or self.outputs:
+                    key = next(k for k in ("env", "env_file", "sources", "outputs") if getattr(self, k))
                     problem = f"{key} needs a command or a function (set it on the workflow for every node)"
         if problem is not None:
             raise PydanticCustomError("node_fields", problem)

@@ -27,9 +27,16 @@ def environment(env: Mapping[str, str], contexts: Contexts, status: Mapping[str,
 
 
 def executable(
-    original: Command | PyFunc, contexts: Contexts, status: Mapping[str, bool] | None = None
+    original: Command | PyFunc,
+    contexts: Contexts,
+    status: Mapping[str, bool] | None = None,
+    *,
+    base_dir: Path | None = None,
 ) -> Command | PyFunc:
-    """``original`` with every expression substituted; :class:`WorkflowError` naming the field when one fails."""
+    """``original`` with every expression substituted; :class:`WorkflowError` naming the field when one fails.
+
+    A working directory that held an expression must, once substituted, stay inside ``base_dir``.
+    """
     timeout = original.timeout
     if isinstance(timeout, str):
         value = _value(timeout, ("timeout",), contexts, status)
@@ -37,7 +44,15 @@ def executable(
             timeout = parse_duration(value) or None
         except ValueError as exc:
             raise WorkflowError(f"timeout: {exc}", field=("timeout",)) from None
-    cwd = Path(_text(str(original.cwd), ("working_directory",), contexts, status)) if original.cwd else None
+    cwd = Path(original.cwd) if original.cwd is not None else None
+    if cwd is not None and expressions.has_expression(str(cwd)):
+        cwd = Path(_text(str(cwd), ("working_directory",), contexts, status))
+        if base_dir is not None and not cwd.resolve().is_relative_to(base_dir):
+            raise WorkflowError(
+                f"working_directory is {cwd.resolve()} once substituted, outside the workflow file's directory "
+                f"{base_dir}; keep it inside that directory",
+                field=("working_directory",),
+            )
     if isinstance(original, PyFunc):
         return dataclasses.replace(
             original,

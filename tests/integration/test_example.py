@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -45,3 +46,30 @@ def test_graph_example_runs_with_its_function_and_artifacts(tmp_path: Path) -> N
     assert (run_dir / "summary" / "result.json").read_text() == '{"lines": 3, "first": ["ALPHA", "BETA"]}'
     assert (run_dir / "shout" / "files" / "shouted" / "build" / "shout.txt").read_text() == "ALPHA\nBETA\nGAMMA\n"
     assert not (examples / "build").exists()  # the last node cleaned up
+
+
+def test_matrix_example_passes_outputs_through_its_matrix_to_an_always_report(tmp_path: Path) -> None:
+    """examples/matrix.yml succeeds, skips publish (channel is not release) and reports the outputs."""
+    shutil.copy(EXAMPLE.parent / "matrix.yml", tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "wtflow", "run", "matrix.yml", "--db-url", "", "--artifacts-dir", "arts"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[test (3.12, linux, coverage)] testing 1.4.2 with python 3.12 on linux\n" in done.stdout
+    assert done.stdout.endswith("[report] version 1.4.2: tests success, coverage 87%, publish skipped\n")
+    record = json.loads(next((tmp_path / "arts").iterdir()).joinpath("run.json").read_text())
+    assert {name: node["status"] for name, node in record["nodes"].items()} == {
+        "matrix": "succeeded",
+        "version": "succeeded",
+        "test": "succeeded",
+        "test (3.11, linux)": "succeeded",
+        "test (3.12, linux, coverage)": "succeeded",
+        "test (3.12, macos)": "succeeded",
+        "publish": "skipped",
+        "report": "succeeded",
+    }
+    assert record["nodes"]["test (3.12, linux, coverage)"]["outputs"] == {"coverage": "87%"}

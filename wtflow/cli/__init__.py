@@ -15,7 +15,7 @@ import sys
 import click
 
 from wtflow import __version__
-from wtflow.cli import history, run, workflows
+from wtflow.cli import cache, history, run, workflows
 from wtflow.cli.options import EXIT_CODES_HELP, App, WtflowGroup
 
 __all__ = ["entry", "main"]
@@ -40,6 +40,7 @@ def main(ctx: click.Context) -> None:
 for command in (run.run, run.action, workflows.list_, workflows.validate, workflows.graph, workflows.schema):
     main.add_command(command)
 main.add_command(history.runs, "runs")
+main.add_command(cache.cache, "cache")
 
 
 def entry() -> None:

@@ -124,6 +124,9 @@ def parse_var(value: str) -> tuple[str, str]:
     return name, text
 
 
+FORCE_ALL = "*"  # what a bare --force stands for
+
+
 @dataclass
 class App:
     """What the options of a command configure: where state lives and how to log."""
@@ -132,6 +135,8 @@ class App:
     db_url: str | None = None
     db_retry: float | None = None
     artifacts_dir: Path | None = None
+    cache_dir: Path | None = None
+    force: tuple[str, ...] = ()  # node names; "*" (a bare --force) for every node
     max_parallel: int | None = None
     max_fail: int | None = None
     ignore_failure: bool | None = None
@@ -150,7 +155,7 @@ class App:
         """
         base = Config(
             db=DatabaseConfig(f"sqlite:///{(STATE_DIR / 'wtflow.db').resolve()}"),
-            storage=StorageConfig((STATE_DIR / "artifacts").resolve()),
+            storage=StorageConfig((STATE_DIR / "artifacts").resolve(), (STATE_DIR / "cache").resolve()),
         )
         if self.config_file is not None:
             base = Config.from_ini(self.config_file, base=base)
@@ -158,7 +163,9 @@ class App:
         run = base.run
         return Config(
             db=DatabaseConfig(db_url, base.db.retry if self.db_retry is None else self.db_retry),
-            storage=StorageConfig(self.artifacts_dir or base.storage.artifacts_dir),
+            storage=StorageConfig(
+                self.artifacts_dir or base.storage.artifacts_dir, self.cache_dir or base.storage.cache_dir
+            ),
             run=RunConfig(
                 ignore_failure=run.ignore_failure if self.ignore_failure is None else self.ignore_failure,
                 max_fail=run.max_fail if self.max_fail is None else self.max_fail,
@@ -167,6 +174,8 @@ class App:
                 secrets=self.secrets,
                 mask_artifacts=self.mask_artifacts,
                 vars={**run.vars, **vars_from_env(os.environ), **dict(self.vars)},
+                force=FORCE_ALL in self.force,
+                force_nodes=tuple(name for name in self.force if name != FORCE_ALL),
             ),
         )
 
@@ -264,6 +273,13 @@ def state_options(function: F) -> F:
             envvar="WTFLOW_ARTIFACTS_DIR",
             type=click.Path(path_type=Path, file_okay=False),
             help="Where runs keep their output.  [default: .wtflow/artifacts]",
+        ),
+        app_option(
+            "--cache-dir",
+            attribute="cache_dir",
+            envvar="WTFLOW_CACHE_DIR",
+            type=click.Path(path_type=Path, file_okay=False),
+            help="Where results of cached nodes (those with sources) are kept.  [default: .wtflow/cache]",
         ),
     ]
     for option in reversed(options):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import os
 import resource
 import shlex
@@ -17,6 +18,7 @@ import click
 
 from wtflow.cli.options import (
     EXIT_CODES_HELP,
+    FORCE_ALL,
     App,
     ChoiceOrUnsetFromEnv,
     Duration,
@@ -28,7 +30,7 @@ from wtflow.cli.options import (
 )
 from wtflow.cli.workflows import load_workflow
 from wtflow.config import Config
-from wtflow.errors import Interrupted
+from wtflow.errors import Interrupted, WorkflowError
 from wtflow.log import LogFormat
 
 
@@ -46,6 +48,18 @@ from wtflow.log import LogFormat
     help="Run only this node and what it needs; repeatable.  [env: WTFLOW_TARGET, space-separated]",
 )
 @click.option("--dry-run", is_flag=True, envvar="WTFLOW_DRY_RUN", help="Print the plan and run nothing.")
+@app_option(
+    "--force",
+    attribute="force",
+    envvar=None,
+    multiple=True,
+    is_flag=False,
+    flag_value=FORCE_ALL,
+    metavar="[NODE]",
+    convert=tuple,
+    help="Run cached nodes even when the cache holds their result: all of them, or this node (repeatable; "
+    "after the workflow file, or as --force=NODE).",
+)
 @app_option(
     "--max-parallel",
     attribute="max_parallel",
@@ -127,7 +141,15 @@ def run(  # noqa: PLR0917 - click passes each option positionally
         else:
             writer_process.discard_prestarted()  # the spare writer wtflow.entry started is not needed
         loaded = load_workflow(path, workflow)
-        target_list = [name for target in targets for name in target.split()]
+        for name in config.run.force_nodes:
+            if name not in loaded.nodes:
+                close = difflib.get_close_matches(name, list(loaded.nodes), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise WorkflowError(
+                    f"--force {name!r} is not a node of workflow {loaded.name!r}; {hint}"
+                    "a bare --force (every node) goes after the workflow file"
+                )
+        target_list = list(targets)  # WTFLOW_TARGET is split at spaces by click; a flag's value is one name
         if target_list:
             loaded = subset(loaded, target_list)
         if dry_run:

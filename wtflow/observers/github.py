@@ -26,7 +26,15 @@ from wtflow.model import STDERR, STDOUT, Workflow
 SUMMARY_LIMIT = 1 << 20  # GitHub refuses step summaries over 1 MiB
 TAIL_LINES = 20
 SUMMARY_FILE = "summary.md"  # in the node's directory; $WTFLOW_STEP_SUMMARY names it
-_ICONS = {"succeeded": "✅", "failed": "❌", "timed_out": "⏱️", "cancelled": "🚫", "skipped": "⏭️"}
+_ICONS = {
+    "succeeded": "✅",
+    "failed": "❌",
+    "timed_out": "⏱️",
+    "cancelled": "🚫",
+    "skipped": "⏭️",
+    "cached": "♻️",
+    "reused": "♻️",
+}
 
 
 def escape_data(text: str) -> str:
@@ -113,6 +121,8 @@ class GitHubObserver(BaseObserver):
             if event is None:
                 continue
             seconds = f"{event.duration:.1f} s" if event.duration is not None else "-"
+            if event.saved is not None:
+                seconds += f" (saved {event.saved:.1f} s)"
             code = "-" if event.exit_code is None else str(event.exit_code)
             label = self.masker.text(name).replace("|", "\\|")
             parts.append(f"| {label} | {_ICONS.get(str(event.status), '')} {event.status} | {seconds} | {code} |\n")

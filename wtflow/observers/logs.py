@@ -38,8 +38,9 @@ class LogObserver(BaseObserver):
             if self.output:
                 lines = event.data.decode("utf-8", "replace").splitlines()
                 if self._lines is None or not self._lines.write(event.node, event.stream, lines):
+                    replayed = {"replayed": True} if event.replayed else {}
                     for line in lines:
-                        self.log.info("output", node=event.node, stream=event.stream, line=line)
+                        self.log.info("output", node=event.node, stream=event.stream, line=line, **replayed)
             return
         if isinstance(event, RunStarted):
             structlog.contextvars.bind_contextvars(run_id=event.run_id)
@@ -51,7 +52,8 @@ class LogObserver(BaseObserver):
                 run_dir=str(event.run_dir),
             )
         elif isinstance(event, NodeStarted):
-            self._log("info", "node_started", node=event.node, attempt=event.attempt)
+            replaying = {"replaying": event.replaying} if event.replaying else {}
+            self._log("info", "node_started", node=event.node, attempt=event.attempt, **replaying)
         elif isinstance(event, NodeRetrying):
             self._log(
                 "warning",
@@ -63,7 +65,10 @@ class LogObserver(BaseObserver):
                 **({"error": event.error} if event.error else {}),
             )
         elif isinstance(event, NodeFinished):
-            fields = {"error": event.error} if event.error else {}
+            fields: dict[str, object] = {"error": event.error} if event.error else {}
+            if event.reused_from is not None:
+                saved = round(event.saved, 3) if event.saved is not None else None
+                fields.update(reused_from=event.reused_from, saved=saved)
             self._log(
                 "error" if event.status.is_failure else "info",
                 "node_finished",

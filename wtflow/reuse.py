@@ -1,0 +1,168 @@
+"""Nodes that need not run: a cache entry of the same inputs, or an earlier run's result.
+
+The scheduler asks before starting a node. A cached node (``sources``, or ``cache: true``)
+gets its key from :func:`describe` (what it runs, in which environment and directory), the
+digests of its source files and the keys of what it waits for; when the cache holds that key,
+the entry's output is replayed and its files restored (:class:`NodeCache`). ``wtflow run
+--rerun-failed`` hands over what succeeded in an earlier run instead (:class:`Earlier` by node
+name). Either way the node ends ``cached`` or ``reused`` without a process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wtflow.cache import CacheStore, SourceHasher, cache_key, expand_sources
+from wtflow.events import NodeStatus
+from wtflow.executors.base import Job
+from wtflow.model import Artifact, Command, PyFunc
+
+# Variables a run sets for every node that name the run itself: they must not change the key.
+RUN_VARIABLES = ("WTFLOW_RUN_ID", "WTFLOW_RUN_DIR", "WTFLOW_NODE", "WTFLOW_STEP_SUMMARY", "WTFLOW_OUTPUT")
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """A node's result taken instead of running it: its streams, result, outputs and files."""
+
+    status: NodeStatus  # CACHED or REUSED
+    source: str  # the cache key, or the earlier run's id
+    stdout: Path | None
+    stderr: Path | None
+    result: Path | None
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    saved: float | None = None  # seconds the node took when it ran
+    files: Path | None = None  # the earlier run's declared file artifacts (its node directory's files/)
+    restore: Callable[[Path], list[str]] | None = None  # puts the node's output files back in its directory
+    replay: bool = True  # show its output again on the console
+
+
+def describe(executable: Command | PyFunc, env: Mapping[str, str], cwd: Path | None, base: Path) -> dict[str, Any]:
+    """What defines a node for its cache key: its executable, environment and working directory (from ``base``)."""
+    place = None
+    if cwd is not None:
+        place = cwd.relative_to(base).as_posix() if cwd.is_relative_to(base) else str(cwd)
+    description: dict[str, Any] = {
+        "env": sorted((name, value) for name, value in env.items() if name not in RUN_VARIABLES),
+        "cwd": place,
+    }
+    if isinstance(executable, PyFunc):
+        description["function"] = executable.name
+        description["args"] = json.loads(json.dumps([executable.args, executable.kwargs], default=_plain))
+    else:
+        description["command"] = executable.cmd if isinstance(executable.cmd, str) else list(executable.cmd)
+        container = executable.container
+        if container is not None:
+            description["container"] = {
+                "image": container.image,
+                "env": sorted((container.env or {}).items()),
+                "volumes": list(container.volumes),
+                "workdir": container.workdir,
+                "network": container.network,
+                "user": container.user,
+            }
+    return description
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Artifact):
+        return {"artifact": f"{value.node}.{value.name}"}  # what it holds is in the producer's key
+    return repr(value)
+
+
+def output_files(cwd: Path, patterns: Sequence[str]) -> list[str]:
+    """The files the ``outputs`` globs match, directories walked, as sorted relative paths."""
+    return expand_sources(cwd, [form for pattern in patterns for form in (pattern, f"{pattern.rstrip('/')}/**/*")])
+
+
+class NodeCache:
+    """The cache as a run uses it: keys, hits and filling. Every method blocks: call it in a thread."""
+
+    def __init__(self, root: Path, *, force: bool = False, force_nodes: Sequence[str] = ()) -> None:
+        self.store = CacheStore(root)
+        self.hasher = SourceHasher(root / "stat-cache.json")
+        self.force = force
+        self.force_nodes = frozenset(force_nodes)
+
+    def key(self, job: Job, sources: Sequence[str], upstream: Sequence[str], base: Path | None = None) -> str:
+        """The key of the node ``job`` runs; :class:`OSError` naming a source file that cannot be read.
+
+        Its working directory counts relative to ``base`` (the workflow file's directory), so a
+        checkout at another path has the same keys.
+        """
+        cwd = job.cwd or Path.cwd()
+        description = describe(job.executable, job.declared_env, job.cwd, base or Path.cwd())
+        digests = []
+        for relative in expand_sources(cwd, sources):
+            try:
+                digests.append((relative, self.hasher.digest(cwd / relative)))
+            except OSError as exc:
+                raise OSError(exc.errno, f"source {relative} cannot be read: {exc.strerror or exc}") from None
+        return cache_key(description, digests, upstream)
+
+    def lookup(self, node: str, key: str, cwd: Path) -> Earlier | None:
+        """The entry of ``key`` as an :class:`Earlier`; ``None`` on a miss or when ``node`` is forced to run."""
+        if self.force or node in self.force_nodes:
+            return None
+        entry = self.store.get(key)
+        if entry is None:
+            return None
+        return Earlier(
+            NodeStatus.CACHED,
+            key,
+            entry.stdout,
+            entry.stderr,
+            entry.result,
+            dict(entry.outputs),
+            entry.duration,
+            restore=lambda directory: self.store.restore(entry, directory),
+        )
+
+    def fill(
+        self,
+        key: str,
+        *,
+        node: str,
+        streams: tuple[Path, Path],
+        result: Path | None,
+        outputs: Mapping[str, str],
+        cwd: Path,
+        patterns: Sequence[str],
+        duration: float,
+    ) -> list[str]:
+        """Keep a node that succeeded under ``key``; problems (``outputs`` matching nothing) as warnings."""
+        files = output_files(cwd, patterns)
+        warnings = (
+            [f"outputs {', '.join(patterns)} matched no file after the node succeeded"]
+            if patterns and not files
+            else []
+        )
+        self.store.put(
+            key,
+            node=node,
+            stdout=streams[0],
+            stderr=streams[1],
+            result=result if result is not None and result.is_file() else None,
+            outputs=outputs,
+            cwd=cwd,
+            files=files,
+            duration=duration,
+        )
+        return warnings
+
+    def close(self) -> list[str]:
+        """Keep what was learnt of source files for the next run; the cache's warnings (bad entries)."""
+        with contextlib.suppress(OSError):  # a read-only cache still serves hits
+            self.hasher.save()
+        return list(dict.fromkeys(self.store.warnings))
+
+
+def cache_dir(configured: Path | None) -> Path:
+    """Where the cache lives: as configured, else ``.wtflow/cache`` here."""
+    return configured if configured is not None else Path(os.curdir) / ".wtflow" / "cache"
