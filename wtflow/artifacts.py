@@ -332,6 +332,8 @@ class FileStore:
                     continue
             elif (size_or_none := self._sizes.get((node.name, name))) is not None:
                 size = size_or_none
+            elif path.is_dir():  # put in place, not collected: taken from an earlier run
+                size = sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
             else:
                 continue
             infos.append(ArtifactInfo(name, path, size))

@@ -511,8 +511,11 @@ class CacheStore:
         cwd: Path,
         files: Sequence[str],
         duration: float,
+        replace: bool = False,
     ) -> Entry:
         """Keep what ``node`` left under ``key``; the entry kept (another run's, if it put ``key`` first).
+
+        ``replace`` puts this entry in place of a good one already there (a run forced to run the node).
 
         ``stdout``, ``stderr`` and ``result`` are files (the artifact store's); ``files`` are the
         node's declared files, relative to ``cwd``. Everything is copied in chunks into a
@@ -528,7 +531,7 @@ class CacheStore:
             if not (base / rel).resolve().is_relative_to(base):
                 raise ValueError(f"declared file {rel!r} leads out of the working directory {cwd} (a symbolic link)")
         existing = self._valid(final, key)
-        if existing is not None:
+        if existing is not None and not replace:
             return existing
         temp = self._prepare() / f"put-{os.getpid()}-{os.urandom(6).hex()}"
         temp.mkdir()
@@ -552,6 +555,8 @@ class CacheStore:
                 blobs=blobs,
             )
             (temp / MANIFEST).write_bytes(msgspec.json.encode(manifest))
+            if replace and existing is not None:
+                self._discard(final)  # the forced run's result is the newer one
             return self._publish(temp, final, key)
         finally:
             shutil.rmtree(temp, ignore_errors=True)  # gone already once published

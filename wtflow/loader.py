@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-import dotenv
-
 from wtflow import expressions, yamldoc
 from wtflow.errors import WorkflowError
 from wtflow.matrix import Matrix, expansion_name
@@ -135,6 +133,8 @@ class _Build:
                         "create it, or write {path: ..., required: false}",
                     )
                 continue
+            import dotenv  # only for files that have env files
+
             try:
                 values = dotenv.dotenv_values(path, interpolate=False)
             except (OSError, UnicodeDecodeError) as exc:

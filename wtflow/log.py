@@ -120,7 +120,9 @@ def shorten_lifecycle(_logger: Any, _method: str, event_dict: MutableMapping[str
         said = f", exit {code}" if code not in {0, None} else ""
         saved = fields.pop("saved", None)
         if saved is not None:
-            said += f" (saved {_seconds(saved)}; from {str(fields.pop('reused_from', '?'))[:12]})"
+            source = str(fields.pop("reused_from", "?"))
+            shown = source if "-" in source else source[:12]  # a run id whole; a cache key by its start
+            said += f" (saved {_seconds(saved)}; from {shown})"
         fields["event"] = f"{node} {fields.pop('status', '?')} in {_seconds(fields.pop('duration', None))}{again}{said}"
     else:
         status, code = fields.pop("status", "?"), fields.pop("exit_code", None)
@@ -151,9 +153,9 @@ class OutputLines:
         """One for the JSON logs :func:`configure` set up; ``None`` unless it set up JSON logs."""
         return cls(_json_stream) if _json_stream is not None else None
 
-    def write(self, node: str, stream: str, lines: list[str]) -> bool:
-        """Log ``lines``; ``False`` if they cannot be written this way (then log them one by one)."""
-        rendered = self._render.info("output", node=node, stream=stream, line=_PLACEHOLDER)
+    def write(self, node: str, stream: str, lines: list[str], **fields: object) -> bool:
+        """Log ``lines`` (with ``fields``); ``False`` if they cannot be written this way (then log them one by one)."""
+        rendered = self._render.info("output", node=node, stream=stream, line=_PLACEHOLDER, **fields)
         if rendered is None:
             return True  # below the configured level
         if not isinstance(rendered, str) or rendered.count(self._marker) != 1:

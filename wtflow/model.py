@@ -406,6 +406,13 @@ class Node:
             object.__setattr__(self, key, patterns)
             for pattern in patterns:
                 pure = Path(pattern) if isinstance(pattern, str) else None
+                if pure is not None and any("**" in part and part != "**" for part in pure.parts):
+                    raise WorkflowError(
+                        f"node {self.name!r}: {key} {pattern!r}: '**' must be a whole part of the path, "
+                        "as in src/**/*.py",
+                        node=self.name,
+                        field=(key,),
+                    )
                 if pure is None or not pattern or pure.is_absolute() or ".." in pure.parts:
                     raise WorkflowError(
                         f"node {self.name!r}: {key} {pattern!r} must be a glob relative to the working directory, "

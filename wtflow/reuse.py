@@ -21,7 +21,7 @@ from typing import Any
 from wtflow.cache import CacheStore, SourceHasher, cache_key, expand_sources
 from wtflow.events import NodeStatus
 from wtflow.executors.base import Job
-from wtflow.model import Artifact, Command, PyFunc
+from wtflow.model import Artifact, Command, Node, PyFunc
 
 # Variables a run sets for every node that name the run itself: they must not change the key.
 RUN_VARIABLES = ("WTFLOW_RUN_ID", "WTFLOW_RUN_DIR", "WTFLOW_NODE", "WTFLOW_STEP_SUMMARY", "WTFLOW_OUTPUT")
@@ -90,14 +90,26 @@ class NodeCache:
         self.force = force
         self.force_nodes = frozenset(force_nodes)
 
-    def key(self, job: Job, sources: Sequence[str], upstream: Sequence[str], base: Path | None = None) -> str:
-        """The key of the node ``job`` runs; :class:`OSError` naming a source file that cannot be read.
+    def key(
+        self,
+        job: Job,
+        node: Node,
+        upstream: Sequence[str],
+        *,
+        base: Path | None = None,
+        read: Sequence[Path] = (),
+    ) -> str:
+        """The key of ``node`` as ``job`` runs it; :class:`OSError` naming a source file that cannot be read.
 
         Its working directory counts relative to ``base`` (the workflow file's directory), so a
-        checkout at another path has the same keys.
+        checkout at another path has the same keys. ``upstream`` names what it waits for;
+        ``read`` are artifact files it is given whose producers have no key: their content counts.
         """
         cwd = job.cwd or Path.cwd()
+        sources = node.sources
         description = describe(job.executable, job.declared_env, job.cwd, base or Path.cwd())
+        description["outputs"] = list(node.outputs)
+        upstream = [*upstream, *(f"read:{self._digest_tree(path)}" for path in read)]
         digests = []
         for relative in expand_sources(cwd, sources):
             try:
@@ -105,6 +117,17 @@ class NodeCache:
             except OSError as exc:
                 raise OSError(exc.errno, f"source {relative} cannot be read: {exc.strerror or exc}") from None
         return cache_key(description, digests, upstream)
+
+    def _digest_tree(self, path: Path) -> str:
+        """The content of an artifact: one file, or every file of a declared artifact's directory."""
+        if path.is_dir():
+            files = sorted(item for item in path.rglob("*") if item.is_file())
+            parts = [f"{item.relative_to(path).as_posix()}={self.hasher.digest(item).hex()}" for item in files]
+            return ";".join(parts)
+        try:
+            return self.hasher.digest(path).hex()
+        except FileNotFoundError:
+            return "missing"
 
     def lookup(self, node: str, key: str, cwd: Path) -> Earlier | None:
         """The entry of ``key`` as an :class:`Earlier`; ``None`` on a miss or when ``node`` is forced to run."""
@@ -136,7 +159,10 @@ class NodeCache:
         patterns: Sequence[str],
         duration: float,
     ) -> list[str]:
-        """Keep a node that succeeded under ``key``; problems (``outputs`` matching nothing) as warnings."""
+        """Keep a node that succeeded under ``key`` (in place of an entry there when it was forced to run).
+
+        Problems (``outputs`` matching nothing) come back as warnings.
+        """
         files = output_files(cwd, patterns)
         warnings = (
             [f"outputs {', '.join(patterns)} matched no file after the node succeeded"]
@@ -153,6 +179,7 @@ class NodeCache:
             cwd=cwd,
             files=files,
             duration=duration,
+            replace=self.force or node in self.force_nodes,
         )
         return warnings
 

@@ -495,7 +495,11 @@ class Scheduler:
         cwd = job.cwd or Path.cwd()
         try:
             upstream = self._upstream(state)
-            state.key = await asyncio.to_thread(self._cache.key, job, node.sources, upstream, self.workflow.base_dir)
+            # An artifact of a node without a key counts by its content: nothing else says what it holds.
+            read = [self.store.path(ref.node, ref.name) for ref in node.reads() if self.states[ref.node].key is None]
+            state.key = await asyncio.to_thread(
+                self._cache.key, job, node, upstream, base=self.workflow.base_dir, read=read
+            )
         except (OSError, ValueError) as exc:
             return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}")
         return await asyncio.to_thread(self._cache.lookup, node.name, state.key, cwd)

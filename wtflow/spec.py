@@ -282,9 +282,11 @@ class NodeSpec(_Spec):
                     problem = f"{key} needs a command or a function"
                     break
             else:
-                if self.env or self.env_file or self.sources or self.outputs:
-                    key = next(k for k in ("env", "env_file", "sources", "outputs") if getattr(self, k))
+                if self.env or self.env_file:
+                    key = "env" if self.env else "env_file"
                     problem = f"{key} needs a command or a function (set it on the workflow for every node)"
+                elif self.sources or self.outputs:
+                    problem = f"{'sources' if self.sources else 'outputs'} needs a command or a function"
         if problem is not None:
             raise PydanticCustomError("node_fields", problem)
         return self

@@ -34,7 +34,10 @@ def _history_engine(app: App) -> Any:
 def _duration(start: Any, end: Any) -> str:
     if start is None or end is None:
         return "-"
-    seconds = (end - start).total_seconds()
+    return _seconds((end - start).total_seconds())
+
+
+def _seconds(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
 
 
@@ -114,25 +117,48 @@ def runs_show(app: App, run_id: str, workflow_name: str | None) -> None:
     click.echo(f"status    {run_row.status} (exit {code}), {_duration(run_row.started_at, run_row.finished_at)}")
     click.echo(f"host      {run_row.host}, pid {run_row.pid}")
     click.echo("")
-    _table(
-        ["NODE", "STATUS", "EXIT", "DURATION", "ARTIFACTS"],
+    taken = [node for node in run_row.nodes if node.status in _TAKEN]
+    rows = [
         [
-            [
-                node.path,
-                node.status + (f" (attempt {node.attempts})" if node.attempts > 1 else ""),
-                "-" if node.exit_code is None else str(node.exit_code),
-                _duration(node.started_at, node.finished_at),
-                ", ".join(f"{a.name} {a.size}B" for a in node.artifacts) or "-",
-            ]
-            for node in run_row.nodes
-        ],
-    )
+            node.path,
+            node.status + (f" (attempt {node.attempts})" if node.attempts > 1 else ""),
+            "-" if node.exit_code is None else str(node.exit_code),
+            _duration(node.started_at, node.finished_at),
+            ", ".join(f"{a.name} {a.size}B" for a in node.artifacts) or "-",
+        ]
+        for node in run_row.nodes
+    ]
+    if taken:  # the column only for runs where a node took a result instead of running
+        for row, node in zip(rows, run_row.nodes, strict=True):
+            row.insert(4, "-" if node.status not in _TAKEN or node.saved is None else _seconds(node.saved))
+        _table(["NODE", "STATUS", "EXIT", "DURATION", "SAVED", "ARTIFACTS"], rows)
+        _show_saved(taken)
+    else:
+        _table(["NODE", "STATUS", "EXIT", "DURATION", "ARTIFACTS"], rows)
     _show_outputs(run_row.nodes)
     for node in run_row.nodes:
         if node.error:
             click.echo(f"\n{node.name}: {node.error}")
         elif node.failed:
             _show_failure_output(node)
+
+
+# Statuses of nodes that did not run but took a result: from the cache, or from an earlier run.
+_TAKEN = frozenset({"cached", "reused"})
+
+
+def _show_saved(taken: Sequence[NodeRecord]) -> None:
+    """The time cached and reused nodes saved in all, and where reused nodes' results came from."""
+    total = sum(node.saved or 0.0 for node in taken)
+    cached = sum(1 for node in taken if node.status == "cached")
+    sources: dict[str | None, int] = {}
+    for node in taken:
+        if node.status == "reused":
+            sources[node.reused_from] = sources.get(node.reused_from, 0) + 1
+    parts = [f"{count} reused" + (f" from run {source}" if source else "") for source, count in sources.items()]
+    if cached:
+        parts.append(f"{cached} cached")
+    click.echo(f"\nsaved {_seconds(total)} by cached and reused nodes: {', '.join(parts)}")
 
 
 # How much of an output's value `runs show` prints: the rest is cut, and the cut said.

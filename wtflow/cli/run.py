@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,13 +30,16 @@ from wtflow.cli.options import (
 )
 from wtflow.cli.workflows import load_workflow
 from wtflow.config import Config
-from wtflow.errors import Interrupted, WorkflowError
+from wtflow.errors import Interrupted, UsageError, WorkflowError
 from wtflow.log import LogFormat
+
+if TYPE_CHECKING:  # wtflow.rerun loads when --rerun-failed is given
+    from wtflow.rerun import Plan
 
 
 @click.command(epilog="\b\nExamples:\n  wtflow run\n  wtflow run ci.yml --target unit --output grouped\n"
               "  wtflow run --max-fail 2 --kill-grace 30s --var VERSION=1.2\n"
-              "  wtflow run --dry-run\n\n" + EXIT_CODES_HELP)  # fmt: skip
+              "  wtflow run --dry-run\n  wtflow run ci.yml --rerun-failed\n\n" + EXIT_CODES_HELP)  # fmt: skip
 @click.argument("path", required=False, type=click.Path(path_type=Path), envvar="WTFLOW_PATH")
 @click.option("-w", "--workflow", envvar="WTFLOW_WORKFLOW", help="Which workflow of the file.  [env: WTFLOW_WORKFLOW]")
 @click.option(
@@ -59,6 +62,18 @@ from wtflow.log import LogFormat
     convert=tuple,
     help="Run cached nodes even when the cache holds their result: all of them, or this node (repeatable; "
     "after the workflow file, or as --force=NODE).",
+)
+@click.option(
+    "--rerun-failed",
+    "rerun_failed",
+    envvar="WTFLOW_RERUN_FAILED",
+    is_flag=False,
+    flag_value="latest",
+    default=None,
+    metavar="[RUN_ID]",
+    help="Run only what failed, timed out, was cancelled or skipped in an earlier run (this workflow's latest, "
+    "or RUN_ID, named as `wtflow runs show` takes it), and what waits for it; the other nodes take that run's "
+    "result (after the workflow file, or as --rerun-failed=RUN_ID).  [env: WTFLOW_RERUN_FAILED]",
 )
 @app_option(
     "--max-parallel",
@@ -127,7 +142,13 @@ from wtflow.log import LogFormat
 @log_options
 @pass_app
 def run(  # noqa: PLR0917 - click passes each option positionally
-    app: App, path: Path | None, workflow: str | None, targets: Sequence[str], dry_run: bool, output: str | None
+    app: App,
+    path: Path | None,
+    workflow: str | None,
+    targets: Sequence[str],
+    dry_run: bool,
+    rerun_failed: str | None,
+    output: str | None,
 ) -> None:
     """Run the workflow in PATH (a file, or a directory with wtflow.yml; default: this directory)."""
     from wtflow.db import writer_process
@@ -152,17 +173,20 @@ def run(  # noqa: PLR0917 - click passes each option positionally
         target_list = list(targets)  # WTFLOW_TARGET is split at spaces by click; a flag's value is one name
         if target_list:
             loaded = subset(loaded, target_list)
+        rerun = _rerun_plan(loaded, config, app, rerun_failed) if rerun_failed is not None else None
         if dry_run:
             from wtflow.engine import secrets_masker
 
             _print_plan(loaded, config, secrets_masker(loaded, config))
+            if rerun is not None:
+                _print_rerun(loaded, rerun)
             return
         parallel = any(len(stage) > 1 for stage in stages(loaded))
         # Under GitHub Actions each node's output goes in a ::group:: block by default.
         default = "grouped" if os.environ.get("GITHUB_ACTIONS") == "true" else "prefixed" if parallel else "interleaved"
         mode = output or default
         app.prepare_state_dir(config)
-        code = _run(loaded, config, app, mode)
+        code = _run(loaded, config, app, mode, rerun)
     finally:
         writer_process.discard_prestarted()  # writers the run did not take (no database, or it stopped before opening)
     sys.exit(code)
@@ -189,7 +213,31 @@ def _print_plan(workflow: Any, config: Config, masker: Any) -> None:
         click.echo(masker.text(f"  {name}: {shown}{condition}"))
 
 
-def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
+def _rerun_plan(workflow: Any, config: Config, app: App, run_id: str) -> Plan:
+    """What ``--rerun-failed RUN_ID`` runs and reuses, from that run of the history (its files checked)."""
+    from wtflow import rerun
+
+    if config.db.url:
+        app.prepare_state_dir(config)  # reading the history opens (and may create) the database
+    try:
+        earlier = rerun.earlier_run(config.db.url, run_id, workflow.name)
+    except UsageError as exc:
+        if run_id != "latest" and Path(run_id).exists():  # `--rerun-failed ci.yml` took the file for a run id
+            raise UsageError(f"{exc}; a bare --rerun-failed goes after the workflow file") from None
+        raise
+    chosen = rerun.plan(workflow, earlier.nodes, earlier.id)
+    rerun.check_stored(earlier, chosen)
+    return chosen
+
+
+def _print_rerun(workflow: Any, chosen: Plan) -> None:
+    names = [name for name, node in workflow.user_nodes.items() if node.executable is not None]
+    click.echo(f"rerun of the failed nodes of run {chosen.run_id}:")
+    click.echo(f"  run:    {', '.join(name for name in names if name in chosen.run) or 'none'}")
+    click.echo(f"  reused: {', '.join(name for name in names if name in chosen.reuse) or 'none'}")
+
+
+def _run(workflow: Any, config: Config, app: App, mode: str, rerun: Plan | None = None) -> int:
     from wtflow.engine import Engine, secrets_masker
     from wtflow.observers import shown_observers
     from wtflow.orphans import adopting_orphans
@@ -205,7 +253,16 @@ def _run(workflow: Any, config: Config, app: App, mode: str) -> int:
 
     # Adopt processes that escape their node (setsid, double fork) so the run can stop them.
     with adopting_orphans() as adopting:
-        engine = Engine(workflow, config, observers=observers, masker=masker, stop_orphans=adopting)
+        reuse = None
+        if rerun is not None:
+            import structlog
+
+            reuse = rerun.reuse
+            executables = [name for name, node in workflow.user_nodes.items() if node.executable is not None]
+            ran = [name for name in executables if name in rerun.run]
+            taken = [name for name in executables if name in reuse]
+            structlog.get_logger("wtflow").info("rerun_failed", of_run=rerun.run_id, rerun=ran, reused=taken)
+        engine = Engine(workflow, config, observers=observers, masker=masker, stop_orphans=adopting, reuse=reuse)
         try:
             return run_interruptibly(engine)
         finally:
@@ -309,6 +366,7 @@ def action(ctx: click.Context) -> None:
     for name, flag in (
         ("workflow", "--workflow"),
         ("db-url", "--db-url"),
+        ("cache-dir", "--cache-dir"),
         ("max-parallel", "--max-parallel"),
         ("max-fail", "--max-fail"),
     ):

@@ -29,7 +29,11 @@ from wtflow.events import ArtifactInfo, NodeStatus
 
 @dataclass(frozen=True)
 class NodeRecord:
-    """One node's execution within a run, with its artifacts and its outputs (``key=value``, sorted by key)."""
+    """One node's execution within a run, with its artifacts and its outputs (``key=value``, sorted by key).
+
+    A node that did not run but took a result (``cached``, ``reused``) says where it came from
+    (``reused_from``: a cache key, an earlier run's id) and the seconds that saved (``saved``).
+    """
 
     name: str
     position: int
@@ -40,8 +44,17 @@ class NodeRecord:
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None
+    reused_from: str | None = None
+    saved: float | None = None
     artifacts: list[ArtifactInfo] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish; ``None`` if the node did not start or finish."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
 
     @property
     def failed(self) -> bool:
@@ -122,6 +135,11 @@ def get_run(engine: Engine, run_id: str, *, workflow: str | None = None) -> RunR
 _LATEST = re.compile(r"latest(?:~(\d*))?")
 # Candidates named in an "ambiguous" message.
 _SHOWN_CANDIDATES = 5
+
+
+def counts_back(run_id: str) -> bool:
+    """Whether ``run_id`` names a run by counting back from the newest (``latest``, ``latest~N``), not by its id."""
+    return _LATEST.fullmatch(run_id) is not None
 
 
 def _find(connection: Connection, run_id: str, workflow: str | None) -> Any:

@@ -33,6 +33,8 @@ NodeFinishedRow = tuple[
     str | None,  # error
     tuple[tuple[str, str, int], ...],  # artifacts: name, path, size
     tuple[tuple[str, str], ...],  # outputs: key, value
+    str | None,  # reused from: a cache key, an earlier run's id
+    float | None,  # seconds saved by not running it
 ]
 RunClosedRow = tuple[
     Literal["closed"],

@@ -32,6 +32,8 @@ def message(event: Event) -> Message | None:
             event.error,
             tuple((a.name, str(a.path), a.size) for a in event.artifacts),
             tuple(event.outputs.items()),
+            event.reused_from,
+            event.saved,
         )
     if isinstance(event, RunStarted):
         workflow = event.workflow

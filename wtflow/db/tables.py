@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKeyConstraint,
     Integer,
     MetaData,
@@ -88,6 +89,10 @@ node_runs = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("error", Text),
+    # A cached or reused node: where its result came from (a cache key, an earlier run's id),
+    # and the seconds the node took when it actually ran, which this run saved.
+    Column("reused_from", Text),
+    Column("saved", Float),
     ForeignKeyConstraint(["run_id"], ["wtflow_runs.id"], ondelete="CASCADE"),
 )
 """One node's execution within a run (all its attempts)."""

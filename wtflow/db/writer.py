@@ -56,6 +56,8 @@ _NODE_DEFAULTS: dict[str, Any] = {
     "started_at": None,
     "finished_at": None,
     "error": None,
+    "reused_from": None,
+    "saved": None,
 }
 # Executed with a list of rows (executemany); an UPDATE sets the columns the rows' keys name.
 _INSERT_RUN = insert(runs)
@@ -228,7 +230,9 @@ class RowWriter:
                     path=path, status="running", attempts=attempt, started_at=from_micros(started_at)
                 )
             elif message[0] == "finished":
-                _, node, path, status, exit_code, attempt, begun, finished_at, error, stored, outputs = message
+                _, node, path, status, exit_code, attempt, begun, finished_at, error, stored, outputs, source, saved = (
+                    message
+                )
                 key = self._node_key(node)
                 change = node_changes.setdefault(key, {})
                 change.update(
@@ -238,6 +242,8 @@ class RowWriter:
                     attempts=attempt,
                     finished_at=from_micros(finished_at),
                     error=error,
+                    reused_from=source,
+                    saved=saved,
                 )
                 if begun is not None:
                     change["started_at"] = from_micros(begun)

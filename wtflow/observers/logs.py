@@ -37,8 +37,8 @@ class LogObserver(BaseObserver):
         if isinstance(event, NodeOutput):
             if self.output:
                 lines = event.data.decode("utf-8", "replace").splitlines()
-                if self._lines is None or not self._lines.write(event.node, event.stream, lines):
-                    replayed = {"replayed": True} if event.replayed else {}
+                replayed = {"replayed": True} if event.replayed else {}
+                if self._lines is None or not self._lines.write(event.node, event.stream, lines, **replayed):
                     for line in lines:
                         self.log.info("output", node=event.node, stream=event.stream, line=line, **replayed)
             return

@@ -51,6 +51,9 @@ class RunFileWriter(BaseObserver):
                 "error": event.error,
                 "artifacts": {info.name: {"path": str(info.path), "size": info.size} for info in event.artifacts},
                 "outputs": dict(event.outputs),
+                # A cached or reused node: the cache key or earlier run its result came from, and the seconds saved.
+                "reused_from": event.reused_from,
+                "saved": event.saved,
             }
         elif isinstance(event, RunFinished):
             self.data.update(
