@@ -8,7 +8,10 @@ Each repetition runs every contender of every workload once, in turn, so machine
 all of them alike. W7, whose target is an absolute time, also runs bench/floor.py: the least a
 Python runner that keeps the output can do, so each run shows what the machine allows.
 pypyr and doit join W1 and W2 as further baselines when they are installed
-(``pip install -e '.[bench]'``). Reported: the median wall time, the ratio wtflow / baseline, and the peak
+(``pip install -e '.[bench]'``), doit and Task (go-task-bin) W9. W9 and W10, the cache of
+finished nodes, live in bench/caching.py: several runs of one project per repetition, each
+checked (a tool that runs what it should skip, or skips what it should run, stops the suite
+with exit 1). Reported: the median wall time, the ratio wtflow / baseline, and the peak
 RSS of the runner process (from wait4). Results also go to bench/results/<time>.json.
 wtflow is always run through its CLI, as users run it, with artifacts stored and SQLite
 tracking on unless a workload says otherwise. wtflow's logs go to a file (JSON lines, as in CI);
@@ -34,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import caching
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -63,9 +68,12 @@ class Workload:
     title: str
     target: str
     contenders: list[Contender]
-    # (numerator, denominator, limit): wtflow's median over a baseline's, at most limit
-    ratios: list[tuple[str, str, float]] = field(default_factory=list)
+    # (numerator, denominator, limit): wtflow's median over a baseline's, at most limit (None: shown only)
+    ratios: list[tuple[str, str, float | None]] = field(default_factory=list)
     results: dict[str, list[Measure]] = field(default_factory=dict)
+    # A workload of several dependent runs a repetition (W9, W10): given a fresh directory and
+    # ``run``, it measures its contenders itself and returns their measures by name.
+    steps: Callable[[Path, Callable[..., Measure]], dict[str, Measure]] | None = None
 
 
 def run(argv: list[str], cwd: Path | None, scratch: Path) -> Measure:
@@ -261,6 +269,20 @@ def workloads(folder: Path, quick: bool) -> list[Workload]:
             Contender("wtflow json logs", wtflow(w8, "--log-format", "json"), check=w8_check(10_000, 100)),
             Contender("wtflow console", wtflow(w8, "--output", "prefixed")),
         ], [("wtflow json logs", "wtflow console", 3.0)]),
+        Workload("W9", "1,000 cached nodes x 10 sources of 1 KiB, max_parallel 2: first, no-op, one change",
+                 "no-op <= 1.5 x doit and < Task; one change <= 1.5 x doit", [], [
+            ("wtflow no-op re-run", "doit no-op re-run", 1.5),
+            ("wtflow no-op re-run", "Task no-op re-run", 1.0),
+            ("wtflow one source changed", "doit one source changed", 1.5),
+            ("wtflow one source changed", "Task one source changed", None),
+            ("wtflow first run", "doit first run", None),
+            ("wtflow first run", "Task first run", None),
+        ], steps=lambda scratch, measure: caching.w9(scratch, PYTHON, measure)),
+        Workload("W10", "a cache hit replaying 100 MiB of 100-byte lines", "about W3's time (<= 1.5 x reference); "
+                 "RSS <= empty + 64 MiB", [], [
+            ("wtflow cache hit (replays)", "reference", 1.5),
+            ("wtflow cache hit (replays)", "wtflow miss (runs, fills the cache)", None),
+        ], steps=lambda scratch, measure: caching.w10(scratch, PYTHON, measure)),
     ]  # fmt: skip
 
 
@@ -277,6 +299,17 @@ def main() -> int:
         chosen = [w for w in workloads(folder, args.reps == 1) if not args.only or w.id in args.only]
         for rep in range(args.reps):
             for workload in chosen:
+                if workload.steps is not None:
+                    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+                    try:
+                        measures = workload.steps(scratch, run)
+                    except caching.BenchmarkFailed as exc:
+                        print(f"rep {rep + 1} {workload.id} FAILED: {exc}", file=sys.stderr, flush=True)
+                        return 1
+                    for name, measure in measures.items():
+                        record(rep, workload, name, measure)
+                    free_space(scratch)
+                    continue
                 for contender in workload.contenders:
                     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
                     measure = run(contender.argv(scratch), contender.cwd or folder, scratch)
@@ -284,17 +317,21 @@ def main() -> int:
                         problem = contender.check(scratch)
                         if problem:
                             measure.ok, measure.note = False, problem
-                    workload.results.setdefault(contender.name, []).append(measure)
+                    record(rep, workload, contender.name, measure)
                     free_space(scratch)
-                    status = "ok" if measure.ok else f"FAILED {measure.note}"
-                    print(f"rep {rep + 1} {workload.id:4} {contender.name:18} {measure.seconds:8.3f}s "
-                          f"{measure.max_rss_mib:7.1f} MiB {status}", file=sys.stderr, flush=True)  # fmt: skip
         data = report(chosen)
         if args.compare is not None:
             print(compare(chosen, data, args.compare))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0
+
+
+def record(rep: int, workload: Workload, name: str, measure: Measure) -> None:
+    workload.results.setdefault(name, []).append(measure)
+    status = "ok" if measure.ok else f"FAILED {measure.note}"
+    print(f"rep {rep + 1} {workload.id:4} {name:18} {measure.seconds:8.3f}s "
+          f"{measure.max_rss_mib:7.1f} MiB {status}", file=sys.stderr, flush=True)  # fmt: skip
 
 
 def free_space(scratch: Path, large: int = 1 << 20) -> None:
@@ -306,9 +343,13 @@ def free_space(scratch: Path, large: int = 1 << 20) -> None:
     before the next contender starts made that contender's creates cost 0.3-0.5 ms each
     instead of 0.015 ms: whoever ran next paid for whoever ran before.
     """
-    for path in scratch.rglob("*"):
-        if path.is_file() and path.stat().st_size >= large:
-            path.unlink()
+    # os.walk holds one directory's names at a time; rglob over W9's 44,000 files raised this
+    # process's peak RSS by 26 MiB, which every later child reports as its own (see ``tail``).
+    for directory, _, files in os.walk(scratch):
+        for name in files:
+            path = os.path.join(directory, name)  # noqa: PTH118 - strings: tens of thousands of files
+            if os.stat(path, follow_symlinks=False).st_size >= large:  # noqa: PTH116
+                os.unlink(path)  # noqa: PTH108
 
 
 def report(chosen: list[Workload]) -> dict[str, Any]:
@@ -337,14 +378,16 @@ def report(chosen: list[Workload]) -> dict[str, Any]:
         for numerator, denominator, limit in workload.ratios:
             if numerator in med and denominator in med:
                 value = med[numerator] / med[denominator]
+                if limit is None:
+                    lines.append(f"| {workload.id} | {numerator} / {denominator} | {value:.2f} | (shown only) | |")
+                    continue
                 lines.append(f"| {workload.id} | {numerator} / {denominator} | {value:.2f} | <= {limit} | "
                              f"{'yes' if value <= limit else 'NO'} |")  # fmt: skip
         rss = {name: max(m.max_rss_mib for m in ms) for name, ms in workload.results.items()}
-        if workload.id == "W3a" and "wtflow empty run" in rss:
-            extra = rss["wtflow"] - rss["wtflow empty run"]
-            lines.append(
-                f"| W3a | peak RSS over an empty run | {extra:.0f} MiB | <= 64 MiB | {'yes' if extra <= 64 else 'NO'} |"
-            )
+        if workload.id in {"W3a", "W10"} and "wtflow empty run" in rss:
+            extra = rss["wtflow" if workload.id == "W3a" else "wtflow cache hit (replays)"] - rss["wtflow empty run"]
+            lines.append(f"| {workload.id} | peak RSS over an empty run | {extra:.0f} MiB | <= 64 MiB | "
+                         f"{'yes' if extra <= 64 else 'NO'} |")  # fmt: skip
         if workload.id == "W5" and "wtflow 10k" in med:
             lines.append(f"| W5 | 10k wall / RSS | {med['wtflow 10k']:.2f} s / {rss['wtflow 10k']:.0f} MiB | "
                          f"<= 2 s / 300 MiB | {'yes' if med['wtflow 10k'] <= 2 and rss['wtflow 10k'] <= 300 else 'NO'} |")  # fmt: skip

@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from wtflow.config import Config, DatabaseConfig, RunConfig, StorageConfig
+    from wtflow.config import Config, DaskConfig, DatabaseConfig, RunConfig, StorageConfig
     from wtflow.engine import Engine, NodeResult, RunResult
     from wtflow.errors import (
         ArtifactError,
@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 # Imported on first use, so helper processes (the database writer, the fork server) that
 # import one submodule do not pay for the engine.
 _HOMES = {
-    **dict.fromkeys(["Config", "DatabaseConfig", "RunConfig", "StorageConfig"], "wtflow.config"),
+    **dict.fromkeys(["Config", "DaskConfig", "DatabaseConfig", "RunConfig", "StorageConfig"], "wtflow.config"),
     **dict.fromkeys(["Engine", "NodeResult", "RunResult"], "wtflow.engine"),
     **dict.fromkeys(
         [
@@ -80,6 +80,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Container",
+    "DaskConfig",
     "DatabaseConfig",
     "Engine",
     "FileArtifact",

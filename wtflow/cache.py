@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import re
@@ -102,7 +103,6 @@ def expand_sources(cwd: Path, patterns: Sequence[str]) -> list[str]:
     empty or absolute pattern or one with a ``..`` part.
     """
     found: set[str] = set()
-    prefix = len(str(cwd / "_")) - 1  # what glob puts before each match: "" for Path(".")
     for pattern in patterns:
         parts = _relative_parts(pattern, "source pattern")
         if not parts:
@@ -111,9 +111,10 @@ def expand_sources(cwd: Path, patterns: Sequence[str]) -> list[str]:
             raise ValueError(f"source pattern {pattern!r}: '**' must be a whole part, as in 'src/**/*.py'")
         if parts[-1] == "**":
             parts.append("*")
-        for match in cwd.glob("/".join(parts)):
-            if match.is_file():
-                found.add(str(match)[prefix:].replace(os.sep, "/"))
+        # glob.glob with root_dir, not Path.glob: a node's sources are found on every check.
+        for match in glob.glob("/".join(parts), root_dir=cwd, recursive=True, include_hidden=True):
+            if (cwd / match).is_file():
+                found.add(match.replace(os.sep, "/"))
     return sorted(found)
 
 

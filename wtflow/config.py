@@ -13,6 +13,9 @@ INI layout (durations are seconds, ``90``, or e.g. ``90s``, ``1m30s``)::
     max_fail = 0
     max_parallel = 8
     kill_grace = 10s
+    [dask]
+    scheduler = tcp://scheduler:8786
+    wait = 60s
 
 Workflow variables come from ``WTFLOW_VAR_<NAME>`` variables (and the CLI's ``--var NAME=VALUE``),
 not from INI files.
@@ -212,6 +215,46 @@ class RunConfig:
             object.__setattr__(self, "vars", FrozenVars(self.vars))
 
 
+@dataclass(frozen=True)
+class DaskConfig:
+    """Where nodes run when not on this machine: the workers of a Dask cluster (``pip install 'wtflow[dask]'``).
+
+    ``scheduler`` is the address of a running cluster's scheduler (``tcp://host:8786``); ``local``
+    instead starts a cluster of that many worker processes on this machine, for trying it out.
+    With either, nodes run on the cluster unless they say ``runs_on: local``. ``wait`` is how long
+    the run waits for the scheduler to answer, and a node for a worker that can run it (one with
+    the resources it needs) before it fails. ``listen`` is the address (``host`` or
+    ``host:port``) on which this process takes the workers' connections that stream the nodes'
+    output back; by default, its address on the network that reaches the scheduler.
+    """
+
+    scheduler: str | None = None
+    local: int | None = None
+    wait: float = 60.0
+    listen: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheduler is not None and self.local is not None:
+            raise ConfigError(
+                f"dask: give a scheduler ({self.scheduler}) or a local cluster ({self.local} workers), not both"
+            )
+        if self.local is not None and (
+            isinstance(self.local, bool) or not isinstance(self.local, int) or self.local < 1
+        ):
+            raise ConfigError(f"dask.local: expected a whole number of workers >= 1, got {self.local!r}")
+        if self.wait < 0 or not math.isfinite(self.wait):
+            raise ConfigError(f"dask.wait: expected a number of seconds >= 0, got {self.wait!r}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether nodes can run on a cluster: a scheduler or a local cluster is configured."""
+        return self.scheduler is not None or self.local is not None
+
+
+def _text_or_none(value: str, _where: str) -> str | None:
+    return value.strip() or None
+
+
 # (section, key) -> (environment variable, parser of the raw string)
 _Parser = Callable[[str, str], Any]
 _FIELDS: dict[tuple[str, str], tuple[str, _Parser]] = {
@@ -223,17 +266,22 @@ _FIELDS: dict[tuple[str, str], tuple[str, _Parser]] = {
     ("run", "max_fail"): ("WTFLOW_MAX_FAIL", parse_non_negative_int),
     ("run", "max_parallel"): ("WTFLOW_MAX_PARALLEL", parse_positive_int),
     ("run", "kill_grace"): ("WTFLOW_KILL_GRACE", parse_seconds),
+    ("dask", "scheduler"): ("WTFLOW_DASK_SCHEDULER", _text_or_none),
+    ("dask", "local"): ("WTFLOW_DASK_LOCAL", parse_positive_int),
+    ("dask", "wait"): ("WTFLOW_DASK_WAIT", parse_seconds),
+    ("dask", "listen"): ("WTFLOW_DASK_LISTEN", _text_or_none),
 }
-_ATTRIBUTE = {"database": "db", "storage": "storage", "run": "run"}
+_ATTRIBUTE = {"database": "db", "storage": "storage", "run": "run", "dask": "dask"}
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything the engine is configured with: ``db.url``, ``storage.artifacts_dir``, ``run.*``."""
+    """Everything the engine is configured with: ``db.url``, ``storage.artifacts_dir``, ``run.*``, ``dask.*``."""
 
     db: DatabaseConfig = field(default_factory=DatabaseConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    dask: DaskConfig = field(default_factory=DaskConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, base: Config | None = None) -> Self:
@@ -282,9 +330,17 @@ class Config:
         parts: dict[str, Any] = {}
         for attribute in _ATTRIBUTE.values():
             parts[attribute] = getattr(base, attribute)
-        for (section, key), value in values.items():
-            attribute = _ATTRIBUTE[section]
-            parts[attribute] = dataclasses.replace(parts[attribute], **{key: value})
+        # A scheduler and a local cluster exclude each other: the source that names one drops the other.
+        given = dict(values)
+        if ("dask", "scheduler") in given and ("dask", "local") not in given:
+            given[("dask", "local")] = None
+        elif ("dask", "local") in given and ("dask", "scheduler") not in given:
+            given[("dask", "scheduler")] = None
+        by_section: dict[str, dict[str, Any]] = {}
+        for (section, key), value in given.items():
+            by_section.setdefault(_ATTRIBUTE[section], {})[key] = value
+        for attribute, changes in by_section.items():
+            parts[attribute] = dataclasses.replace(parts[attribute], **changes)
         return cls(**parts)
 
 

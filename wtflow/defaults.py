@@ -1,9 +1,10 @@
 """What a run uses unless its caller says otherwise.
 
-Commands and functions run on this machine (:class:`~wtflow.executors.dispatch.DispatchExecutor`),
-artifacts are files (:class:`~wtflow.artifacts.FileStore`), the run's record is kept in
-``run.json``, ``events.jsonl`` and the configured database, and the nodes' own output goes to
-this process's console. The engine asks for these only when it is given nothing else; the
+Commands and functions run on this machine, or on a Dask cluster's workers when one is
+configured (:class:`~wtflow.executors.dispatch.PlacingExecutor`), artifacts are files
+(:class:`~wtflow.artifacts.FileStore`), the run's record is kept in ``run.json``,
+``events.jsonl`` and the configured database, and the nodes' own output goes to this process's
+console. The engine asks for these only when it is given nothing else; the
 implementations are imported here, on use, so the engine itself knows only their interfaces.
 """
 
@@ -19,11 +20,19 @@ if TYPE_CHECKING:
     from wtflow.reuse import NodeCache
 
 
-def executor() -> Executor:
-    """Each node's executable on this machine: commands, Python functions, commands in containers."""
-    from wtflow.executors.dispatch import DispatchExecutor
+def executor(config: Config | None = None) -> Executor:
+    """Each node's executable: commands, Python functions, commands in containers.
 
-    return DispatchExecutor()
+    On this machine or, when ``config`` names a Dask cluster, on its workers (unless the node
+    says ``runs_on: local``).
+    """
+    from wtflow.executors.dispatch import PlacingExecutor
+
+    if config is None or not config.dask.enabled:
+        return PlacingExecutor()
+    from wtflow.executors.dask_executor import DaskExecutor
+
+    return PlacingExecutor(cluster=DaskExecutor(config.dask))
 
 
 def store(config: Config) -> ArtifactStore:

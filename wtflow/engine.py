@@ -81,7 +81,7 @@ class _Delivery:
 
 @dataclass(frozen=True)
 class NodeResult:
-    """How one node ended, with its artifacts bound to their files."""
+    """How one node ended, with its artifacts bound to their files; ``worker``: the cluster worker it ran on, if any."""
 
     name: str
     path: str
@@ -92,6 +92,7 @@ class NodeResult:
     finished_at: datetime | None
     error: str | None
     artifacts: Mapping[str, Artifact]
+    worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ class Engine:
 
     async def run_async(self) -> int:
         """:meth:`run` for callers already inside an event loop."""
-        executor = self._executor or defaults.executor()
+        executor = self._executor or defaults.executor(self.config)
         store = self._store or defaults.store(self.config)
         await executor.preflight(self.workflow, self.max_parallel)  # e.g. the docker engine must answer
         records = self._records if self._records is not None else defaults.record_observers(self.config)
@@ -295,6 +296,7 @@ class Engine:
                 await executor.aclose()
                 if self._stop_orphans:
                     helpers = {pid for observer in observers for pid in observer.helper_pids()}
+                    helpers.update(executor.helper_pids())
                     await asyncio.to_thread(_stop_orphans, self.config.run.kill_grace, helpers)
             finally:
                 error = masker.text(error) if error else None
@@ -349,6 +351,7 @@ def _result(finished: RunFinished, run_dir: Path, scheduler: Scheduler) -> RunRe
                 state.finished_at,
                 state.error,
                 {info.name: Artifact(name, info.name, info.path) for info in state.artifacts},
+                state.worker,
             )
             for name, state in scheduler.states.items()
         },

@@ -10,7 +10,7 @@ Hierarchy::
     │   ├── WorkflowError            exit 2  a workflow definition is invalid
     │   └── ConfigError              exit 2  a configuration value is invalid
     ├── ArtifactError                exit 2  an artifact was read before it existed
-    ├── BackendUnavailable           exit 3  database or docker engine cannot be reached
+    ├── BackendUnavailable           exit 3  database, docker engine or Dask scheduler cannot be reached
     └── Interrupted                  exit 130 the run was stopped by a signal (128 + its number:
                                               143 for SIGTERM, 129 for SIGHUP)
 
@@ -86,7 +86,7 @@ class ArtifactError(WtflowError):
 
 
 class BackendUnavailable(WtflowError):
-    """A backend wtflow needs (database, docker engine) cannot be reached."""
+    """A backend wtflow needs (database, docker engine, Dask scheduler) cannot be reached."""
 
     exit_code = 3
 
@@ -107,7 +107,7 @@ EXIT_CODES: tuple[tuple[str, str], ...] = (
     (str(SUCCESS), "success"),
     (str(NodeFailed.exit_code), "a node failed"),
     (str(UsageError.exit_code), "invalid workflow, configuration or usage"),
-    (str(BackendUnavailable.exit_code), "a backend is unavailable (database, docker)"),
+    (str(BackendUnavailable.exit_code), "a backend is unavailable (database, docker, Dask)"),
     (f"{Interrupted.exit_code}", "interrupted (Ctrl-C); 143 for SIGTERM, 129 for SIGHUP"),
 )
 """Every exit code of ``wtflow`` and what it means, in order."""

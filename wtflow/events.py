@@ -123,6 +123,8 @@ class NodeFinished:
     # seconds the node took when it actually ran, which this run saved.
     reused_from: str | None = None
     saved: float | None = None
+    # The address of the cluster worker its last attempt ran on; None when it ran on this machine.
+    worker: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -261,6 +263,8 @@ def to_record(event: Event) -> dict[str, object]:
         )
         if event.reused_from is not None:
             record.update(reused_from=event.reused_from, saved=event.saved)
+        if event.worker is not None:
+            record.update(worker=event.worker)
     else:
         record.update(
             run_id=event.run_id,

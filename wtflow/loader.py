@@ -240,6 +240,8 @@ class _Build:
                 sources=spec.sources,
                 outputs=spec.outputs,
                 cache=spec.cache,
+                runs_on=spec.runs_on,
+                resources=spec.resources,
             )
         except WorkflowError as exc:
             self.problems.append((self._where_in(loc, exc), exc.message))

@@ -11,10 +11,31 @@ import sys
 from collections.abc import MutableMapping
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii  # what json.dumps does with a str, called directly
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import msgspec
-import structlog
+
+# structlog imports rich, when it is installed, for tracebacks wtflow never logs: that import
+# costs more than the rest of a short run's start. With rich hidden while structlog loads, it
+# takes its plain ones; the progress region imports rich itself, when it is shown.
+if "rich" in sys.modules:
+    import structlog
+else:
+    sys.modules["rich"] = None  # type: ignore[assignment]  # an import of rich fails, as when it is missing
+    try:
+        import structlog
+    finally:
+        del sys.modules["rich"]
+
+
+class _Stderr:
+    """``sys.stderr`` as it is at each write: the progress region stands in for it while a run is shown."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 class LogFormat(StrEnum):
@@ -60,9 +81,11 @@ def resolve(log_format: LogFormat, stream: TextIO) -> LogFormat:
 def configure(log_format: LogFormat, level: str = "info", stream: TextIO | None = None) -> LogFormat:
     """Send structlog's output to ``stream`` (stderr) in ``log_format``; return the format chosen."""
     global _json_stream  # noqa: PLW0603 - logging is configured once per process, like structlog's own
+    # Not sys.stderr itself: what stands in for it while the progress region is shown gets the lines.
+    target = stream or cast("TextIO", _Stderr())
     stream = stream or sys.stderr
     chosen = resolve(log_format, stream)
-    _json_stream = stream if chosen is LogFormat.JSON else None
+    _json_stream = target if chosen is LogFormat.JSON else None
     processors: list[structlog.typing.Processor]
     if chosen is LogFormat.JSON:
         processors = [
@@ -84,7 +107,7 @@ def configure(log_format: LogFormat, level: str = "info", stream: TextIO | None 
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
         # WriteLogger writes a line in one write() (print() makes two: the line, then its newline).
-        logger_factory=structlog.WriteLoggerFactory(stream),
+        logger_factory=structlog.WriteLoggerFactory(target),
         cache_logger_on_first_use=False,
     )
     return chosen

@@ -119,6 +119,8 @@ def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
 
 
 PULL_POLICIES = ("missing", "always", "never")
+# Where a node may run: on this machine, or on a worker of the configured Dask cluster.
+RUNS_ON = ("local", "dask")
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,11 @@ class Node:
     sources and what it reads from other nodes are unchanged since a successful run, its
     output is replayed and its ``outputs`` (globs of files it produces) restored instead of
     running it again. ``cache=False`` turns that off; ``cache=True`` caches a node without sources.
+
+    ``runs_on`` says where the node runs: ``local`` (this machine) or ``dask`` (a worker of the
+    run's Dask cluster); ``None`` runs it on the cluster when one is configured, else here.
+    ``resources`` (name -> amount, e.g. ``{"GPU": 1}``) are Dask worker resources: the node waits
+    for a worker that has them (they mean nothing to a node that runs here).
     """
 
     name: str
@@ -375,6 +382,8 @@ class Node:
     sources: Sequence[str] = ()
     outputs: Sequence[str] = ()
     cache: bool | None = None
+    runs_on: str | None = None
+    resources: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
@@ -394,6 +403,7 @@ class Node:
         object.__setattr__(self, "needs", needs)
         object.__setattr__(self, "artifacts", tuple(self.artifacts))
         self._check_cache_keys()
+        self._check_placement()
         self._check_matrix()
         if self.condition is not None and not isinstance(self.condition, str):
             raise WorkflowError(f"node {self.name!r}: if must be an expression (text)", node=self.name, field=("if",))
@@ -425,6 +435,36 @@ class Node:
                 f"node {self.name!r}: sources, outputs and cache need a command or a function",
                 node=self.name,
                 field=("sources",),
+            )
+
+    def _check_placement(self) -> None:
+        if self.runs_on is not None and self.runs_on not in RUNS_ON:
+            raise WorkflowError(
+                f"node {self.name!r}: runs_on must be one of {', '.join(RUNS_ON)}, got {self.runs_on!r}",
+                node=self.name,
+                field=("runs_on",),
+            )
+        resources = dict(self.resources or {})
+        for name, amount in resources.items():
+            if not isinstance(name, str) or not name:
+                raise WorkflowError(
+                    f"node {self.name!r}: resource names must be non-empty text, got {name!r}",
+                    node=self.name,
+                    field=("resources",),
+                )
+            if isinstance(amount, bool) or not isinstance(amount, int | float) or not (0 < amount < math.inf):
+                raise WorkflowError(
+                    f"node {self.name!r}: resource {name} must be a number > 0, got {amount!r}",
+                    node=self.name,
+                    field=("resources", name),
+                )
+        object.__setattr__(self, "resources", resources)
+        if (self.runs_on is not None or resources) and self.executable is None:
+            raise WorkflowError(
+                f"node {self.name!r}: {'runs_on' if self.runs_on is not None else 'resources'} "
+                "needs a command or a function",
+                node=self.name,
+                field=("runs_on" if self.runs_on is not None else "resources",),
             )
 
     def _check_matrix(self) -> None:

@@ -11,8 +11,10 @@ name). Either way the node ends ``cached`` or ``reused`` without a process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,12 @@ class Earlier:
     files: Path | None = None  # the earlier run's declared file artifacts (its node directory's files/)
     restore: Callable[[Path], list[str]] | None = None  # puts the node's output files back in its directory
     replay: bool = True  # show its output again on the console
+    # The streams' bytes when they are small, read with everything else a hit does in one thread
+    # call: the file of a stream left None here is streamed instead.
+    data: Mapping[str, bytes] = field(default_factory=dict)
+
+
+SMALL = 1 << 20  # a cached stream up to this size is read whole when the hit is checked
 
 
 def describe(executable: Command | PyFunc, env: Mapping[str, str], cwd: Path | None, base: Path) -> dict[str, Any]:
@@ -128,6 +136,37 @@ class NodeCache:
             return self.hasher.digest(path).hex()
         except FileNotFoundError:
             return "missing"
+
+    def check(
+        self,
+        job: Job,
+        node: Node,
+        upstream: Sequence[str],
+        *,
+        base: Path | None,
+        read: Sequence[Path],
+        result: Path | None,
+    ) -> tuple[str, Earlier | None]:
+        """The node's key, and on a hit everything it takes, in one call (one thread hop per node).
+
+        A hit's output files are already restored into the working directory, its ``result``
+        copied to ``result`` (this run's file), and its small streams read into ``data``.
+        """
+        key = self.key(job, node, upstream, base=base, read=read)
+        earlier = self.lookup(node.name, key, job.cwd or Path.cwd())
+        if earlier is None:
+            return key, None
+        assert earlier.restore is not None
+        earlier.restore(job.cwd or Path.cwd())
+        if earlier.result is not None and result is not None:
+            result.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(earlier.result, result)
+        data = {
+            stream: path.read_bytes()
+            for stream, path in (("stdout", earlier.stdout), ("stderr", earlier.stderr))
+            if path is not None and path.stat().st_size <= SMALL
+        }
+        return key, dataclasses.replace(earlier, restore=None, result=None, data=data)
 
     def lookup(self, node: str, key: str, cwd: Path) -> Earlier | None:
         """The entry of ``key`` as an :class:`Earlier`; ``None`` on a miss or when ``node`` is forced to run."""

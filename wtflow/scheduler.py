@@ -79,6 +79,7 @@ class NodeState:
     tree: str | None = None
     key: str | None = None  # its cache key, once known
     earlier: Earlier | None = None  # the result it took instead of running, if it did
+    worker: str | None = None  # the cluster worker its last attempt ran on, if not this machine
 
 
 class _Needs(Mapping[str, Any]):
@@ -306,6 +307,7 @@ class Scheduler:
                 {key: self._masker.text(value) for key, value in state.outputs.items()},
                 state.earlier.source if state.earlier is not None else None,
                 state.earlier.saved if state.earlier is not None else None,
+                worker=state.worker,
             )
         )
 
@@ -393,6 +395,7 @@ class Scheduler:
         if outcome is not None:
             state.exit_code = outcome.exit_code
             state.error = outcome.error
+            state.worker = outcome.worker
             state.artifacts = self.store.infos(state.node)
             if state.earlier is not None:
                 status = state.earlier.status
@@ -492,17 +495,17 @@ class Scheduler:
             return self._reuse[node.name]
         if self._cache is None or not node.cached:
             return None
-        cwd = job.cwd or Path.cwd()
+        upstream = self._upstream(state)
+        # An artifact of a node without a key counts by its content: nothing else says what it holds.
+        read = [self.store.path(ref.node, ref.name) for ref in node.reads() if self.states[ref.node].key is None]
+        result = self.store.path(node.name, RESULT) if isinstance(node.executable, PyFunc) else None
         try:
-            upstream = self._upstream(state)
-            # An artifact of a node without a key counts by its content: nothing else says what it holds.
-            read = [self.store.path(ref.node, ref.name) for ref in node.reads() if self.states[ref.node].key is None]
-            state.key = await asyncio.to_thread(
-                self._cache.key, job, node, upstream, base=self.workflow.base_dir, read=read
+            state.key, earlier = await asyncio.to_thread(
+                self._cache.check, job, node, upstream, base=self.workflow.base_dir, read=read, result=result
             )
         except (OSError, ValueError) as exc:
             return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}")
-        return await asyncio.to_thread(self._cache.lookup, node.name, state.key, cwd)
+        return earlier
 
     def _upstream(self, state: NodeState) -> list[str]:
         """What the node waits for, for its key: each node's key (or outputs, if it has none) and result."""
@@ -530,13 +533,17 @@ class Scheduler:
         sink = self.store.output(node.name, 1, forward)
         try:
             for stream, path in ((STDOUT, earlier.stdout), (STDERR, earlier.stderr)):
-                if path is not None:
+                if stream in earlier.data:
+                    if earlier.data[stream]:
+                        await sink.write(stream, earlier.data[stream])
+                elif path is not None:
                     async with aiofiles.open(path, "rb") as source:
                         while chunk := await source.read(CHUNK):
                             await sink.write(stream, chunk)
         finally:
             await sink.aclose()
-        await asyncio.to_thread(self._copy_earlier, node, job, earlier)
+        if earlier.result is not None or earlier.files is not None or earlier.restore is not None:
+            await asyncio.to_thread(self._copy_earlier, node, job, earlier)
         if earlier.files is None:  # files restored into the working directory: kept as on a run
             warnings = await self.store.collect(node, job.cwd)
             self.warnings += [self._masker.text(f"node {node.name!r}: {warning}") for warning in warnings]
@@ -609,7 +616,19 @@ class Scheduler:
         timeout = executable.timeout if isinstance(executable.timeout, int | float) else None
         if self.interrupted:  # started after a signal (always(), cancelled()): the kill grace is its limit
             timeout = min(timeout or self._kill_grace, self._kill_grace)
-        return Job(self.run_id, node.name, executable, full, cwd, node_dir, self._kill_grace, declared, timeout)
+        return Job(
+            self.run_id,
+            node.name,
+            executable,
+            full,
+            cwd,
+            node_dir,
+            self._kill_grace,
+            declared,
+            timeout,
+            runs_on=node.runs_on,
+            resources=node.resources or {},
+        )
 
     def _resolve(self, ref: Artifact) -> Artifact:
         return ref.resolved(self.store.path(ref.node, ref.name), self.states[ref.node].exit_code)

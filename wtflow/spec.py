@@ -204,6 +204,33 @@ class MatrixSpec(BaseModel):
     exclude: list[dict[StrictStr, Any]] = Field(default_factory=list, description="Combinations to leave out")
 
 
+def _amount(value: Any) -> Any:
+    """A resource's amount: a number, or text YAML leaves unparsed (``4e9``, which YAML 1.1 reads as text)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise PydanticCustomError(
+                "resource_amount", "a resource amount must be a number, got {value}", {"value": repr(value)}
+            ) from None
+    return value
+
+
+Amount = Annotated[
+    float,
+    BeforeValidator(_amount),
+    Field(gt=0, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": r"^\s*[0-9.]+([eE][-+]?[0-9]+)?\s*$"},
+            ]
+        }
+    ),
+]
+
+
 def _condition_text(value: Any) -> Any:
     """``if: false`` is the expression ``false``."""
     if isinstance(value, bool):
@@ -261,6 +288,15 @@ class NodeSpec(_Spec):
     continue_on_error: StrictBool = Field(default=False, description="May fail without failing the run")
     artifacts: list[FileArtifactSpec] = Field(default_factory=list, description="Files the node produces")
     container: ContainerSpec | None = Field(default=None, description="Run the command in a container")
+    runs_on: Literal["local", "dask"] | None = Field(
+        default=None,
+        description="Where the node runs: local, or dask (a worker of the run's Dask cluster; "
+        "the default when one is configured)",
+    )
+    resources: dict[StrictStr, Amount] = Field(
+        default_factory=dict,
+        description="Dask worker resources the node needs, e.g. {GPU: 1, MEM: 4e9}: it waits for a worker with them",
+    )
 
     @model_validator(mode="after")
     def _fields_agree(self) -> NodeSpec:
@@ -277,7 +313,7 @@ class NodeSpec(_Spec):
         elif self.matrix is not None and (self.children or (self.command is None and self.function is None)):
             problem = "a matrix needs a command or a function, and no children (give other nodes needs instead)"
         elif self.command is None and self.function is None:
-            for key in ("timeout", "retries", "working_directory", "cache"):
+            for key in ("timeout", "retries", "working_directory", "cache", "runs_on"):
                 if getattr(self, key) is not None:
                     problem = f"{key} needs a command or a function"
                     break
@@ -285,8 +321,9 @@ class NodeSpec(_Spec):
                 if self.env or self.env_file:
                     key = "env" if self.env else "env_file"
                     problem = f"{key} needs a command or a function (set it on the workflow for every node)"
-                elif self.sources or self.outputs:
-                    problem = f"{'sources' if self.sources else 'outputs'} needs a command or a function"
+                else:
+                    key = next((key for key in ("sources", "outputs", "resources") if getattr(self, key)), "")
+                    problem = f"{key} needs a command or a function" if key else None
         if problem is not None:
             raise PydanticCustomError("node_fields", problem)
         return self
@@ -493,7 +530,9 @@ def _message(loc: Loc, error: ErrorDetails, document: Document, *, of_key: bool)
         message = f"keys must be text, got {error['input']!r}; quote it"
     elif kind in _EXPECTED:
         message = f"{field_name}: {_EXPECTED[kind]}, got {_described(error.get('input'))}"
-    elif kind in {"greater_than_equal", "too_short", "string_too_short"}:
+    elif kind == "literal_error":
+        message = f"{field_name}: {error['msg'][0].lower()}{error['msg'][1:]}, got {_described(error.get('input'))}"
+    elif kind in {"greater_than", "greater_than_equal", "too_short", "string_too_short", "finite_number"}:
         message = f"{field_name}: {error['msg'][0].lower()}{error['msg'][1:]}"
     else:  # this module's own errors, and pydantic's that read well as they are
         message = error["msg"]

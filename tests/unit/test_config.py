@@ -251,3 +251,43 @@ def test_configs_with_vars_stay_hashable_and_compare_by_value() -> None:
 def test_run_config_refuses_bad_vars(vars_: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=f"^run.vars: .*{message}"):
         RunConfig(vars=vars_)  # type: ignore[arg-type]
+
+
+def test_dask_settings_come_from_variables() -> None:
+    config = Config.from_env(
+        {"WTFLOW_DASK_SCHEDULER": "tcp://sched:8786", "WTFLOW_DASK_WAIT": "1m30s", "WTFLOW_DASK_LISTEN": "10.0.0.5"}
+    )
+    assert (config.dask.scheduler, config.dask.local, config.dask.wait) == ("tcp://sched:8786", None, 90.0)
+    assert config.dask.listen == "10.0.0.5"
+    assert config.dask.enabled
+
+
+def test_dask_settings_come_from_the_ini_file(tmp_path: Path) -> None:
+    ini = tmp_path / "wtflow.ini"
+    ini.write_text("[dask]\nlocal = 2\nwait = 5s\n")
+    config = Config.from_ini(ini)
+    assert (config.dask.scheduler, config.dask.local, config.dask.wait) == (None, 2, 5.0)
+
+
+def test_no_dask_cluster_by_default() -> None:
+    assert not Config().dask.enabled
+
+
+def test_a_variables_scheduler_replaces_the_ini_files_local_cluster(tmp_path: Path) -> None:
+    ini = tmp_path / "wtflow.ini"
+    ini.write_text("[dask]\nlocal = 2\n")
+    config = Config.from_env({"WTFLOW_DASK_SCHEDULER": "tcp://s:1"}, base=Config.from_ini(ini))
+    assert (config.dask.scheduler, config.dask.local) == ("tcp://s:1", None)
+
+
+def test_a_scheduler_and_a_local_cluster_from_one_source_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"give a scheduler \(tcp://s:1\) or a local cluster \(2 workers\), not both"):
+        Config.from_env({"WTFLOW_DASK_SCHEDULER": "tcp://s:1", "WTFLOW_DASK_LOCAL": "2"})
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"local": 0}, "dask.local"), ({"wait": -1.0}, "dask.wait")])
+def test_bad_dask_settings_name_the_key(kwargs: dict[str, float], message: str) -> None:
+    from wtflow.config import DaskConfig
+
+    with pytest.raises(ConfigError, match=message):
+        DaskConfig(**kwargs)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wtflow.expressions import (
@@ -724,11 +724,13 @@ def test_to_string(given: object, expected: str) -> None:
 
 
 @given(st.integers())
+@settings(deadline=None)  # the first parse builds the parser; a loaded machine is slow
 def test_to_string_of_any_int_is_its_decimal_form(number: int) -> None:
     assert to_string(number) == str(number)
 
 
 @given(st.text())
+@settings(deadline=None)  # the first parse builds the parser; a loaded machine is slow
 def test_any_string_literal_evaluates_to_its_text(text: str) -> None:
     assert parse("'" + text.replace("'", "''") + "'").evaluate({}) == text
 
@@ -752,12 +754,14 @@ def problem_of(action: Callable[[], object]) -> ExpressionError | None:
 
 
 @given(EXPRESSION_TEXT)
+@settings(deadline=None)  # the first parse builds the parser; a loaded machine is slow
 def test_parse_and_evaluate_raise_only_expression_errors_within_the_text(text: str) -> None:
     problem = problem_of(lambda: parse(text).evaluate(contexts(), FAILED))
     assert problem is None or 0 <= problem.offset <= len(text)
 
 
 @given(EXPRESSION_TEXT)
+@settings(deadline=None)  # the first parse builds the parser; a loaded machine is slow
 def test_parse_template_raises_only_expression_errors_within_the_text(text: str) -> None:
     template = "x ${{ " + text + " }}"
     problem = problem_of(lambda: parse_template(template))

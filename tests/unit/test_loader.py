@@ -590,3 +590,36 @@ def test_an_unknown_top_level_key_says_keys_of_your_own_start_with_x() -> None:
 def test_a_bad_container_is_reported_at_its_key() -> None:
     message = error_of("name: w\nroot: {name: a, command: x, container: {image: i, volumes: [nocolon]}}\n")
     assert message == "wf.yml:2:40: container volume 'nocolon' must be HOST:CONTAINER or HOST:CONTAINER:MODE"
+
+
+def test_runs_on_and_resources_reach_the_node() -> None:
+    workflow = load(
+        """
+        name: place
+        nodes:
+          - {name: setup, command: make, runs_on: local}
+          - {name: train, command: python train.py, needs: setup, resources: {GPU: 1, MEM: 4e9}}
+        """
+    )
+    nodes = workflow.nodes  # type: ignore[attr-defined]
+    assert (nodes["setup"].runs_on, nodes["setup"].resources) == ("local", {})
+    assert (nodes["train"].runs_on, nodes["train"].resources) == (None, {"GPU": 1.0, "MEM": 4e9})
+
+
+def test_bad_placement_is_reported_at_its_value() -> None:
+    message = error_of(
+        """
+        name: place
+        nodes:
+          - {name: a, command: x, runs_on: cloud}
+          - {name: b, command: x, resources: {GPU: 0}}
+          - {name: c, command: x, resources: {GPU: lots}}
+          - {name: d, runs_on: dask, children: [{name: e, command: x}]}
+        """
+    )
+    assert message.splitlines() == [
+        "wf.yml:4:36: runs_on: input should be 'local' or 'dask', got string 'cloud'",
+        "wf.yml:5:44: GPU: input should be greater than 0",
+        "wf.yml:6:44: a resource amount must be a number, got 'lots'",
+        "wf.yml:7:5: runs_on needs a command or a function",
+    ]

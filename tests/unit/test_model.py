@@ -162,3 +162,29 @@ def test_a_command_with_a_nul_character_is_refused(cmd: object) -> None:
 def test_an_environment_value_with_a_nul_character_is_refused() -> None:
     with pytest.raises(WorkflowError, match="environment variable A: its value holds a NUL character"):
         Workflow("wf", Node("a"), env={"A": "x\0"})
+
+
+def test_runs_on_must_be_local_or_dask() -> None:
+    with pytest.raises(WorkflowError, match="runs_on must be one of local, dask, got 'gpu-box'"):
+        Node("a", Command("x"), runs_on="gpu-box")
+
+
+@pytest.mark.parametrize("amount", [0, -1, float("inf"), True, "1"])
+def test_resources_must_be_positive_numbers(amount: object) -> None:
+    with pytest.raises(WorkflowError, match="resource GPU must be a number > 0"):
+        Node("a", Command("x"), resources={"GPU": amount})  # type: ignore[dict-item]
+
+
+def test_placement_needs_an_executable() -> None:
+    with pytest.raises(WorkflowError, match="resources needs a command or a function"):
+        Node("group", children=[Node("a", Command("x"))], resources={"GPU": 1})
+
+
+def test_a_matrix_gives_its_placement_to_every_combination() -> None:
+    from wtflow import Matrix
+
+    node = Node("m", Command("x"), matrix=Matrix({"v": [1, 2]}), runs_on="dask", resources={"GPU": 1})
+    workflow = Workflow("wf", Node("root", children=[node]))
+    expansions = workflow.nodes["m"].children
+    assert [(child.runs_on, child.resources) for child in expansions] == [("dask", {"GPU": 1})] * 2
+    assert (workflow.nodes["m"].runs_on, workflow.nodes["m"].resources) == (None, {})

@@ -17,6 +17,7 @@ DOCUMENTED = {
     "Config",
     "ConfigError",
     "Container",
+    "DaskConfig",
     "DatabaseConfig",
     "Engine",
     "FileArtifact",

@@ -15,7 +15,7 @@ import sys
 import click
 
 from wtflow import __version__
-from wtflow.cli import cache, history, run, workflows
+from wtflow.cli import cache, history, report, run, workflows
 from wtflow.cli.options import EXIT_CODES_HELP, App, WtflowGroup
 
 __all__ = ["entry", "main"]
@@ -41,6 +41,7 @@ for command in (run.run, run.action, workflows.list_, workflows.validate, workfl
     main.add_command(command)
 main.add_command(history.runs, "runs")
 main.add_command(cache.cache, "cache")
+main.add_command(report.report, "report")
 
 
 def entry() -> None:

@@ -118,6 +118,7 @@ def runs_show(app: App, run_id: str, workflow_name: str | None) -> None:
     click.echo(f"host      {run_row.host}, pid {run_row.pid}")
     click.echo("")
     taken = [node for node in run_row.nodes if node.status in _TAKEN]
+    on_workers = any(node.worker for node in run_row.nodes)
     rows = [
         [
             node.path,
@@ -128,19 +129,34 @@ def runs_show(app: App, run_id: str, workflow_name: str | None) -> None:
         ]
         for node in run_row.nodes
     ]
+    headers = ["NODE", "STATUS", "EXIT", "DURATION", "ARTIFACTS"]
     if taken:  # the column only for runs where a node took a result instead of running
         for row, node in zip(rows, run_row.nodes, strict=True):
             row.insert(4, "-" if node.status not in _TAKEN or node.saved is None else _seconds(node.saved))
-        _table(["NODE", "STATUS", "EXIT", "DURATION", "SAVED", "ARTIFACTS"], rows)
+        headers.insert(4, "SAVED")
+    if on_workers:  # the column only for runs where a node ran on a cluster's worker
+        for row, node in zip(rows, run_row.nodes, strict=True):
+            row.insert(-1, node.worker or "-")
+        headers.insert(-1, "WORKER")
+    _table(headers, rows)
+    _show_critical_path(app, run_row)
+    if taken:
         _show_saved(taken)
-    else:
-        _table(["NODE", "STATUS", "EXIT", "DURATION", "ARTIFACTS"], rows)
     _show_outputs(run_row.nodes)
     for node in run_row.nodes:
         if node.error:
             click.echo(f"\n{node.name}: {node.error}")
         elif node.failed:
             _show_failure_output(node)
+
+
+def _show_critical_path(app: App, run_row: Any) -> None:
+    from wtflow.report import history_critical_path
+
+    path = history_critical_path(run_row, app.config().storage.artifacts_dir)
+    # Only from what waited for what (the run's report keeps it): guessed by time, it could name a group.
+    if path.steps and not path.by_time:
+        click.echo(f"\ncritical path: {path.describe()}")
 
 
 # Statuses of nodes that did not run but took a result: from the cache, or from an earlier run.

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from wtflow.config import VAR_NAME, VAR_NAME_RULE, Config, DatabaseConfig, RunConfig, StorageConfig, vars_from_env
+from wtflow.config import (
+    VAR_NAME,
+    VAR_NAME_RULE,
+    Config,
+    DaskConfig,
+    DatabaseConfig,
+    RunConfig,
+    StorageConfig,
+    vars_from_env,
+)
 from wtflow.durations import parse_duration
 from wtflow.errors import EXIT_CODES, BackendUnavailable, WorkflowError, WtflowError
 from wtflow.log import LEVELS, LogFormat
@@ -147,6 +156,10 @@ class App:
     log_format: LogFormat = LogFormat.AUTO
     log_format_given: bool = False
     log_level: str = "info"
+    dask_scheduler: str | None = None
+    dask_local: int | None = None
+    dask_wait: float | None = None
+    dask_listen: str | None = None
 
     def config(self) -> Config:
         """Defaults, then the INI file, then flags and environment.
@@ -161,6 +174,15 @@ class App:
             base = Config.from_ini(self.config_file, base=base)
         db_url = base.db.url if self.db_url is None else (self.db_url or None)
         run = base.run
+        dask = base.dask
+        if self.dask_scheduler is not None or self.dask_local is not None:  # a flag's cluster replaces the file's
+            dask = DaskConfig(self.dask_scheduler or None, self.dask_local, dask.wait, dask.listen)
+        dask = DaskConfig(
+            dask.scheduler,
+            dask.local,
+            dask.wait if self.dask_wait is None else self.dask_wait,
+            self.dask_listen or dask.listen,
+        )
         return Config(
             db=DatabaseConfig(db_url, base.db.retry if self.db_retry is None else self.db_retry),
             storage=StorageConfig(
@@ -177,6 +199,7 @@ class App:
                 force=FORCE_ALL in self.force,
                 force_nodes=tuple(name for name in self.force if name != FORCE_ALL),
             ),
+            dask=dask,
         )
 
     def prepare_state_dir(self, config: Config) -> None:
@@ -251,7 +274,7 @@ def state_options(function: F) -> F:
             attribute="config_file",
             envvar="WTFLOW_CONFIG",
             type=click.Path(path_type=Path, dir_okay=False),
-            help="INI file with [database], [storage] and [run] sections.",
+            help="INI file with [database], [storage], [run] and [dask] sections.",
         ),
         app_option(
             "--db-url",
@@ -280,6 +303,47 @@ def state_options(function: F) -> F:
             envvar="WTFLOW_CACHE_DIR",
             type=click.Path(path_type=Path, file_okay=False),
             help="Where results of cached nodes (those with sources) are kept.  [default: .wtflow/cache]",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def dask_options(function: F) -> F:
+    """Options sending nodes to a Dask cluster: --dask-scheduler, --dask-local, --dask-wait, --dask-listen."""
+    options = [
+        app_option(
+            "--dask-scheduler",
+            attribute="dask_scheduler",
+            envvar="WTFLOW_DASK_SCHEDULER",
+            metavar="ADDRESS",
+            help="Run nodes on the workers of the Dask cluster of this scheduler (tcp://HOST:8786), "
+            "except those with runs_on: local.",
+        ),
+        app_option(
+            "--dask-local",
+            attribute="dask_local",
+            envvar="WTFLOW_DASK_LOCAL",
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="Run nodes on a Dask cluster of N worker processes started on this machine, to try it out.",
+        ),
+        app_option(
+            "--dask-wait",
+            attribute="dask_wait",
+            envvar="WTFLOW_DASK_WAIT",
+            type=Duration(),
+            help="How long to wait for the scheduler to answer, and a node for a worker that can run it "
+            "(one with its resources), before failing.  [default: 60s]",
+        ),
+        app_option(
+            "--dask-listen",
+            attribute="dask_listen",
+            envvar="WTFLOW_DASK_LISTEN",
+            metavar="HOST[:PORT]",
+            help="Where the workers connect back to stream nodes' output.  [default: this host's address "
+            "toward the scheduler, any free port]",
         ),
     ]
     for option in reversed(options):

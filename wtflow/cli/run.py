@@ -23,6 +23,7 @@ from wtflow.cli.options import (
     ChoiceOrUnsetFromEnv,
     Duration,
     app_option,
+    dask_options,
     log_options,
     parse_var,
     pass_app,
@@ -39,7 +40,8 @@ if TYPE_CHECKING:  # wtflow.rerun loads when --rerun-failed is given
 
 @click.command(epilog="\b\nExamples:\n  wtflow run\n  wtflow run ci.yml --target unit --output grouped\n"
               "  wtflow run --max-fail 2 --kill-grace 30s --var VERSION=1.2\n"
-              "  wtflow run --dry-run\n  wtflow run ci.yml --rerun-failed\n\n" + EXIT_CODES_HELP)  # fmt: skip
+              "  wtflow run --dry-run\n  wtflow run ci.yml --rerun-failed\n"
+              "  wtflow run --dask-scheduler tcp://scheduler:8786\n\n" + EXIT_CODES_HELP)  # fmt: skip
 @click.argument("path", required=False, type=click.Path(path_type=Path), envvar="WTFLOW_PATH")
 @click.option("-w", "--workflow", envvar="WTFLOW_WORKFLOW", help="Which workflow of the file.  [env: WTFLOW_WORKFLOW]")
 @click.option(
@@ -138,6 +140,24 @@ if TYPE_CHECKING:  # wtflow.rerun loads when --rerun-failed is given
     help="How node output is shown.  [default: prefixed when nodes can run in parallel, else interleaved] "
     "[env: WTFLOW_OUTPUT, ignored unless one of these]",
 )
+@click.option(
+    "--report",
+    "report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="WTFLOW_REPORT",
+    help="Write the run's HTML report here.  [default: <run dir>/report.html] [env: WTFLOW_REPORT]",
+)
+@click.option(
+    "--no-report", is_flag=True, envvar="WTFLOW_NO_REPORT", help="Write no HTML report.  [env: WTFLOW_NO_REPORT]"
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    envvar="WTFLOW_PROGRESS",
+    help="Show the running nodes, counts and a bar at the bottom of the terminal.  "
+    "[default: when stderr is a terminal] [env: WTFLOW_PROGRESS]",
+)
+@dask_options
 @state_options
 @log_options
 @pass_app
@@ -149,6 +169,9 @@ def run(  # noqa: PLR0917 - click passes each option positionally
     dry_run: bool,
     rerun_failed: str | None,
     output: str | None,
+    report: Path | None,
+    no_report: bool,
+    progress: bool | None,
 ) -> None:
     """Run the workflow in PATH (a file, or a directory with wtflow.yml; default: this directory)."""
     from wtflow.db import writer_process
@@ -186,7 +209,7 @@ def run(  # noqa: PLR0917 - click passes each option positionally
         default = "grouped" if os.environ.get("GITHUB_ACTIONS") == "true" else "prefixed" if parallel else "interleaved"
         mode = output or default
         app.prepare_state_dir(config)
-        code = _run(loaded, config, app, mode, rerun)
+        code = _run(loaded, config, app, mode, rerun, report=report, no_report=no_report, progress=progress)
     finally:
         writer_process.discard_prestarted()  # writers the run did not take (no database, or it stopped before opening)
     sys.exit(code)
@@ -237,9 +260,20 @@ def _print_rerun(workflow: Any, chosen: Plan) -> None:
     click.echo(f"  reused: {', '.join(name for name in names if name in chosen.reuse) or 'none'}")
 
 
-def _run(workflow: Any, config: Config, app: App, mode: str, rerun: Plan | None = None) -> int:
+def _run(
+    workflow: Any,
+    config: Config,
+    app: App,
+    mode: str,
+    rerun: Plan | None = None,
+    *,
+    report: Path | None = None,
+    no_report: bool = False,
+    progress: bool | None = None,
+) -> int:
     from wtflow.engine import Engine, secrets_masker
     from wtflow.observers import shown_observers
+    from wtflow.observers.progress import wanted
     from wtflow.orphans import adopting_orphans
 
     masker = secrets_masker(workflow, config)  # one for the run: what nodes announce reaches every observer
@@ -249,7 +283,12 @@ def _run(workflow: Any, config: Config, app: App, mode: str, rerun: Plan | None 
         github=os.environ.get("GITHUB_ACTIONS") == "true",
         masker=masker,
         terminal=app.log_format is LogFormat.CONSOLE,
+        progress=wanted(progress) and not (app.log_format_given and app.log_format is LogFormat.JSON),
     )
+    if not no_report:
+        from wtflow.observers.report import ReportWriter
+
+        observers.append(ReportWriter(path=report.resolve() if report else None, masker=masker))
 
     # Adopt processes that escape their node (setsid, double fork) so the run can stop them.
     with adopting_orphans() as adopting:
@@ -369,6 +408,7 @@ def action(ctx: click.Context) -> None:
         ("cache-dir", "--cache-dir"),
         ("max-parallel", "--max-parallel"),
         ("max-fail", "--max-fail"),
+        ("dask-scheduler", "--dask-scheduler"),
     ):
         if given(name):
             args += [flag, given(name)]

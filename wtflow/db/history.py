@@ -33,6 +33,7 @@ class NodeRecord:
 
     A node that did not run but took a result (``cached``, ``reused``) says where it came from
     (``reused_from``: a cache key, an earlier run's id) and the seconds that saved (``saved``).
+    ``worker`` is the address of the cluster worker its last attempt ran on, if it ran on one.
     """
 
     name: str
@@ -46,6 +47,7 @@ class NodeRecord:
     error: str | None
     reused_from: str | None = None
     saved: float | None = None
+    worker: str | None = None
     artifacts: list[ArtifactInfo] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
 

@@ -35,6 +35,7 @@ NodeFinishedRow = tuple[
     tuple[tuple[str, str], ...],  # outputs: key, value
     str | None,  # reused from: a cache key, an earlier run's id
     float | None,  # seconds saved by not running it
+    str | None,  # the cluster worker it ran on
 ]
 RunClosedRow = tuple[
     Literal["closed"],

@@ -34,6 +34,7 @@ def message(event: Event) -> Message | None:
             tuple(event.outputs.items()),
             event.reused_from,
             event.saved,
+            event.worker,
         )
     if isinstance(event, RunStarted):
         workflow = event.workflow

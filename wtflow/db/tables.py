@@ -93,6 +93,8 @@ node_runs = Table(
     # and the seconds the node took when it actually ran, which this run saved.
     Column("reused_from", Text),
     Column("saved", Float),
+    # The address of the cluster worker (Dask) its last attempt ran on; empty when it ran on the runner's machine.
+    Column("worker", Text),
     ForeignKeyConstraint(["run_id"], ["wtflow_runs.id"], ondelete="CASCADE"),
 )
 """One node's execution within a run (all its attempts)."""

@@ -58,6 +58,7 @@ _NODE_DEFAULTS: dict[str, Any] = {
     "error": None,
     "reused_from": None,
     "saved": None,
+    "worker": None,
 }
 # Executed with a list of rows (executemany); an UPDATE sets the columns the rows' keys name.
 _INSERT_RUN = insert(runs)
@@ -230,9 +231,22 @@ class RowWriter:
                     path=path, status="running", attempts=attempt, started_at=from_micros(started_at)
                 )
             elif message[0] == "finished":
-                _, node, path, status, exit_code, attempt, begun, finished_at, error, stored, outputs, source, saved = (
-                    message
-                )
+                (
+                    _,
+                    node,
+                    path,
+                    status,
+                    exit_code,
+                    attempt,
+                    begun,
+                    finished_at,
+                    error,
+                    stored,
+                    outputs,
+                    source,
+                    saved,
+                    worker,
+                ) = message
                 key = self._node_key(node)
                 change = node_changes.setdefault(key, {})
                 change.update(
@@ -244,6 +258,7 @@ class RowWriter:
                     error=error,
                     reused_from=source,
                     saved=saved,
+                    worker=worker,
                 )
                 if begun is not None:
                     change["started_at"] = from_micros(begun)

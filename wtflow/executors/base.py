@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -15,7 +15,9 @@ class Job:
     """One attempt at one node's executable, with everything needed to run it.
 
     ``env`` is the full environment of a local process; ``declared_env`` only what the workflow
-    declares plus the ``WTFLOW_*`` variables (what a container gets).
+    declares plus the ``WTFLOW_*`` variables (what a container gets). ``runs_on`` is where the
+    node asked to run (``local``, ``dask``; ``None``: wherever the run sends nodes by default) and
+    ``resources`` what a worker of a cluster must have to run it (``{"GPU": 1}``).
     """
 
     run_id: str
@@ -27,15 +29,21 @@ class Job:
     kill_grace: float
     declared_env: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None  # seconds the attempt may take, if limited
+    runs_on: str | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended: an exit code, a timeout, or an error that kept it from running."""
+    """How an attempt ended: an exit code, a timeout, or an error that kept it from running.
+
+    ``worker`` names the cluster worker the attempt ran on (its address); ``None`` on this machine.
+    """
 
     exit_code: int | None
     timed_out: bool = False
     error: str | None = None
+    worker: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -76,9 +84,12 @@ class Executor(Protocol):
     async def aclose(self) -> None:
         """Release what the executor holds for the run, after the last job; calling it again does nothing."""
 
+    def helper_pids(self) -> Collection[int]:
+        """Processes this executor started that outlive :meth:`aclose` and end with this process: not orphans."""
+
 
 class BaseExecutor:
-    """No-op ``preflight`` and ``aclose``: subclass it and write ``execute``."""
+    """No-op ``preflight``, ``aclose`` and ``helper_pids``: subclass it and write ``execute``."""
 
     async def preflight(self, workflow: Workflow, max_parallel: int) -> None:
         """Nothing to check."""
@@ -89,3 +100,7 @@ class BaseExecutor:
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+    def helper_pids(self) -> Collection[int]:
+        """No helper processes."""
+        return ()

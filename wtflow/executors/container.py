@@ -73,7 +73,10 @@ class ContainerExecutor(BaseExecutor):
 
     async def preflight(self, workflow: Workflow, max_parallel: int) -> None:
         """Before any node runs: the engine answers and ``pull: never`` images exist (else exit 3)."""
-        wanted = containers_of(workflow)
+        await self.check(containers_of(workflow))
+
+    async def check(self, wanted: list[Container]) -> None:
+        """The engine answers and the ``pull: never`` images of ``wanted`` exist (else exit 3); none: no check."""
         if wanted:
             await asyncio.to_thread(self._check, wanted)
 

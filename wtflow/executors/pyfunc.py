@@ -25,6 +25,7 @@ import json
 import os
 import pickle
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from wtflow.artifacts import FILE_NAMES
@@ -41,7 +42,17 @@ CHILD = str(Path(__file__).with_name("pychild.py"))
 IMPORT_LIMIT = 60.0
 
 
-def _main_header(func_module: str | None) -> dict[str, str]:
+async def pickled_call(function: PyFunc, sink: OutputSink) -> bytes | Outcome:
+    """``(func, args, kwargs)`` of ``function`` pickled for its process; the node's failed outcome if they cannot be."""
+    try:
+        return pickle.dumps((function.func, function.args, function.kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # noqa: BLE001 - any pickling failure is the node's failure
+        message = f"cannot send the arguments of {function.name} to its process: {exc}"
+        await sink.write(STDERR, f"wtflow: {message}\n".encode())
+        return Outcome(exit_code=None, error=message)
+
+
+def main_header(func_module: str | None) -> dict[str, str]:
     """How the child finds functions of the parent's ``__main__``, as multiprocessing spawn does."""
     if func_module != "__main__":
         return {}
@@ -115,11 +126,20 @@ class PyFuncExecutor(BaseExecutor):
     which costs far less than starting an interpreter; else it is a fresh
     ``python -u pychild.py`` that reads the job on stdin. ``import_limit`` bounds the time a node
     with a timeout may take before its function is called (see the module's docstring).
+    ``sys_path`` is where the processes find the functions' modules: this process's ``sys.path``
+    unless given (a cluster's worker gives the runner's).
     """
 
-    def __init__(self, *, fork_server: bool = hasattr(os, "fork"), import_limit: float = IMPORT_LIMIT) -> None:
+    def __init__(
+        self,
+        *,
+        fork_server: bool = hasattr(os, "fork"),
+        import_limit: float = IMPORT_LIMIT,
+        sys_path: Sequence[str] | None = None,
+    ) -> None:
         self._use_fork_server = fork_server
         self._import_limit = import_limit
+        self._sys_path = list(sys_path) if sys_path is not None else None
         self._server: ForkServer | None = None
         self._server_main: dict[str, str] = {}
         self._retired: list[ForkServer] = []
@@ -133,15 +153,22 @@ class PyFuncExecutor(BaseExecutor):
         """Run the function of ``job`` in its own process."""
         function = job.executable
         assert isinstance(function, PyFunc)
-        try:
-            body = pickle.dumps((function.func, function.args, function.kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure is the node's failure
-            message = f"cannot send the arguments of {function.name} to its process: {exc}"
-            await sink.write(STDERR, f"wtflow: {message}\n".encode())
-            return Outcome(exit_code=None, error=message)
+        call = await pickled_call(function, sink)
+        if isinstance(call, Outcome):
+            return call
+        return await self.run_call(job, sink, call, main_header(getattr(function.func, "__module__", None)))
+
+    def _path(self) -> list[str]:
+        return sys.path if self._sys_path is None else self._sys_path
+
+    async def run_call(self, job: Job, sink: OutputSink, body: bytes, main: dict[str, str]) -> Outcome:
+        """Run a function call pickled by :func:`pickled_call` for ``job``; ``main`` as :func:`main_header` gave it.
+
+        The function's process unpickles ``body``: the process that calls this need not import
+        the function's module (a cluster's worker does not).
+        """
         result_path = str(job.node_dir / FILE_NAMES[RESULT])
         await sink.ready()  # the function writes its result into the node's directory
-        main = _main_header(getattr(function.func, "__module__", None))
         # The clock of a node without a timeout does not matter: its child is not asked to tell.
         try:
             call = None if job.timeout is None else _Call(max(job.timeout, self._import_limit))
@@ -155,7 +182,7 @@ class PyFuncExecutor(BaseExecutor):
                 )
                 if outcome is not None:
                     return outcome
-            header: dict[str, object] = {"sys_path": sys.path, "result_path": result_path, **main}
+            header: dict[str, object] = {"sys_path": self._path(), "result_path": result_path, **main}
             if call is not None:
                 header["begun_fd"] = call.write_end
             stdin = json.dumps(header).encode() + b"\n" + body
@@ -216,7 +243,7 @@ class PyFuncExecutor(BaseExecutor):
             if self._server is None:
                 server = ForkServer()
                 try:
-                    await server.start({"sys_path": sys.path, **main})
+                    await server.start({"sys_path": self._path(), **main})
                 except OSError:
                     self._use_fork_server = False
                     await server.aclose()

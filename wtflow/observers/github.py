@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wtflow.artifacts import last_lines
+from wtflow.critical import of_run
 from wtflow.events import BaseObserver, Event, NodeFinished, RunFinished, RunStarted
 from wtflow.graph import mermaid
 from wtflow.masking import Masker
@@ -114,8 +115,16 @@ class GitHubObserver(BaseObserver):
         parts = [
             f"## {_ICONS.get(str(result.status), '')} wtflow: {self.masker.text(result.workflow)} {result.status}\n\n",
             f"Run `{result.run_id}`, exit code {result.exit_code}, {duration:.1f} s.\n\n",
-            "| node | status | duration | exit code |\n|---|---|---:|---:|\n",
         ]
+        critical = of_run(
+            {name: (event.started_at, event.finished_at) for name, event in self.finished.items()},
+            result.started_at,
+            result.finished_at,
+            workflow=self.workflow,
+        )
+        if critical.steps:
+            parts.append(f"Critical path: {self.masker.text(critical.describe())}\n\n")
+        parts.append("| node | status | duration | exit code |\n|---|---|---:|---:|\n")
         for name in self.workflow.nodes:
             event = self.finished.get(name)
             if event is None:

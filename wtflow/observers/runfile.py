@@ -54,6 +54,8 @@ class RunFileWriter(BaseObserver):
                 # A cached or reused node: the cache key or earlier run its result came from, and the seconds saved.
                 "reused_from": event.reused_from,
                 "saved": event.saved,
+                # The cluster worker its last attempt ran on (None: this machine).
+                "worker": event.worker,
             }
         elif isinstance(event, RunFinished):
             self.data.update(

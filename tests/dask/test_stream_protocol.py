@@ -1,0 +1,125 @@
+"""The runner's and the worker's halves of a node attempt, joined by their TCP stream, with Dask left out.
+
+A stand-in client runs each submitted task in this process (on the worker's node host, as a
+worker would), so these tests see what Dask cannot show on one machine: a worker that does not
+see the run's directory, and output far larger than either side may hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dask import funcs
+from wtflow import Command, Config, Engine, Node, PyFunc, StorageConfig, Workflow
+from wtflow.config import DaskConfig
+from wtflow.executors import dask_task
+from wtflow.executors.dask_executor import DaskExecutor
+from wtflow.executors.dask_wire import Assignment
+from wtflow.executors.dispatch import PlacingExecutor
+
+WORKER = "tcp://stand-in-worker:1"
+
+
+class _Future:
+    """What the executor uses of a Dask future: awaiting its end, and releasing it."""
+
+    def __init__(self, thread: threading.Thread, failure: list[BaseException]) -> None:
+        self._thread = thread
+        self._failure = failure
+
+    def __await__(self) -> Any:
+        return self._wait().__await__()
+
+    async def _wait(self) -> str:
+        await asyncio.to_thread(self._thread.join)
+        if self._failure:
+            raise self._failure[0]
+        return WORKER
+
+    def release(self) -> None:
+        pass
+
+
+class _Client:
+    """Runs each submitted attempt the way a worker's task does: on the node host, from a thread of its own."""
+
+    def map(self, function: Callable[..., Any], assignments: list[Assignment], **_: Any) -> list[_Future]:
+        return [self.submit(function, assignment) for assignment in assignments]
+
+    def submit(self, function: Callable[..., Any], assignment: Assignment) -> _Future:
+        failure: list[BaseException] = []
+
+        def task() -> None:
+            try:
+                dask_task._node_host().run(dask_task._serve(assignment, WORKER))
+            except BaseException as exc:  # handed to the awaiting side
+                failure.append(exc)
+
+        thread = threading.Thread(target=task, daemon=True)
+        thread.start()
+        return _Future(thread, failure)
+
+
+class _StandInCluster(DaskExecutor):
+    async def preflight(self, workflow: Workflow, max_parallel: int) -> None:
+        self._client = _Client()
+        self._server = await asyncio.start_server(self._accepted, "127.0.0.1", 0)
+        self._runner = ("127.0.0.1", self._server.sockets[0].getsockname()[1])
+
+    async def aclose(self) -> None:
+        self._client = None
+        await super().aclose()
+
+
+def _run(tmp_path: Path, root: Node) -> Engine:
+    config = Config(storage=StorageConfig(tmp_path / "artifacts"), dask=DaskConfig(scheduler="tcp://unused:1"))
+    executor = PlacingExecutor(cluster=_StandInCluster(config.dask))
+    engine = Engine(Workflow("protocol", root), config, observers=[], executor=executor)
+    engine.run()
+    return engine
+
+
+def test_outputs_summary_and_result_travel_back_when_the_worker_cannot_see_the_run_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dask_task, "PROBE", "no-such-file")  # as on a worker without the run's directory
+    command = Node(
+        "writes",
+        Command("echo key=value >> $WTFLOW_OUTPUT; echo '# done' > $WTFLOW_STEP_SUMMARY; echo $WTFLOW_OUTPUT"),
+    )
+    function = Node("returns", PyFunc(funcs.shout, args=(command.stdout_artifact,)), needs=["writes"])
+    engine = _run(tmp_path, Node("root", children=[command, function]))
+    assert engine.result is not None
+    assert engine.result.status == "succeeded"
+    run_dir = engine.result.run_dir
+    written_at = Path((run_dir / "writes" / "stdout.log").read_text().strip())
+    assert not written_at.is_relative_to(run_dir)  # the node wrote into a directory of the worker's own
+    assert not written_at.parent.exists()  # removed once shipped
+    assert (run_dir / "writes" / "outputs").read_text() == "key=value\n"
+    assert (run_dir / "writes" / "summary.md").read_text() == "# done\n"
+    assert json.loads((run_dir / "returns" / "result.json").read_text()) == {"shouted": str(written_at).upper()}
+    assert engine.scheduler is not None
+    assert engine.scheduler.states["writes"].outputs == {"key": "value"}
+    assert engine.scheduler.states["returns"].outputs == {"shouted": str(written_at).upper()}
+    assert engine.result["writes"].worker == WORKER
+
+
+@pytest.mark.slow
+def test_a_node_printing_far_more_than_memory_holds_streams_through(tmp_path: Path) -> None:
+    """256 MiB through the stream: neither side holds it (both are this process here: its peak stays low)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    node = Node("loud", Command("head -c 268435456 /dev/zero | tr '\\0' 'x' | fold -w 1023"))
+    engine = _run(tmp_path, node)
+    assert engine.result is not None
+    assert engine.result.status == "succeeded"
+    assert (engine.result.run_dir / "loud" / "stdout.log").stat().st_size == 268435456 + 268435456 // 1023
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 64 * 1024, f"the peak grew by {grown_kib} KiB"

@@ -1,0 +1,261 @@
+"""What runs on a Dask worker for a node attempt: the task :func:`run_node`.
+
+A worker process keeps one event loop of its own for nodes, in a thread (its *node host*),
+started by the first node it runs. There each node runs with the executors that run nodes on the
+runner's machine (:mod:`wtflow.executors.shell`, :mod:`~wtflow.executors.pyfunc`,
+:mod:`~wtflow.executors.container`): its own process group, its environment and working
+directory, its timeout, SIGTERM then SIGKILL after the grace period when it is stopped, and the
+same exit codes. The Dask task only waits, in the worker's thread, for the attempt to end: the
+thread is the worker's slot for the node, and Dask cannot stop it, so stopping goes through the
+runner's connection instead (see :mod:`wtflow.executors.dask_wire`).
+
+The node writes its outputs, summary and a function's result where the runner reads them, when the
+worker sees the run's directory (a shared file system). When it does not, the node writes them
+into a directory of the worker's own and they travel back with the attempt's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from wtflow.errors import WtflowError
+from wtflow.executors.base import Executor, Job, Outcome
+from wtflow.executors.dask_wire import (
+    DONE,
+    FILE,
+    GO,
+    HELLO,
+    KILL,
+    SHIPPED_FILES,
+    STOP,
+    STREAM_FRAMES,
+    Assignment,
+    file_payload,
+    keep_alive,
+    receive,
+    send,
+)
+from wtflow.model import STDERR, Command, PyFunc
+
+# Seconds a worker tries to reach the runner before the attempt fails.
+CONNECT_TIMEOUT = 30.0
+# A shipped file travels in pieces of this many bytes.
+PIECE = 1 << 18
+# The first file the runner makes in a node's directory: seeing it, the worker sees that directory.
+PROBE = "stdout.log"
+
+
+def stand_in() -> None:
+    """The function a job's executable holds while the real call travels pickled (see ``Assignment.call``)."""
+    raise RuntimeError("a function node's call travels pickled beside its job")
+
+
+def run_node(assignment: Assignment) -> str:
+    """The Dask task of one node attempt: run it on this worker, streaming to the runner; the worker's address.
+
+    ``ConnectionError`` if the runner cannot be reached. The attempt's outcome itself goes to the
+    runner over the connection.
+    """
+    from distributed import get_worker
+
+    worker: str = get_worker().address
+    _node_host().run(_serve(assignment, worker))
+    return worker
+
+
+class _NodeHost:
+    """A worker process's event loop for nodes, in a daemon thread, with the executors it keeps."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.executors: dict[object, Executor] = {}
+        threading.Thread(target=self.loop.run_forever, name="wtflow-nodes", daemon=True).start()
+
+    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` on the host's loop; return when it has ended."""
+        future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        future.result()
+
+
+_host: _NodeHost | None = None
+_host_lock = threading.Lock()
+
+
+def _node_host() -> _NodeHost:
+    global _host  # noqa: PLW0603 - one per worker process, started by its first node
+    with _host_lock:
+        if _host is None:
+            _host = _NodeHost()
+        return _host
+
+
+def _executor(assignment: Assignment) -> Executor:
+    """The executor for the assignment's kind, made on first use and kept for the worker's later nodes.
+
+    Functions get one per ``sys.path`` of the runners that sent them: its processes (and its fork
+    server) find the functions' modules on the runner's ``sys.path``.
+    """
+    executors = _node_host().executors
+    executable = assignment.job.executable
+    key: object
+    if isinstance(executable, Command):
+        key = "containers" if executable.container is not None else "commands"
+    else:
+        key = assignment.sys_path
+    found = executors.get(key)
+    if found is None:
+        if key == "commands":
+            from wtflow.executors.shell import CommandExecutor
+
+            found = CommandExecutor()
+        elif key == "containers":
+            from wtflow.executors.container import ContainerExecutor
+
+            found = ContainerExecutor()
+        else:
+            from wtflow.executors.pyfunc import PyFuncExecutor
+
+            path = [*assignment.sys_path, *(entry for entry in sys.path if entry not in assignment.sys_path)]
+            found = PyFuncExecutor(sys_path=path)
+        executors[key] = found
+    return found
+
+
+class _Sink:
+    """The node's output, sent to the runner chunk by chunk; a send waits while the runner is behind."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    async def write(self, stream: str, data: bytes) -> None:
+        """Send ``data`` of ``stream``; ``ConnectionError`` (an ``OSError``) once the runner is gone."""
+        await send(self._writer, STREAM_FRAMES[stream], data)
+
+    async def ready(self) -> None:
+        """The node's directory exists: the runner made it before it sent the job (or it is the worker's own)."""
+
+
+async def _serve(assignment: Assignment, worker: str) -> None:
+    host, port = assignment.runner
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            reader, writer = await asyncio.open_connection(host, port)
+    except OSError as exc:  # TimeoutError included
+        raise ConnectionError(
+            f"worker {worker} cannot connect to the runner at {host}:{port} to run node "
+            f"{assignment.job.node!r}: {exc or 'timed out'}; the workers must reach the runner's address "
+            "(choose it with --dask-listen)"
+        ) from None
+    try:
+        keep_alive(writer)  # a runner lost without a word stops the node too
+        await send(writer, HELLO, json.dumps({"token": assignment.token, "worker": worker}).encode())
+        try:
+            kind, _ = await receive(reader)
+        except (EOFError, OSError):
+            return  # the runner no longer wants this attempt (stopped, or given up on)
+        if kind == GO:
+            await _attempt(assignment, worker, reader, writer)
+    except OSError:  # the runner went away: the attempt was stopped, nobody is left to tell
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def _attempt(
+    assignment: Assignment, worker: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Run the attempt while the runner's connection may stop it; then send the files it needs and how it ended."""
+    job, private = _visible(assignment.job)
+    running = asyncio.create_task(_execute(assignment, job, worker, _Sink(writer)))
+    control = asyncio.create_task(_control(reader, running))
+    try:
+        try:
+            outcome = await running
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            outcome = Outcome(exit_code=None, error="stopped")  # by the runner, which is cancelled itself
+        except WtflowError as exc:  # the docker engine of the worker is unavailable, say
+            outcome = Outcome(exit_code=None, error=f"on worker {worker}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a failure of wtflow on the worker fails the node, and says why
+            outcome = Outcome(exit_code=None, error=f"wtflow failed on worker {worker}: {exc!r}")
+        if private is not None:
+            await _ship(private, writer)
+        done = {"exit_code": outcome.exit_code, "timed_out": outcome.timed_out, "error": outcome.error}
+        await send(writer, DONE, json.dumps(done).encode())
+    finally:
+        control.cancel()
+        await asyncio.gather(control, return_exceptions=True)
+        if private is not None:
+            await asyncio.to_thread(shutil.rmtree, private, True)
+
+
+async def _execute(assignment: Assignment, job: Job, worker: str, sink: _Sink) -> Outcome:
+    if job.cwd is not None and not job.cwd.is_dir():
+        message = (
+            f"the working directory {job.cwd} does not exist on worker {worker}: "
+            "the workers must see the workflow's files at the same paths as the runner"
+        )
+        await sink.write(STDERR, f"wtflow: {message}\n".encode())
+        return Outcome(exit_code=None, error=message)
+    executor = _executor(assignment)
+    if isinstance(job.executable, PyFunc):
+        from wtflow.executors.pyfunc import PyFuncExecutor
+
+        assert isinstance(executor, PyFuncExecutor)
+        assert assignment.call is not None
+        return await executor.run_call(job, sink, assignment.call, dict(assignment.main))
+    return await executor.execute(job, sink)
+
+
+async def _control(reader: asyncio.StreamReader, running: asyncio.Task[Outcome]) -> None:
+    """Stop the attempt as the runner says: the first ``STOP`` gives the grace period, a ``KILL`` cuts it short.
+
+    The runner's connection closing (the runner died) stops the attempt too, with its grace.
+    """
+    while True:
+        try:
+            kind, _ = await receive(reader)
+        except (EOFError, OSError):
+            running.cancel()
+            return
+        if kind in {STOP, KILL}:
+            running.cancel()  # a second cancellation kills the process group at once (see supervise.py)
+
+
+def _visible(job: Job) -> tuple[Job, Path | None]:
+    """``job`` itself if this worker sees the node's directory; else the job moved into a directory of its own."""
+    if (job.node_dir / PROBE).exists():
+        return job, None
+    private = Path(tempfile.mkdtemp(prefix="wtflow-node-"))
+    moved = {"WTFLOW_OUTPUT": str(private / "outputs"), "WTFLOW_STEP_SUMMARY": str(private / "summary.md")}
+    job = dataclasses.replace(
+        job, node_dir=private, env={**job.env, **moved}, declared_env={**job.declared_env, **moved}
+    )
+    return job, private
+
+
+async def _ship(directory: Path, writer: asyncio.StreamWriter) -> None:
+    """Send what the node wrote into ``directory`` that the runner reads: outputs, summary, a function's result."""
+    for name in sorted(SHIPPED_FILES):
+        try:
+            handle = (directory / name).open("rb")
+        except OSError:
+            continue
+        with handle:
+            while piece := handle.read(PIECE):
+                await send(writer, FILE, file_payload(name, piece))

@@ -1,0 +1,111 @@
+"""What the runner and a Dask worker say to each other about one node attempt.
+
+The runner sends the attempt as a Dask task (an :class:`Assignment`). The task connects back to
+the runner over TCP, and the node's output streams over that connection while it runs, in
+frames: one byte saying what the frame is, four bytes of length, the bytes themselves. TCP's
+flow control is the backpressure: a runner that writes output more slowly than the node makes
+it stops reading, the worker's writes wait, the worker stops reading the node's pipes, and the
+node waits on its next write. Neither side holds more than a few chunks of a node's output.
+
+Worker to runner: ``HELLO`` (the attempt's token and the worker's address), output chunks
+(``STDOUT``, ``STDERR``), files the node wrote that the runner cannot see (``FILE``), and
+``DONE`` with how the attempt ended. Runner to worker: ``GO`` (start the node's process),
+``STOP`` (stop it: SIGTERM to its process group, SIGKILL after the grace period) and ``KILL``
+(SIGKILL now). A connection that closes means the other side is gone: the worker stops the
+node, the runner fails the attempt naming the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from wtflow.executors.base import Job
+
+HELLO = 0
+STDOUT = 1
+STDERR = 2
+FILE = 3
+DONE = 4
+GO = 5
+STOP = 6
+KILL = 7
+STREAMS = {STDOUT: "stdout", STDERR: "stderr"}
+STREAM_FRAMES = {name: kind for kind, name in STREAMS.items()}
+# What a node writes into its directory itself, and the runner reads afterwards: its outputs, its
+# summary and a function's result. Shipped back only when the worker cannot see the run's directory.
+SHIPPED_FILES = frozenset({"outputs", "summary.md", "result.json"})
+_HEADER = struct.Struct("!BI")
+# A peer that vanished without closing the connection (a machine lost, a network cut) is known
+# gone after this many seconds of silence plus a few unanswered probes (TCP keepalive).
+KEEPALIVE_IDLE = 30
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_PROBES = 3
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One node attempt for a worker: the job, where to stream it, and a function's call already pickled.
+
+    ``call`` is ``(func, args, kwargs)`` pickled in the runner (the job's executable then holds a
+    stand-in function): the worker passes it to the node's process unread, so the worker itself
+    never imports the node's modules. ``main`` and ``sys_path`` are how that process finds them:
+    the runner's main script and ``sys.path``.
+    """
+
+    token: str
+    runner: tuple[str, int]
+    job: Job
+    call: bytes | None = None
+    main: Mapping[str, str] = field(default_factory=dict)
+    sys_path: tuple[str, ...] = ()
+
+
+def keep_alive(writer: asyncio.StreamWriter) -> None:
+    """Probe the connection while it is silent, so that a peer gone without a word is noticed (Linux)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # options this system does not have
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+        # And one that stops acknowledging what is sent to it, after as long.
+        timeout = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout * 1000)
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    """A frame's bytes, header included."""
+    return _HEADER.pack(kind, len(payload)) + payload
+
+
+async def send(writer: asyncio.StreamWriter, kind: int, payload: bytes = b"") -> None:
+    """Send one frame; wait while the other side is behind (``ConnectionError`` once it is gone)."""
+    writer.write(_HEADER.pack(kind, len(payload)))
+    if payload:
+        writer.write(payload)
+    await writer.drain()
+
+
+async def receive(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The next frame; ``asyncio.IncompleteReadError`` (an ``EOFError``) when the connection has closed."""
+    kind, length = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+    return kind, (await reader.readexactly(length) if length else b"")
+
+
+def file_payload(name: str, data: bytes) -> bytes:
+    """A ``FILE`` frame's payload: the file's name, then a piece of its content (the pieces in order)."""
+    encoded = name.encode()
+    return bytes([len(encoded)]) + encoded + data
+
+
+def split_file_payload(payload: bytes) -> tuple[str, bytes]:
+    """The name and the piece of content of a ``FILE`` frame."""
+    length = payload[0]
+    return payload[1 : 1 + length].decode(), payload[1 + length :]
