@@ -11,11 +11,10 @@ name). Either way the node ends ``cached`` or ``reused`` without a process.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ class Earlier:
     outputs: Mapping[str, str] = field(default_factory=dict)
     saved: float | None = None  # seconds the node took when it ran
     files: Path | None = None  # the earlier run's declared file artifacts (its node directory's files/)
-    restore: Callable[[Path], list[str]] | None = None  # puts the node's output files back in its directory
     replay: bool = True  # show its output again on the console
     # The streams' bytes when they are small, read with everything else a hit does in one thread
     # call: the file of a stream left None here is streamed instead.
@@ -153,37 +151,22 @@ class NodeCache:
         copied to ``result`` (this run's file), and its small streams read into ``data``.
         """
         key = self.key(job, node, upstream, base=base, read=read)
-        earlier = self.lookup(node.name, key, job.cwd or Path.cwd())
-        if earlier is None:
+        if self.force or node.name in self.force_nodes:
             return key, None
-        assert earlier.restore is not None
-        earlier.restore(job.cwd or Path.cwd())
-        if earlier.result is not None and result is not None:
-            result.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(earlier.result, result)
-        data = {
-            stream: path.read_bytes()
-            for stream, path in (("stdout", earlier.stdout), ("stderr", earlier.stderr))
-            if path is not None and path.stat().st_size <= SMALL
-        }
-        return key, dataclasses.replace(earlier, restore=None, result=None, data=data)
-
-    def lookup(self, node: str, key: str, cwd: Path) -> Earlier | None:
-        """The entry of ``key`` as an :class:`Earlier`; ``None`` on a miss or when ``node`` is forced to run."""
-        if self.force or node in self.force_nodes:
-            return None
         entry = self.store.get(key)
         if entry is None:
-            return None
-        return Earlier(
-            NodeStatus.CACHED,
-            key,
-            entry.stdout,
-            entry.stderr,
-            entry.result,
-            dict(entry.outputs),
-            entry.duration,
-            restore=lambda directory: self.store.restore(entry, directory),
+            return key, None
+        self.store.restore(entry, job.cwd or Path.cwd())
+        if entry.result is not None and result is not None:
+            result.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(entry.result, result)
+        data = {
+            stream: path.read_bytes()
+            for stream, path in (("stdout", entry.stdout), ("stderr", entry.stderr))
+            if path.stat().st_size <= SMALL
+        }
+        return key, Earlier(
+            NodeStatus.CACHED, key, entry.stdout, entry.stderr, None, dict(entry.outputs), entry.duration, data=data
         )
 
     def fill(

@@ -542,8 +542,8 @@ class Scheduler:
                             await sink.write(stream, chunk)
         finally:
             await sink.aclose()
-        if earlier.result is not None or earlier.files is not None or earlier.restore is not None:
-            await asyncio.to_thread(self._copy_earlier, node, job, earlier)
+        if earlier.result is not None or earlier.files is not None:
+            await asyncio.to_thread(self._copy_earlier, node, earlier)
         if earlier.files is None:  # files restored into the working directory: kept as on a run
             warnings = await self.store.collect(node, job.cwd)
             self.warnings += [self._masker.text(f"node {node.name!r}: {warning}") for warning in warnings]
@@ -551,13 +551,11 @@ class Scheduler:
         state.earlier = earlier
         return Outcome(exit_code=0)
 
-    def _copy_earlier(self, node: Node, job: Job, earlier: Earlier) -> None:
+    def _copy_earlier(self, node: Node, earlier: Earlier) -> None:
         if earlier.result is not None:
             shutil.copyfile(earlier.result, self.store.path(node.name, RESULT))
         if earlier.files is not None and earlier.files.is_dir():
             shutil.copytree(earlier.files, self.store.node_dir(node.name) / "files", dirs_exist_ok=True)
-        if earlier.restore is not None:
-            earlier.restore(job.cwd or Path.cwd())
 
     async def _fill(self, state: NodeState, job: Job) -> list[str]:
         """Keep the node's result under its key; why it could not be kept, as warnings."""
