@@ -177,8 +177,15 @@ class ArtifactStore(Protocol):
         """Where ``node``'s artifact ``artifact`` is kept."""
         ...
 
-    def output(self, node: str, attempt: int, forward: Forward) -> OutputWriter:
-        """The sink of ``node``'s attempt ``attempt``; an earlier attempt's output is kept beside it."""
+    def output(self, node: str, attempt: int, forward: Forward, files: list[BinaryIO] | None = None) -> OutputWriter:
+        """The sink of ``node``'s attempt ``attempt``; an earlier attempt's output is kept beside it.
+
+        ``files`` are the first attempt's files made ahead by :meth:`open_output` (else they are made here).
+        """
+        ...
+
+    def open_output(self, node: str) -> list[BinaryIO]:
+        """Make the node's first attempt's output files now (blocking: from a thread already at work for it)."""
         ...
 
     async def collect(self, node: Node, cwd: Path | None) -> list[str]:
@@ -229,19 +236,22 @@ class FileStore:
         """The file (or, for declared files, the directory) of ``node``'s ``artifact``."""
         return self.layout.path(node, artifact)
 
-    def output(self, node: str, attempt: int, forward: Forward) -> OutputWriter:
+    def output(self, node: str, attempt: int, forward: Forward, files: list[BinaryIO] | None = None) -> OutputWriter:
         """Open the attempt's files on the loop's next turn: once the node's process has started.
 
         The pipes hold the process's first output meanwhile. Creating a file is cheaper than
         handing it to a thread. A file that cannot be made fails the node after it ran.
         """
+        loop = asyncio.get_running_loop()
+        opening: asyncio.Future[list[BinaryIO]] = loop.create_future()
+        if files is not None:
+            opening.set_result(files)
+            return OutputWriter(opening, forward, masker=self._masker, mask_files=self.mask_files)
         paths = (self.path(node, STDOUT), self.path(node, STDERR))
         if attempt > 1:
             _keep_attempt(paths, attempt - 1)
         else:  # before the process starts: it may write into it ($WTFLOW_STEP_SUMMARY)
             self.node_dir(node).mkdir(parents=True, exist_ok=True)
-        loop = asyncio.get_running_loop()
-        opening: asyncio.Future[list[BinaryIO]] = loop.create_future()
 
         def open_now() -> None:
             try:
@@ -253,6 +263,11 @@ class FileStore:
 
         loop.call_soon(open_now)
         return OutputWriter(opening, forward, masker=self._masker, mask_files=self.mask_files)
+
+    def open_output(self, node: str) -> list[BinaryIO]:
+        """Make the node's directory and its first attempt's output files now (blocking)."""
+        self.node_dir(node).mkdir(parents=True, exist_ok=True)
+        return _open_files((self.path(node, STDOUT), self.path(node, STDERR)))
 
     async def collect(self, node: Node, cwd: Path | None) -> list[str]:
         """Copy the node's declared file artifacts into its ``files/`` directory; what was skipped, and why.
@@ -453,16 +468,19 @@ class MemoryStore:
         """A made-up path."""
         return self.node_dir(node) / FILE_NAMES.get(artifact, artifact)
 
-    def output(self, node: str, attempt: int, forward: Forward) -> OutputWriter:
+    def output(self, node: str, attempt: int, forward: Forward, files: list[BinaryIO] | None = None) -> OutputWriter:
         """Memory files for the attempt, the earlier attempt's kept under its number."""
         if attempt > 1:
             for stream in (STDOUT, STDERR):
                 if (node, stream) in self._files:
                     self._files[(node, f"{stream}.attempt-{attempt - 1}")] = self._files.pop((node, stream))
-        files = [self._files.setdefault((node, stream), _Kept()) for stream in (STDOUT, STDERR)]
         opening: asyncio.Future[list[BinaryIO]] = asyncio.get_running_loop().create_future()
-        opening.set_result(files)  # type: ignore[arg-type]  # BytesIO is a binary file
+        opening.set_result(files if files is not None else self.open_output(node))
         return OutputWriter(opening, forward, masker=self._masker, mask_files=self.mask_files)
+
+    def open_output(self, node: str) -> list[BinaryIO]:
+        """The node's memory files."""
+        return [self._files.setdefault((node, stream), _Kept()) for stream in (STDOUT, STDERR)]
 
     async def collect(self, node: Node, cwd: Path | None) -> list[str]:
         """Note that the node's files would have been collected."""

@@ -37,7 +37,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,7 +52,7 @@ _CHUNK = 1 << 20  # files are read, hashed and copied this much at a time, never
 # Part of every key: a change in how keys are encoded (or in what an entry means) changes them all.
 _KEY_FORMAT = "wtflow-cache-key/1"
 _MANIFEST_FORMAT = 1
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2
 MANIFEST = "manifest.json"
 STDOUT, STDERR, RESULT = "stdout.log", "stderr.log", "result.json"  # as the artifact store names them
 STALE_TEMP = 3600.0  # seconds after which a directory in tmp/ is a leftover: no put takes that long
@@ -103,6 +103,7 @@ def expand_sources(cwd: Path, patterns: Sequence[str]) -> list[str]:
     empty or absolute pattern or one with a ``..`` part.
     """
     found: set[str] = set()
+    root = os.fspath(cwd)
     for pattern in patterns:
         parts = _relative_parts(pattern, "source pattern")
         if not parts:
@@ -111,9 +112,9 @@ def expand_sources(cwd: Path, patterns: Sequence[str]) -> list[str]:
             raise ValueError(f"source pattern {pattern!r}: '**' must be a whole part, as in 'src/**/*.py'")
         if parts[-1] == "**":
             parts.append("*")
-        # glob.glob with root_dir, not Path.glob: a node's sources are found on every check.
-        for match in glob.glob("/".join(parts), root_dir=cwd, recursive=True, include_hidden=True):
-            if (cwd / match).is_file():
+        # glob.glob with root_dir and strings, not Path.glob: a node's sources are found on every check.
+        for match in glob.glob("/".join(parts), root_dir=root, recursive=True, include_hidden=True):
+            if os.path.isfile(os.path.join(root, match)):  # noqa: PTH113, PTH118
                 found.add(match.replace(os.sep, "/"))
     return sorted(found)
 
@@ -130,13 +131,6 @@ def _open_regular(path: str | Path) -> tuple[IO[bytes], os.stat_result]:
         code = errno.EISDIR if stat.S_ISDIR(found.st_mode) else errno.EINVAL
         raise OSError(code, "not a regular file", str(path))
     return file, found
-
-
-def _hash_file(file: IO[bytes]) -> blake3:
-    hasher = blake3()
-    while chunk := file.read(_CHUNK):
-        hasher.update(chunk)
-    return hasher
 
 
 def _read_digest(path: str) -> tuple[bytes, os.stat_result]:
@@ -161,10 +155,13 @@ def _read_digest(path: str) -> tuple[bytes, os.stat_result]:
 
 
 class _StatState(msgspec.Struct, frozen=True):
-    """The state file of a :class:`SourceHasher`: absolute path -> (size, mtime_ns, ctime_ns, inode, blake3 hex)."""
+    """The state file of a :class:`SourceHasher`: absolute path -> (size, mtime_ns, ctime_ns, inode, blake3).
+
+    Held in memory as it is in the file, so loading it builds nothing more.
+    """
 
     format: int
-    files: dict[str, tuple[int, int, int, int, str]]
+    files: dict[str, tuple[int, int, int, int, bytes]]
 
 
 class SourceHasher:
@@ -184,13 +181,13 @@ class SourceHasher:
 
     def __init__(self, state_file: Path | None = None) -> None:
         self.state_file = state_file
-        self._known: dict[str, tuple[tuple[int, int, int, int], bytes]] = {}
+        self._known: dict[str, tuple[int, int, int, int, bytes]] = {}
         self._asked: set[str] = set()
         self._changed = False
         if state_file is not None:
             self._known = _load_stat_state(state_file)
 
-    def digest(self, path: Path) -> bytes:
+    def digest(self, path: str | os.PathLike[str]) -> bytes:
         """The blake3 (32 bytes) of the content of the file at ``path``, streamed in chunks.
 
         Raises :class:`OSError` when it cannot be read or is not a regular file (the caller
@@ -204,11 +201,11 @@ class SourceHasher:
         known = self._known.get(name)
         if known is not None:
             now = os.stat(name)  # noqa: PTH116
-            if (now.st_size, now.st_mtime_ns, now.st_ctime_ns, now.st_ino) == known[0]:
-                return known[1]
+            if (now.st_size, now.st_mtime_ns, now.st_ctime_ns, now.st_ino) == known[:4]:
+                return known[4]
         digest, seen = _read_digest(name)
         if time.time_ns() - seen.st_mtime_ns > _RACY_NS:
-            self._known[name] = ((seen.st_size, seen.st_mtime_ns, seen.st_ctime_ns, seen.st_ino), digest)
+            self._known[name] = (seen.st_size, seen.st_mtime_ns, seen.st_ctime_ns, seen.st_ino, digest)
             self._changed = True
         elif self._known.pop(name, None) is not None:
             self._changed = True
@@ -222,10 +219,7 @@ class SourceHasher:
         known = dict(self._known)
         if len(known) > _MAX_STAT_RECORDS:
             known = {name: record for name, record in known.items() if name in self._asked}
-        state = _StatState(
-            format=_STATE_FORMAT,
-            files={name: (*stamp, digest.hex()) for name, (stamp, digest) in known.items()},
-        )
+        state = _StatState(format=_STATE_FORMAT, files=known)
         try:
             _write_atomic(self.state_file, msgspec.json.encode(state))
         except BaseException:
@@ -233,17 +227,12 @@ class SourceHasher:
             raise
 
 
-def _load_stat_state(state_file: Path) -> dict[str, tuple[tuple[int, int, int, int], bytes]]:
+def _load_stat_state(state_file: Path) -> dict[str, tuple[int, int, int, int, bytes]]:
     try:
         state = msgspec.json.decode(state_file.read_bytes(), type=_StatState)
-        if state.format != _STATE_FORMAT:
-            return {}
-        return {
-            name: ((size, mtime_ns, ctime_ns, inode), bytes.fromhex(digest))
-            for name, (size, mtime_ns, ctime_ns, inode, digest) in state.files.items()
-        }
     except (OSError, msgspec.DecodeError, ValueError):  # a missing or corrupt state: start afresh
         return {}
+    return state.files if state.format == _STATE_FORMAT else {}
 
 
 def _write_atomic(target: Path, data: bytes) -> None:
@@ -343,17 +332,19 @@ def _copy(source: str | Path, target: Path) -> _Blob:
     return _Blob(size, hasher.hexdigest(), stat.S_IMODE(found.st_mode))
 
 
-def _file_matches(path: Path, blob: _Blob) -> bool:
+def _file_matches(path: Path, blob: _Blob, digest: Callable[[Path], bytes]) -> bool:
     """Whether ``path`` is a regular file (not a link) holding exactly what ``blob`` describes."""
     try:
         found = os.lstat(path)
         if not stat.S_ISREG(found.st_mode) or found.st_size != blob.size:
             return False
-        file, _found = _open_regular(path)
-        with file:
-            return _hash_file(file).hexdigest() == blob.digest
+        return digest(path).hex() == blob.digest
     except OSError:
         return False
+
+
+def _digest_file(path: Path) -> bytes:
+    return _read_digest(os.fspath(path))[0]
 
 
 def _restore_file(source: Path, target: Path, blob: _Blob) -> None:
@@ -388,11 +379,16 @@ class CacheStore:
     the first, and removal renames an entry away before deleting it. ``warnings`` collects one
     message per bad entry met (truncated, altered, missing files or manifest); bad entries are
     misses, never errors.
+
+    ``digest`` gives the blake3 of a file's content, by which entries and restored files are
+    checked: by default each file is read; a :class:`SourceHasher`'s reads only files whose stat
+    changed since it last read them (so an altered entry is still found: altering moves its ctime).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, digest: Callable[[Path], bytes] | None = None) -> None:
         self.root = root
         self.warnings: list[str] = []
+        self._digest = digest or _digest_file
 
     # -- reading
 
@@ -481,7 +477,7 @@ class CacheStore:
                 raise _BadEntry(f"{name} is not a regular file")
             if found.st_size != blob.size:
                 raise _BadEntry(f"{name} holds {found.st_size} bytes, not {blob.size} (truncated or altered)")
-            if check_content and not _file_matches(path, blob):
+            if check_content and not _file_matches(path, blob, self._digest):
                 raise _BadEntry(f"the content of {name} differs from what was stored (corrupt or altered)")
             size += blob.size
         return Entry(
@@ -631,7 +627,7 @@ class CacheStore:
             # resolve() follows every link on the way, existing or not yet: where the file would really land.
             if not target.parent.resolve().is_relative_to(base):
                 raise OSError(errno.EXDEV, f"{rel} would be written outside the working directory {cwd}", str(target))
-            if _file_matches(target, blob):
+            if _file_matches(target, blob, self._digest):
                 if stat.S_IMODE(target.lstat().st_mode) != blob.mode & 0o777:
                     target.chmod(blob.mode & 0o777)
                     restored.append(rel)

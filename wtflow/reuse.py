@@ -91,8 +91,8 @@ class NodeCache:
     """The cache as a run uses it: keys, hits and filling. Every method blocks: call it in a thread."""
 
     def __init__(self, root: Path, *, force: bool = False, force_nodes: Sequence[str] = ()) -> None:
-        self.store = CacheStore(root)
         self.hasher = SourceHasher(root / "stat-cache.json")
+        self.store = CacheStore(root, self.hasher.digest)
         self.force = force
         self.force_nodes = frozenset(force_nodes)
 
@@ -117,9 +117,10 @@ class NodeCache:
         description["outputs"] = list(node.outputs)
         upstream = [*upstream, *(f"read:{self._digest_tree(path)}" for path in read)]
         digests = []
+        root = os.fspath(cwd)  # strings, not Paths: this runs for every source of every cached node
         for relative in expand_sources(cwd, sources):
             try:
-                digests.append((relative, self.hasher.digest(cwd / relative)))
+                digests.append((relative, self.hasher.digest(os.path.join(root, relative))))  # noqa: PTH118
             except OSError as exc:
                 raise OSError(exc.errno, f"source {relative} cannot be read: {exc.strerror or exc}") from None
         return cache_key(description, digests, upstream)

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import aiofiles
 
@@ -47,6 +47,7 @@ from wtflow.executors.base import Executor, Job, Outcome
 from wtflow.graph import SELF, TREE, Vertex
 from wtflow.masking import Masker
 from wtflow.model import RESULT, STDERR, STDOUT, Artifact, Command, Node, PyFunc, Workflow, replace_artifacts
+from wtflow.output import close_files
 
 if TYPE_CHECKING:  # types only: the cache's modules load when a run has cached nodes
     from wtflow.reuse import Earlier, NodeCache
@@ -411,18 +412,33 @@ class Scheduler:
         self._advance(self._done((name, SELF)))
 
     async def _run_in_slot(self, state: NodeState) -> Outcome | None:
-        """The node's outcome once it ran; ``None`` when the run stopped while it waited and it no longer runs."""
-        async with self._slot(state):
-            if (self.stopping or self._matrix_stopped(state)) and not self._decide(state):
-                self._finish(state, NodeStatus.SKIPPED)
+        """The node's outcome once it ran; ``None`` when the run stopped while it waited and it no longer runs.
+
+        A node that may take an earlier result is checked before it waits for a place among the
+        running nodes: a hit starts no process, so it takes none.
+        """
+        async with contextlib.AsyncExitStack() as slot:
+            if not self._may_take_earlier(state.node):
+                await slot.enter_async_context(self._slot(state))
+            if not self._may_start(state):
                 return None
             try:
-                return await self._attempts(state)
+                return await self._attempts(state, slot)
             except OSError as exc:  # the artifacts directory cannot be written, or no file opened
                 detail = open_files_advice(exc.errno) if exc.errno in {errno.EMFILE, errno.ENFILE} else exc
                 return Outcome(exit_code=None, error=f"cannot store artifacts: {detail}")
             except WorkflowError as exc:  # an expression could not be substituted
                 return Outcome(exit_code=None, error=exc.message)
+
+    def _may_start(self, state: NodeState) -> bool:
+        """Whether the node still starts now; if the run (or its matrix) stopped meanwhile it ends skipped."""
+        if (self.stopping or self._matrix_stopped(state)) and not self._decide(state):
+            self._finish(state, NodeStatus.SKIPPED)
+            return False
+        return True
+
+    def _may_take_earlier(self, node: Node) -> bool:
+        return node.name in self._reuse or (self._cache is not None and node.cached)
 
     def _matrix_stopped(self, state: NodeState) -> bool:
         parent = self.workflow.parents[state.node.name]
@@ -439,27 +455,35 @@ class Scheduler:
             await stack.enter_async_context(self._slots)
             yield
 
-    async def _attempts(self, state: NodeState) -> Outcome:
+    async def _attempts(self, state: NodeState, slot: contextlib.AsyncExitStack) -> Outcome | None:
+        """Run the node, or take an earlier result; ``None`` when the run stopped while it waited for a place.
+
+        Its place among the running nodes (``_slot``) is entered into ``slot`` here, unless it is already.
+        """
         node = state.node
         assert node.executable is not None
         retries = node.retries
         attempts = 1 + (retries.max if retries else 0)
         node_dir = self.store.node_dir(node.name)
         outcome = Outcome(exit_code=None)
-        state.status = NodeStatus.RUNNING
         state.attempt = 1
-        state.started_at = now()
-        earlier: Earlier | Outcome | None = None
+        checked_at = now()
         try:
             job = self._job(state, node.executable, node_dir)
-            earlier = await self._earlier(state, job)
-        finally:  # told once known whether the node runs or replays: also when that failed
-            replaying = None if earlier is None or isinstance(earlier, Outcome) else str(earlier.status)
-            self._emit(NodeStarted(self.run_id, node.name, state.path, state.started_at, 1, replaying))
+            earlier, files = await self._earlier(state, job)
+        except Exception:  # an expression could not be substituted: the node started, and fails
+            self._start(state, checked_at, None)
+            raise
+        if earlier is None and self._may_take_earlier(node):  # a miss runs: now it needs a place
+            await slot.enter_async_context(self._slot(state))
+            if not self._may_start(state):
+                return None
+            checked_at = now()
+        self._start(state, checked_at, None if earlier is None or isinstance(earlier, Outcome) else str(earlier.status))
         if isinstance(earlier, Outcome):
             return earlier  # a source file could not be read
         if earlier is not None:
-            return await self._take(state, job, earlier)
+            return await self._take(state, job, earlier, files)
         outputs_file = node_dir / "outputs"
         for attempt in range(1, attempts + 1):
             if attempt > 1:
@@ -486,26 +510,48 @@ class Scheduler:
         self.warnings += [self._masker.text(f"node {node.name!r}: {problem}") for problem in problems]
         return outcome
 
+    def _start(self, state: NodeState, at: datetime, replaying: str | None) -> None:
+        """The node started at ``at`` (its first attempt), replaying an earlier result or not."""
+        state.status = NodeStatus.RUNNING
+        state.started_at = at
+        self._emit(NodeStarted(self.run_id, state.node.name, state.path, at, 1, replaying))
+
     # -- what need not run --------------------------------------------------------------------
 
-    async def _earlier(self, state: NodeState, job: Job) -> Earlier | Outcome | None:
-        """What to take instead of running the node: an earlier run's result, or a cache hit."""
+    async def _earlier(self, state: NodeState, job: Job) -> tuple[Earlier | Outcome | None, list[BinaryIO] | None]:
+        """What to take instead of running the node (an earlier run's result, or a cache hit), and a hit's files.
+
+        The files are this run's output files of the node, made in the thread that checked the
+        cache (``None`` if they could not be: they are made again, and that failure reported, later).
+        """
         node = state.node
         if node.name in self._reuse:
-            return self._reuse[node.name]
-        if self._cache is None or not node.cached:
-            return None
+            return self._reuse[node.name], None
+        cache = self._cache
+        if cache is None or not node.cached:
+            return None, None
         upstream = self._upstream(state)
         # An artifact of a node without a key counts by its content: nothing else says what it holds.
         read = [self.store.path(ref.node, ref.name) for ref in node.reads() if self.states[ref.node].key is None]
         result = self.store.path(node.name, RESULT) if isinstance(node.executable, PyFunc) else None
+
+        def check() -> tuple[str, Earlier | None, list[BinaryIO] | None]:
+            key, earlier = cache.check(job, node, upstream, base=self.workflow.base_dir, read=read, result=result)
+            files = None
+            if earlier is not None:
+                with contextlib.suppress(OSError):
+                    files = self.store.open_output(node.name)
+            return key, earlier, files
+
+        checking = asyncio.ensure_future(asyncio.to_thread(check))
         try:
-            state.key, earlier = await asyncio.to_thread(
-                self._cache.check, job, node, upstream, base=self.workflow.base_dir, read=read, result=result
-            )
+            state.key, earlier, files = await asyncio.shield(checking)
+        except asyncio.CancelledError:
+            checking.add_done_callback(_close_checked)
+            raise
         except (OSError, ValueError) as exc:
-            return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}")
-        return earlier
+            return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}"), None
+        return earlier, files
 
     def _upstream(self, state: NodeState) -> list[str]:
         """What the node waits for, for its key: each node's key (or outputs, if it has none) and result."""
@@ -522,15 +568,18 @@ class Scheduler:
                 found.append(f"{member.name}={made}:{conditions.result(dep.status)}")
         return found
 
-    async def _take(self, state: NodeState, job: Job, earlier: Earlier) -> Outcome:
-        """End the node with ``earlier``'s result: its output replayed into this run's artifacts, its files back."""
+    async def _take(self, state: NodeState, job: Job, earlier: Earlier, files: list[BinaryIO] | None) -> Outcome:
+        """End the node with ``earlier``'s result: its output replayed into this run's artifacts, its files back.
+
+        ``files`` are its output files if already made.
+        """
         node = state.node
 
         def forward(stream: str, lines: bytes) -> None:
             if earlier.replay:
                 self._emit(NodeOutput(self.run_id, node.name, stream, lines, replayed=True))
 
-        sink = self.store.output(node.name, 1, forward)
+        sink = self.store.output(node.name, 1, forward, files)
         try:
             for stream, path in ((STDOUT, earlier.stdout), (STDERR, earlier.stderr)):
                 if stream in earlier.data:
@@ -630,6 +679,14 @@ class Scheduler:
 
     def _resolve(self, ref: Artifact) -> Artifact:
         return ref.resolved(self.store.path(ref.node, ref.name), self.states[ref.node].exit_code)
+
+
+def _close_checked(checking: asyncio.Future[tuple[str, Earlier | None, list[BinaryIO] | None]]) -> None:
+    """Close a hit's output files its node no longer takes (the run stopped while the cache was checked)."""
+    if not checking.cancelled() and checking.exception() is None:
+        files = checking.result()[2]
+        if files is not None:
+            close_files(files)
 
 
 def _survives_stop(node: Node) -> bool:

@@ -30,7 +30,7 @@ from wtflow import (
     Workflow,
 )
 from wtflow.cache import CacheStore
-from wtflow.events import NodeFinished, NodeOutput, NodeStarted
+from wtflow.events import Event, NodeFinished, NodeOutput, NodeStarted
 from wtflow.executors.fake import FakeExecutor, Step
 
 # --- functions the nodes run (importable by their own processes) --------------------------------
@@ -116,6 +116,39 @@ def test_a_node_with_sources_is_cached_on_the_second_run(project: Project) -> No
     assert (status(first, "build"), status(second, "build")) == (NodeStatus.SUCCEEDED, NodeStatus.CACHED)
     assert project.times_ran("build") == 1
     assert artifact(second, "build", "stdout") == b"built\n"
+
+
+class OpensGateWhenFinished(EventLog):
+    """Opens ``gate`` once ``node`` has finished."""
+
+    def __init__(self, node: str, gate: asyncio.Event) -> None:
+        super().__init__()
+        self.node, self.gate = node, gate
+
+    def notify(self, event: Event) -> None:
+        super().notify(event)
+        if isinstance(event, NodeFinished) and event.node == self.node:
+            self.gate.set()
+
+
+def test_a_hit_takes_no_place_among_the_nodes_running_at_once(project: Project) -> None:
+    """max_parallel 1, and the one place held by a node that ends only once the cached node has ended."""
+    build = Node("build", executable=project.command("build"), sources=["src/**"])
+    project.run(Node("all", parallel=True, children=[Node("hold", executable=Command("true")), build]))
+
+    async def second_run() -> EventLog:
+        gate = asyncio.Event()
+        log = OpensGateWhenFinished("build", gate)
+        root = Node("all", parallel=True, children=[Node("hold", executable=Command("true")), build])
+        workflow = Workflow("wf", root, max_parallel=1)
+        executor = FakeExecutor({"hold": Step(gate=gate)})
+        engine = Engine(workflow, project.config(), observers=[log], executor=executor)
+        await asyncio.wait_for(engine.run_async(), timeout=30)  # waiting for a place, the hit would never end
+        return log
+
+    log = asyncio.run(second_run())
+    finished = [(event.node, event.status) for event in log.of(NodeFinished)]
+    assert finished[:2] == [("build", NodeStatus.CACHED), ("hold", NodeStatus.SUCCEEDED)]
 
 
 def test_a_hit_ends_the_run_with_exit_code_0(project: Project) -> None:

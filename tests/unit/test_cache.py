@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -34,6 +35,14 @@ def backdate(path: Path, days: int = 1) -> None:
     """Set the file's mtime ``days`` back: old enough for the hasher to trust its stat."""
     old = time.time_ns() - days * DAY_NS
     os.utime(path, ns=(old, old))
+
+
+def after_tick(ctime_ns: int, probe: Path) -> None:
+    """Return once the file system's clock has passed ``ctime_ns`` (a change now gets a later ctime)."""
+    while True:
+        probe.touch()
+        if probe.stat().st_ctime_ns > ctime_ns:
+            return
 
 
 def key(n: int) -> str:
@@ -243,7 +252,7 @@ def test_the_stat_cache_trusts_stat_alone_by_design(tmp_path: Path, reads: list[
     first.digest(source)
     first.save()
     document = json.loads(state.read_bytes())
-    document["files"][str(source)][4] = blake3(b"other").hexdigest()
+    document["files"][str(source)][4] = base64.b64encode(blake3(b"other").digest()).decode()
     state.write_text(json.dumps(document))
     assert SourceHasher(state).digest(source) == blake3(b"other").digest()
     assert len(reads) == 1
@@ -264,6 +273,17 @@ def test_digests_are_remembered_across_runs_through_the_state_file(tmp_path: Pat
 def test_a_corrupt_state_file_counts_as_empty(tmp_path: Path, content: bytes, reads: list[str]) -> None:
     source = write(tmp_path / "a.c", "int x;")
     state = write(tmp_path / "stat-cache.json", content)
+    assert SourceHasher(state).digest(source) == blake3(b"int x;").digest()
+    assert reads == [str(source)]
+
+
+def test_a_state_file_of_the_earlier_format_counts_as_empty(tmp_path: Path, reads: list[str]) -> None:
+    """Format 1 kept digests as hex: its records are not taken for this format's."""
+    source = write(tmp_path / "a.c", "int x;")
+    backdate(source)
+    found = source.stat()
+    record = [found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino, blake3(b"other").hexdigest()]
+    state = write(tmp_path / "stat-cache.json", json.dumps({"format": 1, "files": {str(source): record}}))
     assert SourceHasher(state).digest(source) == blake3(b"int x;").digest()
     assert reads == [str(source)]
 
@@ -444,6 +464,34 @@ def test_a_file_altered_in_place_makes_the_entry_a_miss(store: CacheStore, node:
     entry.stderr.write_text("BUILD err\n")  # the same size
     assert store.get(key(1)) is None
     assert len(store.warnings) == 1
+    assert "differs" in store.warnings[0]
+
+
+def test_with_a_source_hasher_a_hit_reads_no_entry_file_whose_stat_is_unchanged(
+    tmp_path: Path, node: Node, reads: list[str]
+) -> None:
+    store = CacheStore(tmp_path / "cache", SourceHasher().digest)
+    node.put(store, key(1))
+    for path in entry_files(store):
+        backdate(path)
+    assert store.get(key(1)) is not None
+    before = len(reads)
+    assert store.get(key(1)) is not None
+    assert reads[before:] == []
+
+
+def test_with_a_source_hasher_a_file_altered_in_place_is_still_a_miss(tmp_path: Path, node: Node) -> None:
+    """Its mtime put back as it was: the ctime still moves, so the file is read again."""
+    store = CacheStore(tmp_path / "cache", SourceHasher().digest)
+    entry = node.put(store, key(1))
+    for path in entry_files(store):
+        backdate(path)
+    assert store.get(key(1)) is not None
+    stamp = entry.stderr.stat()
+    after_tick(stamp.st_ctime_ns, tmp_path / "probe")
+    entry.stderr.write_text("BUILD err\n")  # the same size
+    os.utime(entry.stderr, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert store.get(key(1)) is None
     assert "differs" in store.warnings[0]
 
 
