@@ -46,6 +46,8 @@ from typing import IO, Annotated, Any
 import msgspec
 from blake3 import blake3
 
+from wtflow.globs import relative_parts
+
 __all__ = ["CacheStore", "Entry", "SourceHasher", "cache_key", "expand_sources"]
 
 _CHUNK = 1 << 20  # files are read, hashed and copied this much at a time, never whole
@@ -62,7 +64,6 @@ STALE_TEMP = 3600.0  # seconds after which a directory in tmp/ is a leftover: no
 _RACY_NS = 2_000_000_000
 _MAX_STAT_RECORDS = 200_000  # past this, the state file keeps only the files asked about in this run
 _KEY = re.compile(r"[0-9a-f]{8,128}")
-_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -73,21 +74,9 @@ _CACHEDIR_TAG = (
 # --- sources -------------------------------------------------------------------------------------
 
 
-def _relative_parts(text: str, what: str) -> list[str]:
-    """The parts of ``text``, a relative POSIX path or glob; :class:`ValueError` if absolute or leading out."""
-    if not text:
-        raise ValueError(f"{what} {text!r} is empty")
-    if text.startswith(("/", "\\")) or _DRIVE.match(text):
-        raise ValueError(f"{what} {text!r} is absolute: write it relative to the working directory")
-    parts = [part for part in text.split("/") if part not in {"", "."}]
-    if ".." in parts:
-        raise ValueError(f"{what} {text!r} contains '..': it must stay inside the working directory")
-    return parts
-
-
 def _normal_file(rel: str, what: str) -> str:
     """``rel`` as a normal relative POSIX path of a file (``./a//b`` is ``a/b``); :class:`ValueError` if none."""
-    normal = "/".join(_relative_parts(rel, what))
+    normal = "/".join(relative_parts(rel, what, glob=False))
     if not normal:
         raise ValueError(f"{what} {rel!r} names the working directory itself, not a file")
     return normal
@@ -105,11 +94,9 @@ def expand_sources(cwd: Path, patterns: Sequence[str]) -> list[str]:
     found: set[str] = set()
     root = os.fspath(cwd)
     for pattern in patterns:
-        parts = _relative_parts(pattern, "source pattern")
+        parts = relative_parts(pattern, "source pattern")
         if not parts:
             continue  # "." is the directory itself
-        if any("**" in part and part != "**" for part in parts):
-            raise ValueError(f"source pattern {pattern!r}: '**' must be a whole part, as in 'src/**/*.py'")
         if parts[-1] == "**":
             parts.append("*")
         # glob.glob with root_dir and strings, not Path.glob: a node's sources are found on every check.

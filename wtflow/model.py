@@ -21,6 +21,7 @@ from typing import Any
 
 from wtflow import expressions
 from wtflow.errors import ArtifactError, WorkflowError, field_name
+from wtflow.globs import relative_parts
 from wtflow.graph import SELF, dependencies, find_cycle
 from wtflow.matrix import Matrix, expansion_name
 
@@ -415,21 +416,14 @@ class Node:
             patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
             object.__setattr__(self, key, patterns)
             for pattern in patterns:
-                pure = Path(pattern) if isinstance(pattern, str) else None
-                if pure is not None and any("**" in part and part != "**" for part in pure.parts):
-                    raise WorkflowError(
-                        f"node {self.name!r}: {key} {pattern!r}: '**' must be a whole part of the path, "
-                        "as in src/**/*.py",
-                        node=self.name,
-                        field=(key,),
-                    )
-                if pure is None or not pattern or pure.is_absolute() or ".." in pure.parts:
-                    raise WorkflowError(
-                        f"node {self.name!r}: {key} {pattern!r} must be a glob relative to the working directory, "
-                        "without '..'",
-                        node=self.name,
-                        field=(key,),
-                    )
+                problem = f"node {self.name!r}: {key} {pattern!r} is not a glob (text)"
+                if isinstance(pattern, str):
+                    try:
+                        relative_parts(pattern, f"node {self.name!r}: {key}")
+                        continue
+                    except ValueError as exc:
+                        problem = str(exc)
+                raise WorkflowError(problem, node=self.name, field=(key,))
         if (self.sources or self.outputs or self.cache) and self.executable is None:
             raise WorkflowError(
                 f"node {self.name!r}: sources, outputs and cache need a command or a function",

@@ -432,3 +432,27 @@ def test_a_cycle_is_blamed_on_its_first_node() -> None:
         Workflow("wf", Node("root", parallel=True, children=[Node("a", needs=["b"]), Node("b", needs=["a"])]))
     assert caught.value.node == caught.value.message.removeprefix("dependency cycle: ").split(" -> ")[0]
     assert caught.value.node in {"a", "b"}
+
+
+@pytest.mark.parametrize("key", ["sources", "outputs"])
+@pytest.mark.parametrize(
+    ("pattern", "says"),
+    [
+        ("../secrets/*", "contains '..'"),
+        ("/etc/passwd", "is absolute"),
+        ("", "is empty"),
+        ("src/a**", "'**' must be a whole part"),
+    ],
+)
+def test_a_bad_cache_glob_is_refused_naming_the_node_and_key(key: str, pattern: str, says: str) -> None:
+    patterns: dict[str, Any] = {key: [pattern]}
+    with pytest.raises(WorkflowError) as caught:
+        Node("build", executable=Command("make"), **patterns)
+    assert caught.value.message.startswith(f"node 'build': {key} {pattern!r}")
+    assert says in caught.value.message
+    assert caught.value.field == (key,)
+
+
+def test_a_cache_glob_that_is_not_text_is_refused() -> None:
+    with pytest.raises(WorkflowError, match="is not a glob"):
+        Node("build", executable=Command("make"), sources=[3])  # type: ignore[list-item]
