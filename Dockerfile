@@ -5,12 +5,14 @@ ARG BASE_IMAGE=python:3.12-slim
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, read from pyproject.toml: this layer is reused until pyproject.toml changes.
+# The extras the action's inputs need: container nodes (docker), a PostgreSQL history (postgres),
+# and nodes on a Dask cluster (dask, for the dask-scheduler input).
 COPY pyproject.toml README.md LICENSE ./
 RUN python3 -m venv /opt/wtflow \
  && /opt/wtflow/bin/python -c "import subprocess, sys, tomllib; \
 project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 extras = project['optional-dependencies']; \
-deps = project['dependencies'] + extras['docker'] + extras['postgres']; \
+deps = project['dependencies'] + [dep for extra in ('docker', 'postgres', 'dask') for dep in extras[extra]]; \
 subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', 'hatchling', *deps])"
 COPY wtflow ./wtflow
 # Bytecode is kept (and compiled for all of wtflow): without it every start compiles

@@ -16,6 +16,7 @@ INI layout (durations are seconds, ``90``, or e.g. ``90s``, ``1m30s``)::
     [dask]
     scheduler = tcp://scheduler:8786
     wait = 60s
+    listen = 0.0.0.0:9000
 
 Workflow variables come from ``WTFLOW_VAR_<NAME>`` variables (and the CLI's ``--var NAME=VALUE``),
 not from INI files.
@@ -24,6 +25,7 @@ not from INI files.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -42,6 +44,11 @@ FALSE_VALUES = {"0", "false", "no", "off"}
 VAR_PREFIX = "WTFLOW_VAR_"  # WTFLOW_VAR_<NAME>=value sets the workflow variable NAME
 VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 VAR_NAME_RULE = "a name starts with a letter or _, then letters, digits, _ or -"
+# Hosts that listen on every interface of this machine: no address another machine can connect to.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - listening everywhere is what they ask for
+LISTEN_FORMS = "expected HOST, HOST:PORT, :PORT or [IPv6]:PORT (PORT from 0, any free port, to 65535)"
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+_IPV4_LIKE = re.compile(r"[0-9.]+")
 
 
 def default_max_parallel() -> int:
@@ -87,6 +94,51 @@ def parse_seconds(value: str, where: str) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def parse_listen(value: str) -> tuple[str | None, int]:
+    """Where to listen, ``HOST``, ``HOST:PORT``, ``:PORT`` or ``[IPv6]:PORT``, as ``(host, port)``.
+
+    ``host`` is ``None`` for ``:PORT`` (the caller's default host), and ``port`` 0 (any free port)
+    when none is given. A bare IPv6 address (``::1``, or the wildcard ``::``) is a host without a
+    port: its colons leave no room for one. ``ValueError`` saying the expected forms otherwise.
+    """
+    text = value.strip()
+    if text.startswith("["):
+        inside, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{value!r}: {LISTEN_FORMS}")
+        return _ipv6(inside, value), _port(rest[1:], value) if rest else 0
+    if text.count(":") > 1:
+        return _ipv6(text, value), 0
+    host, colon, port_text = text.partition(":")
+    port = _port(port_text, value) if colon else 0
+    if not host:
+        if not colon:
+            raise ValueError(f"{value!r}: {LISTEN_FORMS}")
+        return None, port
+    if not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{value!r}: {LISTEN_FORMS}")
+    if _IPV4_LIKE.fullmatch(host):  # digits and dots are an IPv4 address, never a name
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: {host!r} is no IPv4 address; {LISTEN_FORMS}") from None
+    return host, port
+
+
+def _ipv6(text: str, value: str) -> str:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        raise ValueError(f"{value!r}: {text!r} is no IPv6 address; {LISTEN_FORMS}") from None
+    return text
+
+
+def _port(text: str, value: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) > 65535:  # the highest TCP port
+        raise ValueError(f"{value!r}: {text!r} is no port; {LISTEN_FORMS}")
+    return int(text)
 
 
 def vars_from_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -223,9 +275,11 @@ class DaskConfig:
     instead starts a cluster of that many worker processes on this machine, for trying it out.
     With either, nodes run on the cluster unless they say ``runs_on: local``. ``wait`` is how long
     the run waits for the scheduler to answer, and a node for a worker that can run it (one with
-    the resources it needs) before it fails. ``listen`` is the address (``host`` or
-    ``host:port``) on which this process takes the workers' connections that stream the nodes'
-    output back; by default, its address on the network that reaches the scheduler.
+    the resources it needs) before it fails. ``listen`` is where this process takes the workers'
+    connections that stream the nodes' output back (see :func:`parse_listen` for its forms); by
+    default, its address on the network that reaches the scheduler, on any free port. On a
+    wildcard host (``0.0.0.0``, ``::``) it listens on every interface and gives the workers its
+    address toward the scheduler to connect to.
     """
 
     scheduler: str | None = None
@@ -244,6 +298,8 @@ class DaskConfig:
             raise ConfigError(f"dask.local: expected a whole number of workers >= 1, got {self.local!r}")
         if self.wait < 0 or not math.isfinite(self.wait):
             raise ConfigError(f"dask.wait: expected a number of seconds >= 0, got {self.wait!r}")
+        if self.listen:
+            _parse_listen_or_none(self.listen, "dask.listen")
 
     @property
     def enabled(self) -> bool:
@@ -253,6 +309,17 @@ class DaskConfig:
 
 def _text_or_none(value: str, _where: str) -> str | None:
     return value.strip() or None
+
+
+def _parse_listen_or_none(value: str, where: str) -> str | None:
+    """``value`` (stripped) if it is a place to listen, ``None`` if empty; a :class:`ConfigError` naming ``where``."""
+    text = value.strip()
+    if text:
+        try:
+            parse_listen(text)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return text or None
 
 
 # (section, key) -> (environment variable, parser of the raw string)
@@ -269,7 +336,7 @@ _FIELDS: dict[tuple[str, str], tuple[str, _Parser]] = {
     ("dask", "scheduler"): ("WTFLOW_DASK_SCHEDULER", _text_or_none),
     ("dask", "local"): ("WTFLOW_DASK_LOCAL", parse_positive_int),
     ("dask", "wait"): ("WTFLOW_DASK_WAIT", parse_seconds),
-    ("dask", "listen"): ("WTFLOW_DASK_LISTEN", _text_or_none),
+    ("dask", "listen"): ("WTFLOW_DASK_LISTEN", _parse_listen_or_none),
 }
 _ATTRIBUTE = {"database": "db", "storage": "storage", "run": "run", "dask": "dask"}
 

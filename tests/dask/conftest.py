@@ -189,6 +189,20 @@ def marker() -> Iterator[str]:
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes the test started: those still running after it (it failed early) are killed; all are reaped.
+
+    So a failed test leaves no process, and no pipe for the garbage collector to warn about in a later one.
+    """
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()  # reaps it and closes its pipes
+
+
 def parent_of(pid: int) -> int:
     """The parent process of ``pid``."""
     stat = Path(f"/proc/{pid}/stat").read_text()

@@ -159,7 +159,9 @@ nodes:
 """
 
 
-def test_ctrl_c_stops_the_node_and_its_processes_on_the_worker(workdir: Path, cluster: Cluster, marker: str) -> None:
+def test_ctrl_c_stops_the_node_and_its_processes_on_the_worker(
+    workdir: Path, cluster: Cluster, marker: str, started: list[subprocess.Popen[bytes]]
+) -> None:
     _write(workdir, SLEEPER.format(marker=marker))
     process = subprocess.Popen(
         [sys.executable, "-m", "wtflow", "run", "--dask-scheduler", cluster.address, "--kill-grace", "20"],
@@ -168,6 +170,7 @@ def test_ctrl_c_stops_the_node_and_its_processes_on_the_worker(workdir: Path, cl
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    started.append(process)
     assert process.stdout is not None
     assert process.stdout.readline() == b"started\n"  # streamed while the node runs
     assert len(processes_with(marker)) == 3  # the shell and its two sleeps, on a worker
@@ -179,7 +182,9 @@ def test_ctrl_c_stops_the_node_and_its_processes_on_the_worker(workdir: Path, cl
     assert _run_json(workdir)["nodes"]["sleeper"]["status"] == "cancelled"
 
 
-def test_a_second_ctrl_c_kills_the_node_on_the_worker_at_once(workdir: Path, cluster: Cluster, marker: str) -> None:
+def test_a_second_ctrl_c_kills_the_node_on_the_worker_at_once(
+    workdir: Path, cluster: Cluster, marker: str, started: list[subprocess.Popen[bytes]]
+) -> None:
     """A node that ignores SIGTERM is killed by the second signal, long before its grace period ends."""
     _write(
         workdir,
@@ -193,6 +198,7 @@ def test_a_second_ctrl_c_kills_the_node_on_the_worker_at_once(workdir: Path, clu
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    started.append(process)
     assert process.stdout is not None
     assert process.stdout.readline() == b"started\n"
     process.send_signal(signal.SIGINT)

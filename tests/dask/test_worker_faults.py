@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,24 +17,34 @@ from tests.dask.conftest import Cluster, DaskProcess, parent_of, processes_with
 TICKING = "echo started; while :; do echo tick; sleep 0.1; done"
 
 
-def _start(workdir: Path, cluster: Cluster, text: str) -> subprocess.Popen[bytes]:
+def _start(
+    workdir: Path, cluster: Cluster, text: str, started: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
     (workdir / "wtflow.yml").write_text(text)
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "wtflow", "run", "--dask-scheduler", cluster.address, "--output", "interleaved"],
         cwd=workdir,
         env={**os.environ, "WTFLOW_DB_URL": "", "WTFLOW_LOG_FORMAT": "console"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    started.append(process)
+    return process
 
 
 def _kill_the_worker_running(marker: str, workers: list[DaskProcess]) -> DaskProcess:
-    """SIGKILL the worker whose child is the node's process (found by its marker)."""
-    (node_pid,) = (
-        pid for pid in processes_with(marker) if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/bin/sh")
-    )
-    worker_pid = parent_of(node_pid)
-    (worker,) = (worker for worker in workers if worker.pid == worker_pid)
+    """SIGKILL the worker whose child is the node's process (found by its marker).
+
+    Found by parent, not by command line: a process the node's shell has forked but not yet
+    replaced by ``sleep`` is a shell with the marker too.
+    """
+    by_pid = {worker.pid: worker for worker in workers}
+    parents = set()
+    for pid in processes_with(marker):
+        with contextlib.suppress(OSError):  # ended meanwhile (one of the node's sleeps)
+            parents.add(parent_of(pid))
+    (worker_pid,) = parents & by_pid.keys()
+    worker = by_pid[worker_pid]
     worker.kill()
     return worker
 
@@ -44,7 +55,11 @@ def _run_json(workdir: Path) -> dict:  # type: ignore[type-arg]
 
 
 def test_a_worker_killed_mid_node_fails_the_node_naming_the_worker(
-    workdir: Path, cluster: Cluster, spare_workers: Callable[[int], list[DaskProcess]], marker: str
+    workdir: Path,
+    cluster: Cluster,
+    spare_workers: Callable[[int], list[DaskProcess]],
+    marker: str,
+    started: list[subprocess.Popen[bytes]],
 ) -> None:
     workers = spare_workers(1)
     process = _start(
@@ -52,6 +67,7 @@ def test_a_worker_killed_mid_node_fails_the_node_naming_the_worker(
         cluster,
         f"name: k\nenv: {{MARK: {marker}}}\nnodes:\n"
         f"  - {{name: victim, resources: {{SPARE: 1}}, command: '{TICKING}'}}\n",
+        started,
     )
     assert process.stdout is not None
     assert process.stdout.readline() == b"started\n"
@@ -66,7 +82,11 @@ def test_a_worker_killed_mid_node_fails_the_node_naming_the_worker(
 
 
 def test_a_worker_killed_mid_node_is_retried_on_another_worker(
-    workdir: Path, cluster: Cluster, spare_workers: Callable[[int], list[DaskProcess]], marker: str
+    workdir: Path,
+    cluster: Cluster,
+    spare_workers: Callable[[int], list[DaskProcess]],
+    marker: str,
+    started: list[subprocess.Popen[bytes]],
 ) -> None:
     workers = spare_workers(2)
     command = f"if [ -e tried ]; then echo second try; else touch tried; {TICKING}; fi"
@@ -75,6 +95,7 @@ def test_a_worker_killed_mid_node_is_retried_on_another_worker(
         cluster,
         f"name: k\nenv: {{MARK: {marker}}}\nnodes:\n"
         f"  - {{name: victim, retries: 1, resources: {{SPARE: 1}}, command: '{command}'}}\n",
+        started,
     )
     assert process.stdout is not None
     assert process.stdout.readline() == b"started\n"

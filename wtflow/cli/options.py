@@ -26,6 +26,7 @@ from wtflow.config import (
     DatabaseConfig,
     RunConfig,
     StorageConfig,
+    parse_listen,
     vars_from_env,
 )
 from wtflow.durations import parse_duration
@@ -74,8 +75,10 @@ class WtflowGroup(click.Group):
 
 if TYPE_CHECKING:
     _FloatType = click.ParamType[float]
+    _StrType = click.ParamType[str]
 else:  # not subscriptable at run time in every Click wtflow supports (8.1 on)
     _FloatType = click.ParamType
+    _StrType = click.ParamType
 
 
 class Duration(_FloatType):
@@ -89,6 +92,22 @@ class Duration(_FloatType):
             return parse_duration(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class ListenAddress(_StrType):
+    """Where to listen: ``HOST``, ``HOST:PORT``, ``:PORT`` or ``[IPv6]:PORT`` (:func:`~wtflow.config.parse_listen`)."""
+
+    name = "address"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """``value``, stripped; a usage error saying the expected forms when it is none of them."""
+        text = str(value).strip()
+        if text:
+            try:
+                parse_listen(text)
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        return text
 
 
 class EnvNamingOption(click.Option):
@@ -165,6 +184,8 @@ class App:
         """Defaults, then the INI file, then flags and environment.
 
         Workflow variables: ``--var`` over ``WTFLOW_VAR_<NAME>`` (read here: no option holds them).
+        The Dask cluster (a scheduler or a local cluster) is one setting: a cluster given by a flag
+        or a variable replaces the file's, whichever kind it is (see :func:`dask_options`).
         """
         base = Config(
             db=DatabaseConfig(f"sqlite:///{(STATE_DIR / 'wtflow.db').resolve()}"),
@@ -250,13 +271,15 @@ def app_option(
     envvar: str | None,
     help: str,
     convert: Callable[[Any], Any] | None = None,
+    store: Callable[[click.Context, click.Parameter, Any], Any] | None = None,
     **kwargs: Any,
 ) -> Callable[[F], F]:
     """An option stored on the :class:`App` (not passed to the command), its variable named in its help.
 
     ``envvar=None``: the option has no variable of its own (its help names what stands for one).
+    ``store`` replaces the plain setting of ``attribute`` (given the converted value).
     """
-    store = _store(attribute)
+    store = store or _store(attribute)
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         return store(ctx, param, convert(value) if convert is not None and value is not None else value)
@@ -310,24 +333,85 @@ def state_options(function: F) -> F:
     return function
 
 
+# The cluster options, each with the other: a scheduler's address and a local cluster are one setting.
+_OTHER_CLUSTER_OPTION = {"dask_scheduler": "dask_local", "dask_local": "dask_scheduler"}
+
+
+def _specificity(source: click.core.ParameterSource | None) -> int:
+    """How specific a value's source is: the command line over the environment over anything else."""
+    if source in {click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.PROMPT}:
+        return 2
+    if source is click.core.ParameterSource.ENVIRONMENT:
+        return 1
+    return 0
+
+
+def _given_as(ctx: click.Context, param: click.Parameter, value: Any) -> str:
+    """How the user gave ``param`` its ``value``: ``--dask-local 2`` or ``WTFLOW_DASK_LOCAL=2``."""
+    assert param.name is not None
+    if ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT and isinstance(param.envvar, str):
+        return f"{param.envvar}={value}"
+    return f"{param.opts[0]} {value if value != '' else repr('')}"
+
+
+def _choose_cluster(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Store a cluster option's value unless the other one came from a more specific source.
+
+    The command line beats the environment (which beats the INI file, read later); a scheduler
+    and a local cluster both from the command line, or both from the environment, are a usage
+    error naming both. Click processes the options given on the command line first.
+    """
+    app = ctx.ensure_object(App)
+    if value is None or param.name is None:
+        return value
+    other_name = _OTHER_CLUSTER_OPTION[param.name]
+    other_value = getattr(app, other_name)
+    if other_value is not None and not ctx.resilient_parsing:
+        mine = _specificity(ctx.get_parameter_source(param.name))
+        theirs = _specificity(ctx.get_parameter_source(other_name))
+        if theirs > mine:
+            return value
+        if theirs == mine:
+            (other,) = (candidate for candidate in ctx.command.params if candidate.name == other_name)
+            given = [_given_as(ctx, param, value), _given_as(ctx, other, other_value)]
+            if param.name != "dask_scheduler":  # the scheduler named first, as in --help
+                given.reverse()
+            raise click.UsageError(
+                f"{given[0]} and {given[1]} both choose the Dask cluster: "
+                "give a scheduler's address or a number of local workers, not both",
+                ctx,
+            )
+        setattr(app, other_name, None)
+    setattr(app, param.name, value)
+    return value
+
+
 def dask_options(function: F) -> F:
-    """Options sending nodes to a Dask cluster: --dask-scheduler, --dask-local, --dask-wait, --dask-listen."""
+    """Options sending nodes to a Dask cluster: --dask-scheduler, --dask-local, --dask-wait, --dask-listen.
+
+    --dask-scheduler and --dask-local are one setting, the cluster: the most specific source of
+    either wins (a flag, then a ``WTFLOW_DASK_*`` variable, then the INI file), and both from the
+    same source are a usage error.
+    """
     options = [
         app_option(
             "--dask-scheduler",
             attribute="dask_scheduler",
             envvar="WTFLOW_DASK_SCHEDULER",
+            store=_choose_cluster,
             metavar="ADDRESS",
             help="Run nodes on the workers of the Dask cluster of this scheduler (tcp://HOST:8786), "
-            "except those with runs_on: local.",
+            "except those with runs_on: local. Replaces a local cluster set by WTFLOW_DASK_LOCAL or the INI file.",
         ),
         app_option(
             "--dask-local",
             attribute="dask_local",
             envvar="WTFLOW_DASK_LOCAL",
+            store=_choose_cluster,
             type=click.IntRange(min=1),
             metavar="N",
-            help="Run nodes on a Dask cluster of N worker processes started on this machine, to try it out.",
+            help="Run nodes on a Dask cluster of N worker processes started on this machine, to try it out. "
+            "Replaces a scheduler set by WTFLOW_DASK_SCHEDULER or the INI file.",
         ),
         app_option(
             "--dask-wait",
@@ -341,9 +425,11 @@ def dask_options(function: F) -> F:
             "--dask-listen",
             attribute="dask_listen",
             envvar="WTFLOW_DASK_LISTEN",
-            metavar="HOST[:PORT]",
-            help="Where the workers connect back to stream nodes' output.  [default: this host's address "
-            "toward the scheduler, any free port]",
+            type=ListenAddress(),
+            metavar="[HOST][:PORT]",
+            help="Where the workers connect back to stream nodes' output: HOST, HOST:PORT, :PORT or "
+            "[IPv6]:PORT. On 0.0.0.0 or ::, every interface, and the workers are given this host's "
+            "address toward the scheduler.  [default: this host's address toward the scheduler, any free port]",
         ),
     ]
     for option in reversed(options):

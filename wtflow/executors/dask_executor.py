@@ -21,13 +21,14 @@ import json
 import logging
 import math
 import secrets
+import socket
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wtflow.config import DaskConfig
+from wtflow.config import WILDCARD_HOSTS, DaskConfig, parse_listen
 from wtflow.errors import BackendUnavailable
 from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
 from wtflow.executors.dask_wire import (
@@ -40,6 +41,7 @@ from wtflow.executors.dask_wire import (
     STOP,
     STREAMS,
     Assignment,
+    host_port,
     keep_alive,
     receive,
     send,
@@ -149,30 +151,38 @@ class DaskExecutor(BaseExecutor):
         comm = getattr(self._client, "scheduler_comm", None)
         if comm is not None and getattr(comm, "interval", 0) > CLIENT_BATCH_INTERVAL:
             comm.interval = CLIENT_BATCH_INTERVAL
-        host, port = _listen_address(config.listen, address)
+        host, port, announced = await asyncio.to_thread(_listen_address, config.listen, address)
         try:
-            self._server = await asyncio.start_server(self._accepted, host, port)
+            self._server = await _start_server(self._accepted, host, port)
         except OSError as exc:
             raise BackendUnavailable(
-                f"cannot listen on {host}:{port} for the Dask workers' output: {exc.strerror or exc} "
+                f"cannot listen on {host_port(host, port)} for the Dask workers' output: {exc.strerror or exc} "
                 "(choose the address with --dask-listen)"
             ) from None
-        self._runner = (host, self._server.sockets[0].getsockname()[1])
+        bound = [sock.getsockname() for sock in self._server.sockets]
+        if len({name[1] for name in bound}) > 1:  # a name of several addresses, each on a free port of its own
+            announced = bound[0][0]
+        self._runner = (announced, bound[0][1])
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A worker connected: hand its connection to the attempt it names, or close it if that is over."""
+        handed = False
         try:
-            async with asyncio.timeout(HELLO_TIMEOUT):
-                kind, payload = await receive(reader)
-            hello = json.loads(payload) if kind == HELLO else {}
-            waiter = self._waiting.pop(str(hello.get("token")), None)
-        except (OSError, EOFError, ValueError, AttributeError):  # TimeoutError included
-            waiter = None
-        if waiter is None or waiter.done():  # no such attempt, or it ended meanwhile
-            writer.close()
-            return
-        keep_alive(writer)  # a worker lost without a word (its machine gone) fails its node too
-        waiter.set_result(_Connection(reader, writer, str(hello.get("worker"))))
+            try:
+                async with asyncio.timeout(HELLO_TIMEOUT):
+                    kind, payload = await receive(reader)
+                hello = json.loads(payload) if kind == HELLO else {}
+                waiter = self._waiting.pop(str(hello.get("token")), None)
+            except (OSError, EOFError, ValueError, AttributeError):  # TimeoutError included
+                waiter = None
+            if waiter is None or waiter.done():  # no such attempt, or it ended meanwhile
+                return
+            keep_alive(writer)  # a worker lost without a word (its machine gone) fails its node too
+            waiter.set_result(_Connection(reader, writer, str(hello.get("worker"))))
+            handed = True
+        finally:
+            if not handed:  # also when the loop ends while a connection has not said hello
+                writer.close()
 
     async def execute(self, job: Job, sink: OutputSink) -> Outcome:
         """Run ``job`` on a worker of the cluster; stop it there if cancelled (a second cancellation kills it)."""
@@ -418,23 +428,59 @@ class DaskExecutor(BaseExecutor):
                 await cluster.close()
 
 
-def _listen_address(listen: str | None, scheduler: str) -> tuple[str, int]:
-    """Where workers connect back to: ``listen`` (``host``, ``host:port``), else the address toward the scheduler."""
-    if listen:
-        host, colon, port = listen.rpartition(":")
-        if colon and port.isdigit() and host:
-            return host.strip("[]"), int(port)
-        return listen.strip("[]"), 0
+def _listen_address(listen: str | None, scheduler: str) -> tuple[str, int, str]:
+    """Where to listen for the workers, and the host they are told to connect to: ``(host, port, announced)``.
+
+    ``listen`` is ``HOST``, ``HOST:PORT``, ``:PORT`` or ``[IPv6]:PORT`` (:func:`parse_listen`);
+    without a host, this machine's address toward the scheduler. A wildcard host (``0.0.0.0``,
+    ``::``) listens on every interface, but a worker cannot connect to it: the workers are told
+    this machine's address toward the scheduler instead, of the family the wildcard listens on.
+    """
+    host, port = parse_listen(listen) if listen else (None, 0)
+    if host is not None and host not in WILDCARD_HOSTS:
+        return host, port, host
     from distributed.comm.addressing import get_address_host
-    from distributed.utils import get_ip
 
     scheduler_host = get_address_host(scheduler)
-    try:
-        return str(get_ip(scheduler_host)), 0  # type: ignore[no-untyped-call]
-    except OSError:  # no route found: the host's name, as the workers may know it
-        import socket
+    family = socket.AF_INET6 if ":" in scheduler_host else socket.AF_INET
+    if host == "::":
+        if not socket.has_dualstack_ipv6():  # IPv6 connections only (see _start_server)
+            family = socket.AF_INET6
+    elif host is not None:  # 0.0.0.0: IPv4 connections only
+        family = socket.AF_INET
+    local = _address_toward(scheduler_host, family)
+    return host or local, port, local
 
-        return socket.gethostname(), 0
+
+def _address_toward(host: str, family: socket.AddressFamily) -> str:
+    """The address of this machine on its route to ``host``; its name if there is none (the workers may know it)."""
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((host, 9))  # UDP: nothing is sent, the system only chooses the route and address
+            address = str(probe.getsockname()[0])
+        except OSError:  # no route, a name that does not resolve, an address of the other family
+            address = ""
+    if not address or address in WILDCARD_HOSTS:
+        return socket.gethostname()
+    return address
+
+
+async def _start_server(
+    accepted: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], host: str, port: int
+) -> asyncio.Server:
+    """The listener on ``host``; on ``::`` it takes IPv4 connections too, where the system allows it.
+
+    asyncio makes every IPv6 listener IPv6-only: workers that reach this machine over IPv4
+    could not connect to a plain ``::``.
+    """
+    if host != "::" or not socket.has_dualstack_ipv6():
+        return await asyncio.start_server(accepted, host, port)
+    sock = socket.create_server((host, port), family=socket.AF_INET6, dualstack_ipv6=True)
+    try:
+        return await asyncio.start_server(accepted, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _lost(worker: str, exc: BaseException) -> Outcome:

@@ -42,6 +42,7 @@ from wtflow.executors.dask_wire import (
     STREAM_FRAMES,
     Assignment,
     file_payload,
+    host_port,
     keep_alive,
     receive,
     send,
@@ -153,7 +154,7 @@ async def _serve(assignment: Assignment, worker: str) -> None:
             reader, writer = await asyncio.open_connection(host, port)
     except OSError as exc:  # TimeoutError included
         raise ConnectionError(
-            f"worker {worker} cannot connect to the runner at {host}:{port} to run node "
+            f"worker {worker} cannot connect to the runner at {host_port(host, port)} to run node "
             f"{assignment.job.node!r}: {exc or 'timed out'}; the workers must reach the runner's address "
             "(choose it with --dask-listen)"
         ) from None

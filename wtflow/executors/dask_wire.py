@@ -80,6 +80,11 @@ def keep_alive(writer: asyncio.StreamWriter) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout * 1000)
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as written in messages, an IPv6 address in brackets (``[::1]:8786``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def frame(kind: int, payload: bytes = b"") -> bytes:
     """A frame's bytes, header included."""
     return _HEADER.pack(kind, len(payload)) + payload
