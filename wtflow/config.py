@@ -204,12 +204,16 @@ class DatabaseConfig:
             raise ConfigError(f"database.retry: expected a number of seconds >= 0, got {self.retry!r}")
 
 
+STATE_DIR = Path(".wtflow")  # where wtflow keeps its state by default, relative to the current directory
+DEFAULT_CACHE_DIR = STATE_DIR / "cache"
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     """Where artifacts are stored (``None``: a temporary directory for this process), and the cache.
 
     ``cache_dir`` holds the results of cached nodes (those with ``sources``); ``None`` means
-    ``.wtflow/cache`` in the current directory.
+    :data:`DEFAULT_CACHE_DIR` (``.wtflow/cache``) in the current directory.
     """
 
     artifacts_dir: Path | None = None

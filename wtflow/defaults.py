@@ -64,6 +64,8 @@ def console_observers() -> list[Observer]:
 
 def node_cache(config: Config) -> NodeCache:
     """The cache of finished nodes, in the configured directory (``.wtflow/cache`` by default)."""
-    from wtflow.reuse import NodeCache, cache_dir
+    from wtflow.config import DEFAULT_CACHE_DIR
+    from wtflow.reuse import NodeCache
 
-    return NodeCache(cache_dir(config.storage.cache_dir), force=config.run.force, force_nodes=config.run.force_nodes)
+    root = config.storage.cache_dir or DEFAULT_CACHE_DIR
+    return NodeCache(root, force=config.run.force, force_nodes=config.run.force_nodes)

@@ -211,8 +211,3 @@ class NodeCache:
         with contextlib.suppress(OSError):  # a read-only cache still serves hits
             self.hasher.save()
         return list(dict.fromkeys(self.store.warnings))
-
-
-def cache_dir(configured: Path | None) -> Path:
-    """Where the cache lives: as configured, else ``.wtflow/cache`` here."""
-    return configured if configured is not None else Path(os.curdir) / ".wtflow" / "cache"

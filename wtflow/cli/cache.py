@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from wtflow.cli.options import STATE_DIR, Duration, WtflowGroup
+from wtflow.cli.options import Duration, WtflowGroup
+from wtflow.config import DEFAULT_CACHE_DIR
 from wtflow.errors import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ else:  # not subscriptable at run time in every Click wtflow supports (8.1 on)
     _IntType = click.ParamType
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEFAULT_CACHE_DIR = STATE_DIR / "cache"
 
 
 class ByteSizeType(_IntType):

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from wtflow.config import (
+    DEFAULT_CACHE_DIR,
+    STATE_DIR,
     VAR_NAME,
     VAR_NAME_RULE,
     Config,
@@ -33,7 +35,6 @@ from wtflow.durations import parse_duration
 from wtflow.errors import EXIT_CODES, BackendUnavailable, WorkflowError, WtflowError
 from wtflow.log import LEVELS, LogFormat
 
-STATE_DIR = Path(".wtflow")
 EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -189,7 +190,7 @@ class App:
         """
         base = Config(
             db=DatabaseConfig(f"sqlite:///{(STATE_DIR / 'wtflow.db').resolve()}"),
-            storage=StorageConfig((STATE_DIR / "artifacts").resolve(), (STATE_DIR / "cache").resolve()),
+            storage=StorageConfig((STATE_DIR / "artifacts").resolve(), DEFAULT_CACHE_DIR.resolve()),
         )
         if self.config_file is not None:
             base = Config.from_ini(self.config_file, base=base)
