@@ -262,20 +262,26 @@ def workflow_timings(workflow: Workflow, times: Mapping[str, tuple[float | None,
         if name not in times:
             continue
         start, finish = times[name]
-        waits = workflow.dependencies[(name, SELF)]
+        deps, subtrees = waits(workflow, name)
         parent = workflow.parents[name]
         timings.append(
             Timing(
                 name,
                 start,
                 finish,
-                deps=tuple(sorted(dep for dep, kind in waits if kind == SELF)),
-                subtrees=tuple(sorted(dep for dep, kind in waits if kind == TREE)),
+                deps=tuple(deps),
+                subtrees=tuple(subtrees),
                 parent=parent.name if parent is not None else None,
                 group=node.executable is None,
             )
         )
     return timings
+
+
+def waits(workflow: Workflow, name: str) -> tuple[list[str], list[str]]:
+    """What node ``name`` of ``workflow`` waits for: the nodes whose own end, and those whose subtree's (sorted)."""
+    found = workflow.dependencies[(name, SELF)]
+    return sorted(dep for dep, kind in found if kind == SELF), sorted(dep for dep, kind in found if kind == TREE)
 
 
 def seconds(moment: datetime, origin: datetime) -> float:

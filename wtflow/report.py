@@ -11,17 +11,17 @@ What it shows is built from a :class:`RunView` of the run, made from one of thre
 A recorded run keeps no dependencies of its own: the report embeds them (with the git commit the
 run started from), and a report made again from the run reads them back from the earlier one
 (:func:`recorded`). A run without an earlier report has its critical path found by time, and its
-graph drawn from the node tree only. :func:`render` writes the page: the data as JSON, drawn by
-the inline script of ``report_assets/``; logs are cut to their last :data:`LOG_TAIL` bytes per
-stream (less when a run's logs exceed :data:`LOG_BUDGET` in all), with links to the whole files,
-and every text goes through the run's :class:`~wtflow.masking.Masker`.
+graph drawn from the node tree only. :func:`write_report` writes the page: the data as JSON, drawn
+by the inline script of ``report_assets/``, and each log's text in a block of its own; logs are
+cut to their last :data:`LOG_TAIL` bytes per stream (less when a run's logs exceed
+:data:`LOG_BUDGET` in all), with links to the whole files, and every text goes through the run's
+:class:`~wtflow.masking.Masker`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 import os
 import re
@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
-from wtflow.critical import CriticalPath, Timing, critical_path, seconds
-from wtflow.graph import SELF, TREE, _drawn
+from wtflow.critical import CriticalPath, Timing, critical_path, seconds, waits
+from wtflow.graph import _drawn
 from wtflow.masking import Masker
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ LOG_TAIL = 64 * 1024  # the end of each stream the page holds
 LOG_BUDGET = 8 << 20  # all streams of a run together; beyond it each gets an equal share, failed nodes first
 FORMAT = 1  # of the embedded data; a report reads back graphs of its own format only
 STREAMS = ("stdout", "stderr")
+_SLOT = re.compile(r"\{\{([A-Z_]+)\}\}")  # in report_assets/report.html
 _DATA = re.compile(r'<script type="application/json" id="wtflow-data">(.*?)</script>', re.DOTALL)
 _COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _TIMED_OUT = re.compile(r"^timed out\b")
@@ -82,6 +83,12 @@ class NodeRun:
     saved: float | None = None
     tries: list[Attempt] = field(default_factory=list)
 
+    def stream_files(self) -> Iterator[tuple[str, Path]]:
+        """``(stream, file)`` for each of its output streams kept: ``stdout``, ``stderr``."""
+        for stream in STREAMS:
+            if stream in self.artifacts:
+                yield stream, self.artifacts[stream][0]
+
 
 @dataclass
 class Graph:
@@ -98,6 +105,10 @@ class Graph:
     edges: list[tuple[str, str, str, bool]]
     hidden: set[str] = field(default_factory=set)
     source: str = "workflow"
+
+    def waiting(self) -> dict[str, dict[str, list[str]]]:
+        """``deps`` and ``subtrees`` by name, as the page's data names them."""
+        return {"deps": self.deps, "subtrees": self.subtrees}
 
 
 @dataclass
@@ -275,9 +286,7 @@ def graph_of(workflow: Workflow) -> Graph:
     deps: dict[str, list[str]] = {}
     subtrees: dict[str, list[str]] = {}
     for name in workflow.nodes:
-        waits = workflow.dependencies[(name, SELF)]
-        deps[name] = sorted(dep for dep, kind in waits if kind == SELF)
-        subtrees[name] = sorted(dep for dep, kind in waits if kind == TREE)
+        deps[name], subtrees[name] = waits(workflow, name)
     _, joined = _drawn(workflow)
     return Graph(
         deps=deps,
@@ -414,8 +423,8 @@ def recorded(report: Path, names: Iterable[str], masker: Masker | None = None) -
         for name, node in zip(shown, data["nodes"], strict=True):
             if name is None:
                 continue
-            graph.deps[name] = named(node.get("deps", ()))
-            graph.subtrees[name] = named(node.get("subtrees", ()))
+            for key, waited in graph.waiting().items():
+                waited[name] = named(node.get(key, ()))
             if node.get("group"):
                 graph.groups.add(name)
             if node.get("hidden"):
@@ -472,6 +481,7 @@ def history_critical_path(run: RunRecord, artifacts_dir: Path | None = None) -> 
 @dataclass(frozen=True)
 class _Stream:
     node: str
+    number: int  # the node's, in the page's data
     stream: str
     path: Path
     size: int
@@ -480,16 +490,14 @@ class _Stream:
 
 def _streams(view: RunView) -> list[_Stream]:
     found = []
-    for name, node in view.nodes.items():
+    for number, (name, node) in enumerate(view.nodes.items()):
         failed = node.status in {"failed", "timed_out"}
-        for stream in STREAMS:
-            if stream in node.artifacts:
-                path = node.artifacts[stream][0]
-                try:
-                    size = path.stat().st_size
-                except OSError:
-                    continue
-                found.append(_Stream(name, stream, path, size, failed))
+        for stream, path in node.stream_files():
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            found.append(_Stream(name, number, stream, path, size, failed))
     return found
 
 
@@ -522,47 +530,83 @@ def read_tail(path: Path, limit: int, masker: Masker) -> tuple[str, int]:
     A secret that starts before the part read is not shown in part: what is read starts a
     secret's length earlier, and that margin is dropped once masked. ``OSError`` if unreadable.
     """
+    data, cut = _tail(path, limit, masker)
+    return data.decode("utf-8", "replace"), cut
+
+
+def _tail(path: Path, limit: int, masker: Masker) -> tuple[bytes, int]:
+    """:func:`read_tail`'s bytes, not decoded."""
     with path.open("rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         if limit <= 0:
-            return "", size
+            return b"", size
         margin = max(masker.longest - 1, 0)
         offset = max(size - limit - margin, 0)
         handle.seek(offset)
         data = masker.bytes(handle.read(size - offset))
     if not offset and len(data) <= limit:
-        return data.decode("utf-8", "replace"), 0
+        return data, 0
     data = data[margin:][-limit:] if offset else data[-limit:]
     newline = data.find(b"\n")
     if 0 <= newline < len(data) - 1:
         data = data[newline + 1 :]
-    return data.decode("utf-8", "replace"), max(size - len(data), 1)
+    return data, max(size - len(data), 1)
 
 
-def _read_logs(view: RunView, masker: Masker, budget: int = LOG_BUDGET) -> dict[tuple[str, str], dict[str, Any]]:
-    r"""Each stream's tail as the page holds it: ``{(node, stream): {text, size, cut}}``, within ``budget`` bytes.
+# The page holds each log in a script element of type text/plain, which the browser neither runs
+# nor decodes: it reads the text as written, but for what the HTML parser ends the element at or
+# changes: "<" (of "</script>"), CR (newlines are normalised to LF) and NUL (replaced). Those are
+# written as JSON escapes, and so the backslash itself: report.js reads them back.
+_PLAIN_ESCAPES = ((b"\\", b"\\\\"), (b"<", b"\\u003c"), (b"\r", b"\\r"), (b"\0", b"\\u0000"))
 
-    The budget is of the page's bytes: JSON's escapes (``\n``, ``\u001b`` for a colour) make
-    a log larger there than on disk, so a run whose tails grow past it is read again, with a
-    budget smaller by as much.
+
+def _plain_script(data: bytes) -> bytes:
+    """``data`` as the text of a text/plain script element: valid UTF-8 (what is not shown replaced), escaped."""
+    if not data.isascii():
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            data = data.decode("utf-8", "replace").encode()
+    for char, escape in _PLAIN_ESCAPES:
+        data = data.replace(char, escape)
+    return data
+
+
+def _write_logs(
+    handle: BinaryIO, view: RunView, masker: Masker, budget: int = LOG_BUDGET
+) -> dict[tuple[str, str], dict[str, int]]:
+    """Write each stream's tail as the page holds it, within ``budget`` bytes; ``{size, cut}`` by ``(node, stream)``.
+
+    Each is a text/plain script element, ``wtflow-log-<node's number>-<stream>``, written as it
+    is read: the tails are never all in memory. ``cut`` is how many bytes of the stream's
+    ``size`` were left out. The budget is of the page's bytes: escapes and characters shown
+    replaced make a log larger there than on disk, so a run whose tails grow past it is
+    written again, with a budget smaller by as much.
     """
     streams = _streams(view)
     sizes = [(stream.size, stream.first) for stream in streams]
-    logs: dict[tuple[str, str], dict[str, Any]] = {}
-    for _ in range(3):  # the second reading fits but in pathological cases: stop then anyway
+    start = handle.tell()
+    logs: dict[tuple[str, str], dict[str, int]] = {}
+    limit = budget  # of the bytes read
+    for _ in range(3):  # the second writing fits but in pathological cases: stop then anyway
+        handle.seek(start)
+        handle.truncate()
         logs.clear()
-        caps = log_caps(sizes, budget=budget)
-        for stream, cap in zip(streams, caps, strict=True):
+        read = shown = 0
+        for stream, cap in zip(streams, log_caps(sizes, budget=limit), strict=True):
             try:
-                text, cut = read_tail(stream.path, cap, masker)
+                data, cut = _tail(stream.path, cap, masker)
             except OSError:
                 continue
-            logs[(stream.node, stream.stream)] = {"text": text, "size": stream.size, "cut": cut}
-        shown = sum(len(json.dumps(log["text"], ensure_ascii=False).encode()) for log in logs.values())
-        read = sum(len(log["text"].encode()) for log in logs.values())
+            text = _plain_script(data)
+            read, shown = read + len(data), shown + len(text)
+            handle.write(f'<script type="text/plain" id="wtflow-log-{stream.number}-{stream.stream}">'.encode())
+            handle.write(text)
+            handle.write(b"</script>\n")
+            logs[(stream.node, stream.stream)] = {"size": stream.size, "cut": cut}
         if shown <= budget or not read:
             break
-        budget = int(budget * read / shown * 0.98)
+        limit = int(budget * read / shown * 0.98)
     return logs
 
 
@@ -570,8 +614,7 @@ def _read_logs(view: RunView, masker: Masker, budget: int = LOG_BUDGET) -> dict[
 
 
 def _href(path: Path, base: Path) -> str:
-    relative = os.path.relpath(path, base)
-    return "/".join(quote(part) for part in Path(relative).parts)
+    return quote(os.path.relpath(path, base).replace(os.sep, "/"))
 
 
 def _round(value: float | None) -> float | None:
@@ -580,10 +623,7 @@ def _round(value: float | None) -> float | None:
 
 def _attempt_files(node: NodeRun) -> Iterator[tuple[str, Path]]:
     """Output kept of a retried node's earlier attempts: ``stdout.attempt-N.log`` beside its stream's file."""
-    for stream in STREAMS:
-        if stream not in node.artifacts:
-            continue
-        path = node.artifacts[stream][0]
+    for stream, path in node.stream_files():
         for number in range(1, node.attempts):
             earlier = path.with_name(f"{path.stem}.attempt-{number}{path.suffix}")
             if earlier.exists():
@@ -591,11 +631,18 @@ def _attempt_files(node: NodeRun) -> Iterator[tuple[str, Path]]:
 
 
 def report_data(
-    view: RunView, out_dir: Path, masker: Masker | None = None, *, generated: datetime | None = None
+    view: RunView,
+    out_dir: Path,
+    logs: Mapping[tuple[str, str], dict[str, int]],
+    masker: Masker | None = None,
+    *,
+    generated: datetime | None = None,
 ) -> dict[str, Any]:
-    """What the page shows, as JSON-ready data (names and texts masked; times in seconds from the run's start)."""
-    masker = masker or Masker()
-    mask = masker.text
+    """What the page shows, as JSON-ready data (names and texts masked; times in seconds from the run's start).
+
+    Of the logs, only their sizes (``logs``, by ``(node, stream)``): the page holds their texts apart.
+    """
+    mask = (masker or Masker()).text
     origin = view.started_at
     names = list(view.nodes)
     index = {name: number for number, name in enumerate(names)}
@@ -603,7 +650,6 @@ def report_data(
     groups = view.groups()
     graph = view.graph
     hidden = graph.hidden if graph is not None else _implicit_root(view, parents, groups)
-    logs = _read_logs(view, masker)
 
     def when(moment: datetime | None) -> float | None:
         return None if moment is None else _round(seconds(moment, origin))
@@ -636,8 +682,8 @@ def report_data(
         if node.reused_from is not None:
             entry.update(reused_from=mask(node.reused_from), saved=node.saved)
         if graph is not None:
-            entry["deps"] = [index[dep] for dep in graph.deps.get(name, ()) if dep in index]
-            entry["subtrees"] = [index[dep] for dep in graph.subtrees.get(name, ()) if dep in index]
+            for key, waited in graph.waiting().items():
+                entry[key] = [index[dep] for dep in waited.get(name, ()) if dep in index]
         if name in hidden:
             entry["hidden"] = True
         nodes.append(entry)
@@ -699,37 +745,52 @@ def _asset(name: str) -> str:
     return resources.files("wtflow").joinpath("report_assets", name).read_text("utf-8")
 
 
-def render(view: RunView, out: Path, masker: Masker | None = None, *, generated: datetime | None = None) -> str:
-    """The report's HTML, its links relative to ``out`` (where it will be written)."""
-    data = report_data(view, out.parent.absolute(), masker, generated=generated)
-    # JSON has "<" only inside strings, where \u003c means the same: no "</script>" can end the block early.
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
-    script = _asset("report.js")
-    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    title = f"{data['run']['workflow']} {view.status} · {view.run_id} · wtflow"
-    parts = {
-        "TITLE": html.escape(title),
-        "SCRIPT_HASH": f"sha256-{digest}",
-        "STYLE": _asset("report.css"),
-        "SCRIPT": script,
-        "DATA": payload,
-    }
-    slots = r"\{\{(TITLE|SCRIPT_HASH|STYLE|SCRIPT|DATA)\}\}"
-    return re.sub(slots, lambda match: parts[match[1]], _asset("report.html"))
-
-
-def write_report(view: RunView, out: Path, masker: Masker | None = None) -> Path:
+def write_report(view: RunView, out: Path, masker: Masker | None = None, *, generated: datetime | None = None) -> Path:
     """Write the report to ``out`` (atomically: readers see the old file or the new one). Blocking."""
-    text = render(view, out, masker)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        # A name no decoding made (a lone surrogate) cannot be UTF-8: shown replaced.
-        tmp.write_bytes(text.encode("utf-8", "replace"))
+        with tmp.open("wb") as handle:
+            _write_page(handle, view, out.parent.absolute(), masker or Masker(), generated)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return out
+
+
+def _write_page(handle: BinaryIO, view: RunView, out_dir: Path, masker: Masker, generated: datetime | None) -> None:
+    """The report's HTML, its links relative to ``out_dir``.
+
+    Its data is one JSON block, and each log's text a block of its own, as it is but for a few
+    escapes (:func:`_plain_script`): a run's logs, most of the page, are read and written once.
+    """
+    script = _asset("report.js")
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    slots = {
+        "TITLE": _title_text(f"{masker.text(view.workflow)} {view.status} · {view.run_id} · wtflow"),
+        "SCRIPT_HASH": f"sha256-{digest}",
+        "STYLE": _asset("report.css"),
+        "SCRIPT": script,
+    }
+    head, tail = _asset("report.html").split("{{LOGS}}")
+    handle.write(_fill(head, slots))
+    logs = _write_logs(handle, view, masker)
+    data = report_data(view, out_dir, logs, masker, generated=generated)
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    # JSON has "<" only inside strings, where \u003c means the same: no "</script>" can end the block early.
+    handle.write(_fill(tail, {**slots, "DATA": payload.replace("<", "\\u003c")}))
+
+
+def _title_text(text: str) -> str:
+    """``text`` as the content of a ``<title>``, where only a character reference or the end tag could start."""
+    # Not html.escape: its module loads every named character reference, for html.unescape.
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
+def _fill(template: str, slots: Mapping[str, str]) -> bytes:
+    """``template`` with each ``{{NAME}}`` replaced by ``slots[NAME]``, as UTF-8."""
+    # A name no decoding made (a lone surrogate) cannot be UTF-8: shown replaced.
+    return _SLOT.sub(lambda match: slots[match[1]], template).encode("utf-8", "replace")
 
 
 def git_commit(directory: Path) -> str | None:

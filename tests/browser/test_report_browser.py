@@ -140,6 +140,27 @@ def wide_report(root: str) -> Path:
     return writer.written
 
 
+# What the HTML parser would end a block at or change (the page holds each log in a block of its
+# own), the escapes the page uses for them written literally, bytes that are not UTF-8, a colour.
+ODD_OUTPUT = b"</script><!--<script>\r\nback\\slash \\u003c \\r \\\\\nnul\0 \xff end\n10%\r100%\n\x1b[31mred\x1b[0m\n"
+
+
+def odd_report(root: str) -> Path:
+    """One scripted node printing :data:`ODD_OUTPUT`: the run's report."""
+    writer = ReportWriter()
+    config = Config(db=DatabaseConfig(None), storage=StorageConfig(Path(root)))
+    engine = Engine(
+        Workflow("odd", Node("odd", executable=Command("true"))),
+        config,
+        observers=[writer],
+        executor=FakeExecutor({"odd": Step(stdout=ODD_OUTPUT)}),
+        store=FileStore(Path(root)),
+    )
+    asyncio.run(engine.run_async())
+    assert writer.written is not None
+    return writer.written
+
+
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of the release workflow's second run."""
@@ -263,6 +284,22 @@ def test_the_page_requests_nothing_but_itself_and_logs_no_error(page_of: Opened)
     assert page.is_visible("#tooltip")
     assert all(url.startswith(("file://", "data:")) for url in page_of.requests), page_of.requests
     assert page_of.errors == []
+
+
+def test_a_log_is_shown_as_the_node_wrote_it_whatever_it_holds(
+    tmp_path: Path, open_report: Callable[..., Opened]
+) -> None:
+    opened = open_report(in_a_process("odd_report", tmp_path))
+    opened.page.evaluate("window.wtflowReport.select(0)")
+    lines = opened.page.locator('#nodes .node[data-name="odd"] details.log[data-stream="stdout"] pre .line')
+    assert lines.all_inner_texts() == [
+        "</script><!--<script>",
+        "back\\slash \\u003c \\r \\\\",
+        "nul \ufffd end",
+        "100%",
+        "red",
+    ]
+    assert opened.errors == []
 
 
 # -- scale and the screenshot -------------------------------------------------------------

@@ -9,6 +9,17 @@
   var SVGNS = "http" + "://www.w3.org/2000/svg";
   var STATUSES = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "cached", "reused", "running", "pending"];
   var STREAMS = ["stdout", "stderr"];
+  // Each log's text is a block of its own, "wtflow-log-<node>-<stream>", as written but for JSON
+  // escapes of what the HTML parser would change ("<", CR, NUL) and of the backslash.
+  var UNESCAPED = { "\\\\": "\\", "\\u003c": "<", "\\r": "\r", "\\u0000": "\0" };
+  NODES.forEach(function (node, i) {
+    STREAMS.forEach(function (stream) {
+      var log = node.logs[stream];
+      if (!log) return;
+      var text = document.getElementById("wtflow-log-" + i + "-" + stream).textContent;
+      log.text = text.indexOf("\\") < 0 ? text : text.replace(/\\(?:\\|u003c|r|u0000)/g, function (e) { return UNESCAPED[e]; });
+    });
+  });
   var critStep = new Map();
   CRIT.steps.forEach(function (step, k) { critStep.set(step[0], k); });
   var total = Math.max(RUN.duration || 0, 0.001);
