@@ -14,23 +14,14 @@ import pytest
 from tests.conftest import cli, wait_for
 from tests.integration.conftest import Runner
 from tests.integration.workflow_files import (
-    WAIT_SCRIPT,
     assert_clean_exit,
-    clear_settings,
     run,
+    run_file,
     statuses,
     stdout_of,
     write,
 )
 from wtflow import Command, Node, NodeStatus
-
-
-@pytest.fixture
-def project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    clear_settings(monkeypatch)
-    (workdir / "wait.sh").write_text(WAIT_SCRIPT)
-    return workdir
-
 
 AFTER_FAILURE = """
 name: c
@@ -72,21 +63,6 @@ def test_failure_is_seen_through_a_node_skipped_for_it(after_failure: Path) -> N
     assert (after_failure / "through-skipped-ran").exists()
 
 
-def test_if_failure_is_skipped_when_everything_it_waits_for_succeeded(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
-        """
-        name: c
-        nodes:
-          - {name: good, command: "true"}
-          - {name: on-failure, needs: good, if: failure(), command: touch failure-ran}
-        """,
-    )
-    assert_clean_exit(run(), 0)
-    assert statuses(project)["on-failure"] == "skipped"
-    assert not (project / "failure-ran").exists()
-
-
 STOPPED = """
 name: c
 nodes:
@@ -97,31 +73,37 @@ nodes:
 """
 
 
-def test_if_cancelled_runs_once_a_failure_stopped_the_run(project: Path) -> None:
-    write(project / "wtflow.yml", STOPPED)
-    assert_clean_exit(run("--kill-grace", "5"), 1)
-    found = statuses(project)
-    assert (found["slow"], found["on-cancel"]) == ("cancelled", "succeeded")
+@pytest.fixture
+def stopped(project: Path) -> dict[str, str]:
+    """STOPPED, run (bad's failure stops it while slow runs): each node's status."""
+    run_file(STOPPED, "--kill-grace", "5", exit_code=1)
+    return statuses(project)
+
+
+def test_if_cancelled_runs_once_a_failure_stopped_the_run(project: Path, stopped: dict[str, str]) -> None:
+    assert (stopped["slow"], stopped["on-cancel"]) == ("cancelled", "succeeded")
     assert (project / "cancel-ran").exists()
 
 
-def test_if_cancelled_is_skipped_when_nothing_was_cancelled(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
-        """
+@pytest.mark.parametrize("condition", ["failure()", "cancelled()"], ids=["failure", "cancelled"])
+def test_if_failure_or_cancelled_is_skipped_when_everything_it_waits_for_succeeded(
+    project: Path, condition: str
+) -> None:
+    run_file(
+        f"""
         name: c
         nodes:
-          - {name: good, command: "true"}
-          - {name: on-cancel, needs: good, if: cancelled(), command: touch cancel-ran}
+          - {{name: good, command: "true"}}
+          - {{name: guarded, needs: good, if: {condition}, command: touch guarded-ran}}
         """,
+        exit_code=0,
     )
-    assert_clean_exit(run(), 0)
-    assert statuses(project)["on-cancel"] == "skipped"
+    assert statuses(project)["guarded"] == "skipped"
+    assert not (project / "guarded-ran").exists()
 
 
 def test_a_false_condition_skips_the_node_and_the_run_succeeds(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: c
         vars: {DEPLOY: "no"}
@@ -129,16 +111,14 @@ def test_a_false_condition_skips_the_node_and_the_run_succeeds(project: Path) ->
           - {name: build, command: "true"}
           - {name: deploy, needs: build, if: "vars.DEPLOY == 'yes'", command: touch deployed}
         """,
+        exit_code=0,
     )
-    result = run()
-    assert_clean_exit(result, 0)
     assert statuses(project) == {"build": "succeeded", "deploy": "skipped", "c": "succeeded"}
     assert not (project / "deployed").exists()
 
 
 def test_nodes_waiting_for_a_skipped_node_are_skipped_too(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: c
         nodes:
@@ -146,16 +126,15 @@ def test_nodes_waiting_for_a_skipped_node_are_skipped_too(project: Path) -> None
           - {name: next, needs: skipper, command: touch next-ran}
           - {name: last, needs: next, command: touch last-ran}
         """,
+        exit_code=0,
     )
-    assert_clean_exit(run(), 0)
     found = statuses(project)
     assert (found["skipper"], found["next"], found["last"]) == ("skipped", "skipped", "skipped")
     assert list(project.glob("*-ran")) == []
 
 
 def test_a_node_waiting_for_a_skipped_node_runs_when_its_own_condition_says_so(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: c
         nodes:
@@ -165,28 +144,28 @@ def test_a_node_waiting_for_a_skipped_node_runs_when_its_own_condition_says_so(p
             if: "always() && needs.skipper.result == 'skipped'"
             command: touch fallback-ran
         """,
+        exit_code=0,
     )
-    assert_clean_exit(run(), 0)
     assert statuses(project)["fallback"] == "succeeded"
 
 
 def test_a_condition_in_braces_reads_a_var_given_on_the_command_line(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: c
         vars: {RUN: "no"}
         nodes:
           - {name: maybe, if: "${{ vars.RUN == 'yes' }}", command: touch maybe-ran}
         """,
+        "--var",
+        "RUN=yes",
+        exit_code=0,
     )
-    assert_clean_exit(run("--var", "RUN=yes"), 0)
     assert (project / "maybe-ran").exists()
 
 
 def test_a_false_condition_on_a_group_skips_everything_under_it(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: c
         root:
@@ -199,16 +178,15 @@ def test_a_false_condition_on_a_group_skips_everything_under_it(project: Path) -
                 - {name: build-docs, command: touch docs-ran}
             - {name: tests, command: touch tests-ran}
         """,
+        exit_code=0,
     )
-    assert_clean_exit(run(), 0)
     found = statuses(project)
     assert (found["docs"], found["build-docs"], found["tests"]) == ("skipped", "skipped", "succeeded")
     assert not (project / "docs-ran").exists()
 
 
 def test_needs_result_tells_how_each_node_ended(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: c
         nodes:
@@ -222,8 +200,10 @@ def test_needs_result_tells_how_each_node_ended(project: Path) -> None:
             command: >-
               echo ${{ needs.ok.result }} ${{ needs.bad.result }} ${{ needs.slow.result }} ${{ needs.skipper.result }}
         """,
+        "--kill-grace",
+        "5",
+        exit_code=1,
     )
-    assert_clean_exit(run("--kill-grace", "5"), 1)
     assert stdout_of(project, "report") == "success failure cancelled skipped\n"
 
 
@@ -236,9 +216,21 @@ def test_dry_run_shows_each_nodes_condition(after_failure: Path) -> None:
 # -- Ctrl-C -----------------------------------------------------------------------------------------
 
 
-def interrupted_run(project: Path, workflow: str) -> tuple[int, str]:
-    """Start ``wtflow run`` as a process, SIGINT it once its first node runs; its exit code and stderr."""
-    write(project / "wtflow.yml", workflow)
+# slow runs until the signal; the other nodes wait for it.
+INTERRUPTED = """
+name: sig
+nodes:
+  - {name: slow, command: "touch started; exec sleep 30"}
+  - {name: cleanup, needs: slow, if: always(), command: "echo cleaned > cleaned"}
+  - {name: on-cancel, needs: slow, if: cancelled(), command: "touch cancel-ran"}
+  - {name: normal, needs: slow, command: touch normal-ran}
+"""
+
+
+@pytest.fixture
+def interrupted(project: Path) -> tuple[int, str]:
+    """INTERRUPTED run by ``wtflow run`` as a process, SIGINT once slow runs: its exit code and stderr."""
+    write(project / "wtflow.yml", INTERRUPTED)
     process = subprocess.Popen(
         [sys.executable, "-m", "wtflow", "run", "--db-url", "", "--kill-grace", "5", "--log-format", "json"],
         cwd=project,
@@ -263,17 +255,8 @@ def run_json_statuses(project: Path) -> dict[str, str]:
     return {name: node["status"] for name, node in record["nodes"].items()}
 
 
-def test_ctrl_c_still_runs_always_nodes_and_exits_130(project: Path) -> None:
-    code, stderr = interrupted_run(
-        project,
-        """
-        name: sig
-        nodes:
-          - {name: slow, command: "touch started; exec sleep 30"}
-          - {name: cleanup, needs: slow, if: always(), command: "echo cleaned > cleaned"}
-          - {name: normal, needs: slow, command: touch normal-ran}
-        """,
-    )
+def test_ctrl_c_still_runs_always_nodes_and_exits_130(project: Path, interrupted: tuple[int, str]) -> None:
+    code, stderr = interrupted
     assert code == 130, stderr
     assert "Traceback" not in stderr
     assert (project / "cleaned").read_text() == "cleaned\n"
@@ -282,16 +265,8 @@ def test_ctrl_c_still_runs_always_nodes_and_exits_130(project: Path) -> None:
     assert (found["slow"], found["cleanup"], found["normal"]) == ("cancelled", "succeeded", "skipped")
 
 
-def test_ctrl_c_runs_nodes_that_ask_for_cancelled(project: Path) -> None:
-    code, stderr = interrupted_run(
-        project,
-        """
-        name: sig
-        nodes:
-          - {name: slow, command: "touch started; exec sleep 30"}
-          - {name: on-cancel, needs: slow, if: cancelled(), command: "touch cancel-ran"}
-        """,
-    )
+def test_ctrl_c_runs_nodes_that_ask_for_cancelled(project: Path, interrupted: tuple[int, str]) -> None:
+    code, stderr = interrupted
     assert code == 130, stderr
     assert (project / "cancel-ran").exists()
 
@@ -342,11 +317,10 @@ def test_the_max_fail_flag_overrides_the_files_max_fail(project: Path) -> None:
     assert ran(project) == ["f1", "f2"]
 
 
-def test_stopping_for_failures_cancels_running_nodes_and_skips_unstarted_ones(project: Path) -> None:
-    write(project / "wtflow.yml", STOPPED)
-    assert_clean_exit(run("--kill-grace", "5"), 1)
-    found = statuses(project)
-    assert (found["bad"], found["slow"], found["later"]) == ("failed", "cancelled", "skipped")
+def test_stopping_for_failures_cancels_running_nodes_and_skips_unstarted_ones(
+    project: Path, stopped: dict[str, str]
+) -> None:
+    assert (stopped["bad"], stopped["slow"], stopped["later"]) == ("failed", "cancelled", "skipped")
     assert not (project / "later-ran").exists()
 
 
@@ -361,16 +335,14 @@ nodes:
 
 
 def test_running_nodes_go_on_while_failures_stay_within_max_fail(project: Path) -> None:
-    write(project / "wtflow.yml", PARALLEL_FAILURES)
-    assert_clean_exit(run("--max-fail", "2", "--kill-grace", "5"), 1)
+    run_file(PARALLEL_FAILURES, "--max-fail", "2", "--kill-grace", "5", exit_code=1)
     found = statuses(project)
     assert (found["bad1"], found["bad2"], found["slow"]) == ("failed", "failed", "succeeded")
     assert stdout_of(project, "slow") == "finished\n"
 
 
 def test_one_failure_more_than_max_fail_cancels_running_nodes(project: Path) -> None:
-    write(project / "wtflow.yml", PARALLEL_FAILURES)
-    assert_clean_exit(run("--max-fail", "1", "--kill-grace", "5"), 1)
+    run_file(PARALLEL_FAILURES, "--max-fail", "1", "--kill-grace", "5", exit_code=1)
     found = statuses(project)
     assert (found["slow"], found["release"]) == ("cancelled", "skipped")
 

@@ -9,28 +9,21 @@ import pytest
 from tests.conftest import cli
 from tests.integration.workflow_files import (
     assert_clean_exit,
-    clear_settings,
     run,
     run_dir,
+    run_file,
     run_record,
     statuses,
     stdout_of,
     write,
 )
 
-
-@pytest.fixture
-def project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    clear_settings(monkeypatch)
-    return workdir
-
-
 # -- substitution -------------------------------------------------------------------------------
 
 
-def test_a_command_string_gets_vars_and_the_wtflow_context(project: Path) -> None:
-    write(
-        project / "w.yml",
+# Each case: a workflow whose node prints what its expressions became, and what it prints.
+PRINTED = [
+    pytest.param(
         """
         name: expr
         vars: {GREETING: hello}
@@ -38,31 +31,11 @@ def test_a_command_string_gets_vars_and_the_wtflow_context(project: Path) -> Non
           - name: say
             command: echo "${{ vars.GREETING }} from ${{ wtflow.node }} of ${{ wtflow.workflow }}"
         """,
-    )
-    result = run("w.yml")
-    assert_clean_exit(result, 0)
-    assert result.stdout == "hello from say of expr\n"
-
-
-def test_the_wtflow_context_gives_the_run_id_and_run_dir(project: Path) -> None:
-    write(
-        project / "w.yml",
-        """
-        name: ids
-        nodes:
-          - {name: a, command: "echo ${{ wtflow.run_id }} ${{ wtflow.run_dir }}"}
-        """,
-    )
-    result = run("w.yml")
-    assert_clean_exit(result, 0)
-    directory = run_dir(project)
-    assert result.stdout == f"{directory.name} {directory}\n"
-
-
-def test_list_command_items_are_substituted_and_stay_one_argument_each(project: Path) -> None:
-    """A substituted value in an argv list is never split or interpreted by a shell."""
-    write(
-        project / "w.yml",
+        "hello from say of expr\n",
+        id="a_command_string_gets_vars_and_the_wtflow_context",
+    ),
+    # A substituted value in an argv list is never split or interpreted by a shell.
+    pytest.param(
         """
         name: argv
         vars: {TEXT: "a  b; echo injected"}
@@ -70,15 +43,10 @@ def test_list_command_items_are_substituted_and_stay_one_argument_each(project: 
           - name: a
             command: [printf, "<%s>\\n", "${{ vars.TEXT }}", "x-${{ vars.TEXT }}"]
         """,
-    )
-    result = run("w.yml")
-    assert_clean_exit(result, 0)
-    assert result.stdout == "<a  b; echo injected>\n<x-a  b; echo injected>\n"
-
-
-def test_env_values_are_substituted_for_the_process_and_the_env_context(project: Path) -> None:
-    write(
-        project / "w.yml",
+        "<a  b; echo injected>\n<x-a  b; echo injected>\n",
+        id="list_command_items_are_substituted_and_stay_one_argument_each",
+    ),
+    pytest.param(
         """
         name: env
         vars: {LEVEL: "3"}
@@ -88,78 +56,94 @@ def test_env_values_are_substituted_for_the_process_and_the_env_context(project:
             env: {OWN: "own-${{ vars.LEVEL }}-${{ wtflow.node }}"}
             command: echo "$TOP $OWN | ${{ env.TOP }} ${{ env.OWN }}"
         """,
-    )
-    result = run("w.yml")
-    assert_clean_exit(result, 0)
-    assert result.stdout == "top-3 own-3-a | top-3 own-3-a\n"
-
-
-def test_the_env_context_holds_only_the_declared_environment(project: Path) -> None:
-    """A variable of wtflow's own environment that the workflow does not declare is not in ``env``."""
-    write(
-        project / "w.yml",
+        "top-3 own-3-a | top-3 own-3-a\n",
+        id="env_values_are_substituted_for_the_process_and_the_env_context",
+    ),
+    # A variable of wtflow's own environment that the workflow does not declare is not in ``env``.
+    pytest.param(
         """
         name: env
         nodes:
           - {name: a, command: 'echo "[${{ env.WTFLOW_TEST_UNDECLARED }}] [$WTFLOW_TEST_UNDECLARED]"'}
         """,
+        "[] [inherited]\n",
+        id="the_env_context_holds_only_the_declared_environment",
+    ),
+]
+
+
+@pytest.mark.parametrize(("workflow", "printed"), PRINTED)
+def test_expressions_are_substituted_when_the_node_starts(project: Path, workflow: str, printed: str) -> None:
+    """wtflow runs with WTFLOW_TEST_UNDECLARED set, a variable no workflow declares."""
+    result = run_file(workflow, file="w.yml", exit_code=0, env={"WTFLOW_TEST_UNDECLARED": "inherited"})
+    assert result.stdout == printed
+
+
+def test_the_wtflow_context_gives_the_run_id_and_run_dir(project: Path) -> None:
+    result = run_file(
+        """
+        name: ids
+        nodes:
+          - {name: a, command: "echo ${{ wtflow.run_id }} ${{ wtflow.run_dir }}"}
+        """,
+        file="w.yml",
+        exit_code=0,
     )
-    result = run("w.yml", env={"WTFLOW_TEST_UNDECLARED": "inherited"})
-    assert_clean_exit(result, 0)
-    assert result.stdout == "[] [inherited]\n"
+    directory = run_dir(project)
+    assert result.stdout == f"{directory.name} {directory}\n"
 
 
 def test_working_directory_is_substituted(project: Path) -> None:
     (project / "sub-2").mkdir()
-    write(
-        project / "w.yml",
+    result = run_file(
         """
         name: wd
         vars: {N: 2}
         nodes:
           - {name: a, command: pwd, working_directory: "sub-${{ vars.N }}"}
         """,
+        file="w.yml",
+        exit_code=0,
     )
-    result = run("w.yml")
-    assert_clean_exit(result, 0)
     assert result.stdout == f"{(project / 'sub-2').resolve()}\n"
 
 
 def test_a_substituted_working_directory_may_not_lead_outside_the_workflows_directory(project: Path) -> None:
     """As a written one may not: the node fails without running its command."""
-    write(
-        project / "inner" / "w.yml",
+    run_file(
         """
         name: wd
         vars: {DIR: "."}
         nodes:
           - {name: a, command: "touch escaped-here", working_directory: "${{ vars.DIR }}"}
         """,
+        "--var",
+        "DIR=..",
+        file="inner/w.yml",
+        exit_code=1,
     )
-    result = run("inner/w.yml", "--var", "DIR=..")
-    assert_clean_exit(result, 1)
     assert not (project / "escaped-here").exists()
     assert "working_directory" in (run_record(project)["nodes"]["a"]["error"] or "")
 
 
 def test_timeout_is_substituted(project: Path) -> None:
-    write(
-        project / "w.yml",
+    run_file(
         """
         name: t
         vars: {LIMIT: 200ms}
         nodes:
           - {name: a, command: "exec sleep 30", timeout: "${{ vars.LIMIT }}"}
         """,
+        "--kill-grace",
+        "2",
+        file="w.yml",
+        exit_code=1,
     )
-    result = run("w.yml", "--kill-grace", "2")
-    assert_clean_exit(result, 1)
     assert statuses(project)["a"] == "timed_out"
 
 
 def test_function_arguments_are_substituted_and_a_whole_expression_keeps_its_type(project: Path) -> None:
-    write(
-        project / "w.yml",
+    run_file(
         """
         name: f
         vars: {N: 3, NAME: x}
@@ -169,9 +153,9 @@ def test_function_arguments_are_substituted_and_a_whole_expression_keeps_its_typ
             args: ["${{ vars.N }}", "n=${{ vars.N }}", ["${{ vars.NAME }}"]]
             kwargs: {flag: "${{ vars.N > 2 }}", nested: {k: "${{ vars.NAME }}!"}}
         """,
+        file="w.yml",
+        exit_code=0,
     )
-    result = run("w.yml")
-    assert_clean_exit(result, 0)
     assert stdout_of(project, "a").splitlines() == [
         "int 3",
         "str 'n=3'",
@@ -182,17 +166,16 @@ def test_function_arguments_are_substituted_and_a_whole_expression_keeps_its_typ
 
 
 def test_an_expression_that_cannot_be_evaluated_fails_its_node_without_running_it(project: Path) -> None:
-    write(
-        project / "w.yml",
+    run_file(
         """
         name: f
         vars: {J: "not json"}
         nodes:
           - {name: a, command: "touch ran ${{ fromJSON(vars.J).x }}"}
         """,
+        file="w.yml",
+        exit_code=1,
     )
-    result = run("w.yml")
-    assert_clean_exit(result, 1)
     assert not (project / "ran").exists()
     node = run_record(project)["nodes"]["a"]
     assert node["status"] == "failed"

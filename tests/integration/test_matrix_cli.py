@@ -9,25 +9,16 @@ import pytest
 from tests.conftest import cli
 from tests.integration.conftest import Runner
 from tests.integration.workflow_files import (
-    WAIT_SCRIPT,
     assert_clean_exit,
-    clear_settings,
     run,
     run_dir,
+    run_file,
     statuses,
     stdout_of,
     write,
 )
 from wtflow import Command, Node, NodeStatus
 from wtflow.matrix import Matrix
-
-
-@pytest.fixture
-def project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    clear_settings(monkeypatch)
-    (workdir / "wait.sh").write_text(WAIT_SCRIPT)
-    return workdir
-
 
 BUILD = """
 name: m
@@ -70,8 +61,7 @@ def test_expansions_are_named_for_their_values(build: Path) -> None:
 
 
 def test_include_extends_matching_combinations_and_adds_unmatched_ones(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: inc
         nodes:
@@ -81,8 +71,8 @@ def test_include_extends_matching_combinations_and_adds_unmatched_ones(project: 
               os: [linux, mac]
               include: [{os: linux, extra: x}, {os: win}]
         """,
+        exit_code=0,
     )
-    assert_clean_exit(run(), 0)
     names = {name for name in statuses(project) if name.startswith("t (")}
     assert names == {"t (linux, x)", "t (mac)", "t (win)"}
     assert stdout_of(project, "t (linux, x)") == "linux [x]\n"
@@ -90,8 +80,7 @@ def test_include_extends_matching_combinations_and_adds_unmatched_ones(project: 
 
 
 def test_needs_on_a_matrix_waits_for_every_expansion(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: wait
         nodes:
@@ -102,14 +91,13 @@ def test_needs_on_a_matrix_waits_for_every_expansion(project: Path) -> None:
             command: "ls done-* | tr '\\n' ' '"
             needs: shard
         """,
+        exit_code=0,
     )
-    assert_clean_exit(run(), 0)
     assert stdout_of(project, "merge") == "done-1 done-2 done-3 done-4 "
 
 
 def test_a_condition_on_matrix_values_skips_only_the_expansions_it_rules_out(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    result = run_file(
         """
         name: cond
         nodes:
@@ -118,9 +106,8 @@ def test_a_condition_on_matrix_values_skips_only_the_expansions_it_rules_out(pro
             matrix: {os: [linux, mac, win]}
             if: matrix.os != 'mac'
         """,
+        exit_code=0,
     )
-    result = run()
-    assert_clean_exit(result, 0)
     found = statuses(project)
     assert (found["t (linux)"], found["t (mac)"], found["t (win)"]) == ("succeeded", "skipped", "succeeded")
     assert sorted(result.stdout.splitlines()) == ["linux", "win"]
@@ -144,47 +131,33 @@ def test_target_naming_one_expansion_runs_only_it(build: Path) -> None:
 # -- failures -------------------------------------------------------------------------------------
 
 
+# t (1) fails once t (2) has started; t (2) waits for a file ``go`` that no node here makes.
+FIRST_FAILS = """
+name: ff
+nodes:
+  - name: t
+    matrix: {n: [1, 2]}
+    command: |
+      if [ "${{ matrix.n }}" = 1 ]; then sh wait.sh started-2; exit 1; fi
+      touch started-2; sh wait.sh go && echo finished
+"""
+
+
 def test_a_failing_expansion_cancels_the_others_by_default(project: Path) -> None:
     """fail_fast is on unless the node turns it off."""
-    write(
-        project / "wtflow.yml",
-        """
-        name: ff
-        nodes:
-          - name: t
-            matrix: {n: [1, 2]}
-            command: |
-              if [ "${{ matrix.n }}" = 1 ]; then sh wait.sh started-2; exit 1; fi
-              touch started-2; sh wait.sh never
-        """,
-    )
-    result = run("--kill-grace", "5")
-    assert_clean_exit(result, 1)
+    run_file(FIRST_FAILS, "--kill-grace", "5", exit_code=1)
     found = statuses(project)
     assert (found["t (1)"], found["t (2)"]) == ("failed", "cancelled")
 
 
 def test_fail_fast_false_lets_the_other_expansions_finish(project: Path) -> None:
     """``t (2)`` is still running when ``t (1)`` fails; it finishes once a node started after that failure says so."""
-    write(
-        project / "wtflow.yml",
-        """
-        name: ff
-        nodes:
-          - name: t
-            matrix: {n: [1, 2]}
-            fail_fast: false
-            command: |
-              if [ "${{ matrix.n }}" = 1 ]; then sh wait.sh started-2; exit 1; fi
-              touch started-2; sh wait.sh go && echo finished
-          - name: witness
-            needs: "t (1)"
-            if: always()
-            command: touch go
-        """,
-    )
-    result = run("--kill-grace", "5")
-    assert_clean_exit(result, 1)
+    # t turns fail_fast off; witness makes ``go`` once t (1) has failed.
+    witnessed = """\
+    fail_fast: false
+  - {name: witness, needs: "t (1)", if: always(), command: touch go}
+"""
+    run_file(FIRST_FAILS + witnessed, "--kill-grace", "5", exit_code=1)
     found = statuses(project)
     assert (found["t (1)"], found["t (2)"], found["witness"]) == ("failed", "succeeded", "succeeded")
     assert stdout_of(project, "t (2)") == "finished\n"
@@ -192,8 +165,7 @@ def test_fail_fast_false_lets_the_other_expansions_finish(project: Path) -> None
 
 def test_max_parallel_bounds_the_expansions_running_at_once(project: Path) -> None:
     """Each expansion logs its start and end; the first two wait for each other, then briefly for more."""
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: bounded
         nodes:
@@ -206,8 +178,8 @@ def test_max_parallel_bounds_the_expansions_running_at_once(project: Path) -> No
               i=0; until [ "$(grep -c start log)" -ge 4 ] || [ $i -ge 15 ]; do sleep 0.02; i=$((i+1)); done
               echo end >> log
         """,
+        exit_code=0,
     )
-    assert_clean_exit(run(), 0)
     running = most = 0
     for line in (project / "log").read_text().splitlines():
         running += 1 if line == "start" else -1
@@ -215,8 +187,13 @@ def test_max_parallel_bounds_the_expansions_running_at_once(project: Path) -> No
     assert most == 2
 
 
+def square(side: int) -> str:
+    """A matrix (in YAML's flow style) of ``a`` and ``b`` each over ``side`` values: side² combinations."""
+    values = ", ".join(str(n) for n in range(side))
+    return f"{{a: [{values}], b: [{values}]}}"
+
+
 def test_more_than_256_combinations_is_refused_naming_the_node_and_the_count(project: Path) -> None:
-    values = ", ".join(str(n) for n in range(17))
     write(
         project / "wtflow.yml",
         f"""
@@ -226,7 +203,7 @@ def test_more_than_256_combinations_is_refused_naming_the_node_and_the_count(pro
             command: touch ran
           - name: huge
             command: echo ${{{{ matrix.a }}}}
-            matrix: {{a: [{values}], b: [{values}]}}
+            matrix: {square(17)}
         """,
     )
     result = cli("run", "wtflow.yml", "--db-url", "", "--log-format", "console")
@@ -238,15 +215,7 @@ def test_more_than_256_combinations_is_refused_naming_the_node_and_the_count(pro
 
 
 def test_exactly_256_combinations_are_accepted(project: Path) -> None:
-    values = ", ".join(str(n) for n in range(16))
-    write(
-        project / "wtflow.yml",
-        f"""
-        name: big
-        nodes:
-          - {{name: t, command: "true", matrix: {{a: [{values}], b: [{values}]}}}}
-        """,
-    )
+    write(project / "wtflow.yml", f'name: big\nnodes:\n  - {{name: t, command: "true", matrix: {square(16)}}}\n')
     result = cli("validate", "wtflow.yml")
     assert_clean_exit(result, 0)
     assert result.stdout == "wtflow.yml: ok: workflow 'big', 257 nodes\n"

@@ -7,28 +7,21 @@ scheduler would have read from each node's file; one run goes through the engine
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, delete, func, inspect, select
 
 from tests.conftest import cli
-from tests.integration.conftest import Runner
+from tests.integration.conftest import RUN_ID, START, Runner, read_back, record_run
 from wtflow import Command, Node, Workflow
 from wtflow.db import schema
-from wtflow.db.connect import open_engine
-from wtflow.db.history import RunRecord, get_run, open_history
-from wtflow.db.recorder import DatabaseRecorder
 from wtflow.db.tables import node_outputs, runs
-from wtflow.events import NodeFinished, NodeStarted, NodeStatus, RunFinished, RunStarted, RunStatus
-from wtflow.observers.runfile import RunFileWriter
+from wtflow.events import NodeFinished, NodeStatus
 
 WORKFLOW = Workflow(
     "ci",
@@ -37,66 +30,18 @@ WORKFLOW = Workflow(
         children=[Node("build", executable=Command("true")), Node("test", executable=Command("true"))],
     ),
 )
-RUN_ID = "20261206T080000000000Z-0a1b2c3d"
-START = datetime(2026, 12, 6, 8, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, workdir: Path) -> str:
-    """An empty database (and a working directory with none of wtflow's settings from the environment)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{workdir / 'runs.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "artifacts" / RUN_ID
-    path.mkdir(parents=True)
-    return path
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Engine]:
-    engine = open_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def record(url: str, run_dir: Path, outputs: Mapping[str, Mapping[str, str]]) -> None:
     """A run of WORKFLOW, every node succeeding with ``outputs[node]``, told to the recorder and run.json's writer."""
-    recorder, run_file = DatabaseRecorder(url, retry=1), RunFileWriter()
-    finished_at = START + timedelta(seconds=2)
-    paths = {"root": "root", "build": "root/build", "test": "root/test"}
-    events = [
-        RunStarted(RUN_ID, WORKFLOW, run_dir, START, "ci-1", os.getpid()),
-        *(NodeStarted(RUN_ID, node, path, START) for node, path in paths.items()),
-        *(
-            NodeFinished(RUN_ID, node, path, NodeStatus.SUCCEEDED, 0, START, finished_at, outputs=outputs.get(node, {}))
-            for node, path in paths.items()
-        ),
-        RunFinished(RUN_ID, "ci", RunStatus.SUCCEEDED, 0, START, finished_at),
+    end = START + timedelta(seconds=2)
+    ends = [
+        NodeFinished(
+            RUN_ID, node, WORKFLOW.path(node), NodeStatus.SUCCEEDED, 0, START, end, outputs=outputs.get(node, {})
+        )
+        for node in WORKFLOW.nodes
     ]
-
-    async def tell() -> None:
-        await recorder.aopen()
-        try:
-            for event in events:
-                recorder.notify(event)
-                run_file.notify(event)
-        finally:
-            await recorder.aclose()
-
-    asyncio.run(tell())
-    assert recorder.warnings() == []
-
-
-def read_back(url: str, run_id: str = RUN_ID) -> RunRecord:
-    engine = open_history(url)
-    try:
-        return get_run(engine, run_id)
-    finally:
-        engine.dispose()
+    record_run(url, run_dir, WORKFLOW, ends, end)
 
 
 def outputs_shown(url: str) -> str:

@@ -14,10 +14,10 @@ from tests.conftest import cli
 from tests.integration.conftest import Runner
 from tests.integration.workflow_files import (
     assert_clean_exit,
-    clear_settings,
     events,
     run,
     run_dir,
+    run_file,
     run_record,
     stdout_of,
     write,
@@ -40,12 +40,6 @@ OUTPUTS = {"version": "1.2.3", "notes": "first line\nsecond = line"}
 
 
 @pytest.fixture
-def project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    clear_settings(monkeypatch)
-    return workdir
-
-
-@pytest.fixture
 def writes(project: Path) -> Path:
     write(project / "wtflow.yml", WRITES)
     return project
@@ -57,31 +51,21 @@ def test_a_later_node_reads_a_key_value_output(writes: Path) -> None:
     assert result.stdout.startswith("1.2.3|")
 
 
-def test_a_delimited_block_gives_a_value_of_several_lines(writes: Path) -> None:
-    result = run()
-    assert_clean_exit(result, 0)
-    assert result.stdout == "1.2.3|first line\nsecond = line\n"
-
-
-def test_an_output_the_node_did_not_write_reads_as_empty_text(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+# Each case: a workflow whose last node prints outputs it read, and what it prints.
+READ = [
+    pytest.param(WRITES, "1.2.3|first line\nsecond = line\n", id="a_delimited_block_gives_a_value_of_several_lines"),
+    pytest.param(
         """
         name: out
         nodes:
           - {name: a, command: "true"}
           - {name: b, needs: a, command: 'echo "[${{ needs.a.outputs.missing }}]"'}
         """,
-    )
-    result = run()
-    assert_clean_exit(result, 0)
-    assert result.stdout == "[]\n"
-
-
-def test_outputs_reach_a_node_that_waits_through_the_tree(project: Path) -> None:
-    """In the tree form a child runs after its parent: it may read the parent's outputs without needs."""
-    write(
-        project / "wtflow.yml",
+        "[]\n",
+        id="an_output_the_node_did_not_write_reads_as_empty_text",
+    ),
+    # In the tree form a child runs after its parent: it may read the parent's outputs without needs.
+    pytest.param(
         """
         name: tree
         root:
@@ -92,15 +76,19 @@ def test_outputs_reach_a_node_that_waits_through_the_tree(project: Path) -> None
               children:
                 - {name: publish, command: "echo publishing ${{ needs.prepare.outputs.tag }}"}
         """,
-    )
-    result = run()
-    assert_clean_exit(result, 0)
-    assert result.stdout == "publishing v9\n"
+        "publishing v9\n",
+        id="outputs_reach_a_node_that_waits_through_the_tree",
+    ),
+]
+
+
+@pytest.mark.parametrize(("workflow", "printed"), READ)
+def test_later_nodes_read_outputs(project: Path, workflow: str, printed: str) -> None:
+    assert run_file(workflow, exit_code=0).stdout == printed
 
 
 def test_an_output_can_drive_a_condition(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: cond
         nodes:
@@ -108,31 +96,28 @@ def test_an_output_can_drive_a_condition(project: Path) -> None:
           - {name: deploy, needs: check, if: "needs.check.outputs.changed == 'true'", command: touch deployed}
           - {name: note, needs: check, if: "needs.check.outputs.changed == 'false'", command: touch noted}
         """,
+        exit_code=0,
     )
-    assert_clean_exit(run(), 0)
     assert not (project / "deployed").exists()
     assert (project / "noted").exists()
 
 
 def test_a_function_nodes_returned_dict_gives_its_outputs(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: func
         nodes:
           - {name: f, function: "tests.integration.expression_funcs:gives_outputs"}
           - {name: use, needs: f, command: "echo ${{ needs.f.outputs.version }} ${{ needs.f.outputs.count }}"}
         """,
+        exit_code=0,
     )
-    result = run()
-    assert_clean_exit(result, 0)
     assert stdout_of(project, "use") == "2.0 3\n"
     assert run_record(project)["nodes"]["f"]["outputs"] == {"version": "2.0", "count": "3"}
 
 
 def test_a_function_node_reads_outputs_in_its_arguments(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: func
         nodes:
@@ -142,8 +127,8 @@ def test_a_function_node_reads_outputs_in_its_arguments(project: Path) -> None:
             function: tests.integration.expression_funcs:shows_arguments
             args: ["${{ needs.a.outputs.n }}", "${{ fromJSON(needs.a.outputs.n) }}"]
         """,
+        exit_code=0,
     )
-    assert_clean_exit(run(), 0)
     assert stdout_of(project, "f") == "str '7'\nint 7\n"
 
 
@@ -180,17 +165,15 @@ def test_outputs_are_recorded_in_the_database_and_shown_by_runs_show(writes: Pat
 
 def test_a_malformed_outputs_line_is_a_warning_and_the_good_lines_are_kept(project: Path) -> None:
     """A line that is neither form keeps the good lines and does not fail the node."""
-    write(
-        project / "wtflow.yml",
+    result = run_file(
         """
         name: out
         nodes:
           - {name: a, command: 'printf "good=1\\nnot an output line\\n" >> "$WTFLOW_OUTPUT"'}
           - {name: b, needs: a, command: "echo ${{ needs.a.outputs.good }}"}
         """,
+        exit_code=0,
     )
-    result = run()
-    assert_clean_exit(result, 0)
     assert result.stdout == "1\n"
     assert "not an output line" in result.stderr
 
@@ -231,8 +214,7 @@ def test_a_secret_passed_on_as_an_output_is_masked_in_output_and_records(project
 
 def test_no_file_the_run_keeps_holds_a_secret_a_node_wrote_to_its_outputs(project: Path) -> None:
     """Stored output is masked unless --no-mask-artifacts; the kept outputs file is the node's output too."""
-    write(project / "wtflow.yml", SECRET_OUTPUT)
-    assert_clean_exit(run(env={"API_TOKEN": "tok-31337"}), 0)
+    run_file(SECRET_OUTPUT, exit_code=0, env={"API_TOKEN": "tok-31337"})
     leaking = [
         str(path.relative_to(project))
         for path in (project / ".wtflow").rglob("*")

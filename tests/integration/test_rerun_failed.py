@@ -59,135 +59,89 @@ def runs_again(workflow: Workflow, chosen: Plan) -> set[str]:
     return {name for name in chosen.run if workflow.nodes[name].executable is not None}
 
 
+def ci(*children: Node, parallel: bool = True) -> Workflow:
+    """Workflow ``ci``: its root ``ci`` holds ``children``, side by side unless not ``parallel``."""
+    return Workflow("ci", Node("ci", parallel=parallel, children=list(children)))
+
+
+def again_and_reused(workflow: Workflow, statuses: dict[str, str]) -> tuple[set[str], set[str]]:
+    """After a run whose nodes ended as ``statuses`` say (else succeeded): those with an executable that run
+    again, and those reused."""
+    chosen = decided(workflow, statuses)
+    return runs_again(workflow, chosen), set(chosen.reuse)
+
+
 # -- which nodes run again --------------------------------------------------------------------
 
 
 def test_a_failed_node_runs_again_with_what_needs_it_and_the_others_are_reused() -> None:
-    workflow = Workflow(
-        "ci",
-        Node(
-            "ci",
-            parallel=True,
-            children=[
-                command("build"),
-                command("lint"),
-                command("unit"),
-                command("package", needs=["unit"]),
-                command("deploy", needs=["package"]),
-                command("docs", needs=["build"]),
-            ],
-        ),
+    workflow = ci(
+        command("build"),
+        command("lint"),
+        command("unit"),
+        command("package", needs=["unit"]),
+        command("deploy", needs=["package"]),
+        command("docs", needs=["build"]),
     )
-    chosen = decided(workflow, {"unit": "failed", "package": "skipped", "deploy": "skipped"})
-    assert runs_again(workflow, chosen) == {"unit", "package", "deploy"}
-    assert set(chosen.reuse) == {"build", "lint", "docs"}
+    assert again_and_reused(workflow, {"unit": "failed", "package": "skipped", "deploy": "skipped"}) == (
+        {"unit", "package", "deploy"},
+        {"build", "lint", "docs"},
+    )
 
 
 def test_a_sequential_sibling_after_a_failed_node_runs_again() -> None:
     """Even where it succeeded (the failed node may fail): it waits for the failed one."""
-    workflow = Workflow("ci", Node("ci", children=[command("a"), command("b", continue_on_error=True), command("c")]))
-    chosen = decided(workflow, {"b": "failed"})
-    assert runs_again(workflow, chosen) == {"b", "c"}
-    assert set(chosen.reuse) == {"a"}
+    workflow = ci(command("a"), command("b", continue_on_error=True), command("c"), parallel=False)
+    assert again_and_reused(workflow, {"b": "failed"}) == ({"b", "c"}, {"a"})
 
 
 def test_a_sequential_sibling_after_a_group_with_a_failed_node_runs_again() -> None:
     """A node waits for its previous sibling with everything below it; that group's other nodes are reused."""
-    workflow = Workflow(
-        "ci",
-        Node(
-            "ci",
-            children=[
-                Node("checks", parallel=True, children=[command("lint"), command("unit")]),
-                command("package"),
-                command("publish"),
-            ],
-        ),
-    )
-    chosen = decided(workflow, {"unit": "timed_out", "checks": "failed", "package": "skipped", "publish": "skipped"})
-    assert runs_again(workflow, chosen) == {"unit", "package", "publish"}
-    assert set(chosen.reuse) == {"lint"}
+    checks = Node("checks", parallel=True, children=[command("lint"), command("unit")])
+    workflow = ci(checks, command("package"), command("publish"), parallel=False)
+    statuses = {"unit": "timed_out", "checks": "failed", "package": "skipped", "publish": "skipped"}
+    assert again_and_reused(workflow, statuses) == ({"unit", "package", "publish"}, {"lint"})
 
 
 def test_the_children_of_a_node_that_runs_again_run_again() -> None:
     """Even where they succeeded: a node's children wait for it."""
-    workflow = Workflow(
-        "ci",
-        Node(
-            "ci",
-            parallel=True,
-            children=[
-                command("setup", children=[command("unit"), Node("more", children=[command("integration")])]),
-                command("lint"),
-            ],
-        ),
-    )
-    chosen = decided(workflow, {"setup": "failed"})
-    assert runs_again(workflow, chosen) == {"setup", "unit", "integration"}
-    assert set(chosen.reuse) == {"lint"}
+    setup = command("setup", children=[command("unit"), Node("more", children=[command("integration")])])
+    workflow = ci(setup, command("lint"))
+    assert again_and_reused(workflow, {"setup": "failed"}) == ({"setup", "unit", "integration"}, {"lint"})
 
 
 def test_a_node_that_needs_a_group_runs_again_when_a_node_in_that_group_does() -> None:
-    workflow = Workflow(
-        "ci",
-        Node(
-            "ci",
-            parallel=True,
-            children=[
-                Node("tests", parallel=True, children=[command("unit"), command("integration")]),
-                command("report", needs=["tests"]),
-                command("lint"),
-            ],
-        ),
-    )
-    chosen = decided(workflow, {"integration": "failed"})
-    assert runs_again(workflow, chosen) == {"integration", "report"}
-    assert set(chosen.reuse) == {"unit", "lint"}
+    tests = Node("tests", parallel=True, children=[command("unit"), command("integration")])
+    workflow = ci(tests, command("report", needs=["tests"]), command("lint"))
+    assert again_and_reused(workflow, {"integration": "failed"}) == ({"integration", "report"}, {"unit", "lint"})
 
 
 def test_a_node_reading_an_artifact_of_a_node_that_runs_again_runs_again() -> None:
     build = command("build")
-    workflow = Workflow(
-        "ci",
-        Node(
-            "ci",
-            parallel=True,
-            children=[build, Node("count", executable=PyFunc(len, args=(build.stdout_artifact,))), command("lint")],
-        ),
-    )
-    chosen = decided(workflow, {"build": "cancelled"})
-    assert runs_again(workflow, chosen) == {"build", "count"}
-    assert set(chosen.reuse) == {"lint"}
+    workflow = ci(build, Node("count", executable=PyFunc(len, args=(build.stdout_artifact,))), command("lint"))
+    assert again_and_reused(workflow, {"build": "cancelled"}) == ({"build", "count"}, {"lint"})
 
 
 @pytest.mark.parametrize("status", ["failed", "timed_out", "cancelled", "skipped", "pending", "running"])
 def test_a_node_that_did_not_succeed_runs_again(status: str) -> None:
     """Pending and running: the earlier run crashed before it ended."""
-    workflow = Workflow("ci", Node("ci", parallel=True, children=[command("a"), command("b")]))
-    chosen = decided(workflow, {"b": status})
-    assert runs_again(workflow, chosen) == {"b"}
-    assert set(chosen.reuse) == {"a"}
+    assert again_and_reused(ci(command("a"), command("b")), {"b": status}) == ({"b"}, {"a"})
 
 
 @pytest.mark.parametrize("status", ["succeeded", "cached", "reused"])
 def test_a_node_that_did_its_work_is_reused(status: str) -> None:
-    workflow = Workflow("ci", Node("ci", parallel=True, children=[command("a"), command("b")]))
-    chosen = decided(workflow, {"a": status, "b": "failed"})
+    chosen = decided(ci(command("a"), command("b")), {"a": status, "b": "failed"})
     assert set(chosen.reuse) == {"a"}
 
 
 def test_groups_are_never_reused_they_run() -> None:
-    workflow = Workflow("ci", Node("ci", children=[Node("checks", children=[command("lint")])]))
-    chosen = decided(workflow, {})
+    chosen = decided(ci(Node("checks", children=[command("lint")]), parallel=False), {})
     assert set(chosen.reuse) == {"lint"}
     assert chosen.run == {"ci", "checks"}
 
 
 def test_a_node_the_earlier_run_did_not_have_runs_with_what_waits_for_it() -> None:
-    workflow = Workflow(
-        "ci",
-        Node("ci", parallel=True, children=[command("lint"), command("new"), command("after", needs=["new"])]),
-    )
+    workflow = ci(command("lint"), command("new"), command("after", needs=["new"]))
     earlier = [record for record in records(workflow, {}) if record.name != "new"]
     chosen = plan(workflow, earlier, EARLIER)
     assert runs_again(workflow, chosen) == {"new", "after"}
@@ -196,7 +150,7 @@ def test_a_node_the_earlier_run_did_not_have_runs_with_what_waits_for_it() -> No
 
 def test_a_node_that_stored_nothing_runs_again() -> None:
     """Where its results were kept is not known: nothing to take."""
-    workflow = Workflow("ci", Node("ci", parallel=True, children=[command("a"), command("b")]))
+    workflow = ci(command("a"), command("b"))
     earlier = records(workflow, {})
     earlier[1] = NodeRecord("a", 1, "ci/a", "succeeded", 0, 1, START, START, None)
     chosen = plan(workflow, earlier, EARLIER)
@@ -204,7 +158,7 @@ def test_a_node_that_stored_nothing_runs_again() -> None:
 
 
 def test_a_reused_node_takes_the_earlier_runs_streams_result_outputs_and_files() -> None:
-    workflow = Workflow("ci", Node("ci", children=[Node("f", executable=PyFunc(len, args=("abc",)))]))
+    workflow = ci(Node("f", executable=PyFunc(len, args=("abc",))), parallel=False)
     stored = [
         ArtifactInfo("junit", RUNS / "f" / "files" / "junit", 10),
         ArtifactInfo("result", RUNS / "f" / "result.json", 1),
@@ -226,7 +180,7 @@ def test_a_reused_node_takes_the_earlier_runs_streams_result_outputs_and_files()
 
 @pytest.mark.parametrize("status", ["cached", "reused"])
 def test_a_node_that_took_its_result_earlier_saves_the_time_it_took_when_it_ran(status: str) -> None:
-    workflow = Workflow("ci", Node("ci", children=[command("a")]))
+    workflow = ci(command("a"), parallel=False)
     earlier = records(workflow, {})
     earlier[1] = NodeRecord(
         "a", 1, "ci/a", status, 0, 1, START, START, None, saved=42.5, artifacts=list(earlier[1].artifacts)
@@ -270,13 +224,6 @@ def reads_artifact(out: Artifact, marks: str) -> dict[str, str]:
     return {"out": out.text()}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, workdir: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{workdir / 'history.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
 def project(workdir: Path) -> Path:
     (workdir / "wtflow.yml").write_text(WORKFLOW.format(marks=workdir / "ran.report"))
@@ -316,9 +263,9 @@ def statuses(data: dict[str, Any]) -> dict[str, str]:
     return {name: node["status"] for name, node in data["nodes"].items()}
 
 
-def test_only_the_failed_node_and_what_waits_for_it_run_again(project: Path, db_url: str) -> None:
-    failed = failed_once(project, db_url)
-    result = wtflow(db_url, "run", "--rerun-failed")
+def test_only_the_failed_node_and_what_waits_for_it_run_again(project: Path, database_url: str) -> None:
+    failed = failed_once(project, database_url)
+    result = wtflow(database_url, "run", "--rerun-failed")
     assert result.exit_code == 0, result.stderr
     assert executions(project) == {"build": 1, "lint": 1, "unit": 2, "package": 1, "report": 1}
     assert "built" not in result.stdout  # reused output is not shown again
@@ -342,9 +289,9 @@ def test_only_the_failed_node_and_what_waits_for_it_run_again(project: Path, db_
         )
 
 
-def test_nodes_after_a_reused_node_read_its_earlier_output_and_artifact(project: Path, db_url: str) -> None:
-    failed = failed_once(project, db_url)
-    result = wtflow(db_url, "run", "--rerun-failed", failed)
+def test_nodes_after_a_reused_node_read_its_earlier_output_and_artifact(project: Path, database_url: str) -> None:
+    failed = failed_once(project, database_url)
+    result = wtflow(database_url, "run", "--rerun-failed", failed)
     assert result.exit_code == 0, result.stderr
     version = run_json(project, failed)["nodes"]["build"]["outputs"]["version"]
     rerun = run_json(project, run_ids(project)[-1])["nodes"]
@@ -354,10 +301,10 @@ def test_nodes_after_a_reused_node_read_its_earlier_output_and_artifact(project:
     assert Path(rerun["build"]["artifacts"]["stdout"]["path"]).read_text() == f"built {version}\n"
 
 
-def test_runs_show_marks_the_reused_nodes_and_the_time_they_saved(project: Path, db_url: str) -> None:
-    failed = failed_once(project, db_url)
-    assert wtflow(db_url, "run", "--rerun-failed").exit_code == 0
-    shown = wtflow(db_url, "runs", "show")
+def test_runs_show_marks_the_reused_nodes_and_the_time_they_saved(project: Path, database_url: str) -> None:
+    failed = failed_once(project, database_url)
+    assert wtflow(database_url, "run", "--rerun-failed").exit_code == 0
+    shown = wtflow(database_url, "runs", "show")
     assert (shown.exit_code, shown.stderr) == (0, "")
     rows = {line.split()[0]: line.split()[1] for line in shown.stdout.split("\n\n")[1].splitlines()[1:]}
     assert rows == {
@@ -424,10 +371,10 @@ def refused(result: Result, message: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_a_run_of_another_workflow_is_refused_naming_both(project: Path, db_url: str) -> None:
-    assert wtflow(db_url, "run", "other.yml").exit_code == 0
+def test_a_run_of_another_workflow_is_refused_naming_both(project: Path, database_url: str) -> None:
+    assert wtflow(database_url, "run", "other.yml").exit_code == 0
     docs_run = run_ids(project)[-1]
-    result = wtflow(db_url, "run", f"--rerun-failed={docs_run[-8:]}")
+    result = wtflow(database_url, "run", f"--rerun-failed={docs_run[-8:]}")
     refused(
         result,
         f"run {docs_run} is a run of workflow 'docs', not of 'ci': --rerun-failed reruns a run of the same workflow",
@@ -435,15 +382,15 @@ def test_a_run_of_another_workflow_is_refused_naming_both(project: Path, db_url:
     assert run_ids(project) == [docs_run]
 
 
-def test_an_unknown_run_id_is_refused_naming_it(project: Path, db_url: str) -> None:
-    failed_once(project, db_url)
-    result = wtflow(db_url, "run", "--rerun-failed", "ffff")
+def test_an_unknown_run_id_is_refused_naming_it(project: Path, database_url: str) -> None:
+    failed_once(project, database_url)
+    result = wtflow(database_url, "run", "--rerun-failed", "ffff")
     refused(result, "no run 'ffff'; `wtflow runs list` shows the runs")
 
 
-def test_without_an_earlier_run_of_the_workflow_it_is_refused(project: Path, db_url: str) -> None:
-    assert wtflow(db_url, "run", "other.yml").exit_code == 0  # a run, of another workflow
-    result = wtflow(db_url, "run", "--rerun-failed")
+def test_without_an_earlier_run_of_the_workflow_it_is_refused(project: Path, database_url: str) -> None:
+    assert wtflow(database_url, "run", "other.yml").exit_code == 0  # a run, of another workflow
+    result = wtflow(database_url, "run", "--rerun-failed")
     refused(
         result,
         "no earlier run of workflow 'ci' in the run history: nothing failed to rerun; run it without --rerun-failed",

@@ -7,28 +7,21 @@ whole way through `wtflow run` twice.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, inspect, select
 
 from tests.conftest import cli
+from tests.integration.conftest import RUN_ID, START, read_back, record_run
 from wtflow import Command, Node, Workflow
 from wtflow.db import schema
-from wtflow.db.connect import open_engine
-from wtflow.db.history import RunRecord, get_run, open_history
-from wtflow.db.recorder import DatabaseRecorder
 from wtflow.db.tables import node_runs, runs
-from wtflow.events import NodeFinished, NodeStarted, NodeStatus, RunFinished, RunStarted, RunStatus
-from wtflow.observers.runfile import RunFileWriter
+from wtflow.events import NodeFinished, NodeStatus
 
 WORKFLOW = Workflow(
     "ci",
@@ -42,40 +35,15 @@ WORKFLOW = Workflow(
         ],
     ),
 )
-RUN_ID = "20261206T080000000000Z-0a1b2c3d"
 EARLIER = "20261205T080000000000Z-ffeeddcc"
 KEY = "3f2a" * 16  # a cache key
-START = datetime(2026, 12, 6, 8, tzinfo=UTC)
-PATHS = {"root": "root", "build": "root/build", "lint": "root/lint", "test": "root/test"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, workdir: Path) -> str:
-    """An empty database (and a working directory with none of wtflow's settings from the environment)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{workdir / 'runs.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "artifacts" / RUN_ID
-    path.mkdir(parents=True)
-    return path
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Engine]:
-    engine = open_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def finished(
     node: str, status: NodeStatus, *, reused_from: str | None = None, saved: float | None = None
 ) -> NodeFinished:
     end = START + timedelta(seconds=0.5)
-    return NodeFinished(RUN_ID, node, PATHS[node], status, 0, START, end, reused_from=reused_from, saved=saved)
+    return NodeFinished(RUN_ID, node, WORKFLOW.path(node), status, 0, START, end, reused_from=reused_from, saved=saved)
 
 
 # build reused from an earlier run (it took 83.2 s there), lint from the cache (4.3 s), test ran.
@@ -90,34 +58,7 @@ ALL_RAN = tuple(finished(node, NodeStatus.SUCCEEDED) for node in ("build", "lint
 
 def record(url: str, run_dir: Path, ends: tuple[NodeFinished, ...] = TAKEN) -> None:
     """A run of WORKFLOW whose nodes end as ``ends`` say, told to the recorder and run.json's writer."""
-    recorder, run_file = DatabaseRecorder(url, retry=1), RunFileWriter()
-    end = START + timedelta(seconds=1)
-    events = [
-        RunStarted(RUN_ID, WORKFLOW, run_dir, START, "ci-1", os.getpid()),
-        *(NodeStarted(RUN_ID, node, path, START) for node, path in PATHS.items()),
-        *ends,
-        RunFinished(RUN_ID, "ci", RunStatus.SUCCEEDED, 0, START, end),
-    ]
-
-    async def tell() -> None:
-        await recorder.aopen()
-        try:
-            for event in events:
-                recorder.notify(event)
-                run_file.notify(event)
-        finally:
-            await recorder.aclose()
-
-    asyncio.run(tell())
-    assert recorder.warnings() == []
-
-
-def read_back(url: str, run_id: str = RUN_ID) -> RunRecord:
-    engine = open_history(url)
-    try:
-        return get_run(engine, run_id)
-    finally:
-        engine.dispose()
+    record_run(url, run_dir, WORKFLOW, ends, START + timedelta(seconds=1))
 
 
 def columns(line: str) -> list[str]:

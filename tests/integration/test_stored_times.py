@@ -19,13 +19,6 @@ MOMENT = datetime(2026, 12, 6, 8, 30, 15, 123456, tzinfo=UTC)
 ELSEWHERE = timezone(timedelta(hours=-5))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runs.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def run_row(run_id: str, started_at: datetime, **columns: object) -> dict[str, object]:
     return {
         "id": run_id,

@@ -10,21 +10,13 @@ import pytest
 from tests.conftest import EventLog, cli
 from tests.integration.workflow_files import (
     assert_clean_exit,
-    clear_settings,
-    run,
     run_dir,
+    run_file,
     run_record,
     stdout_of,
     write,
 )
 from wtflow import Command, Config, Engine, Node, RunConfig, StorageConfig, Workflow
-
-
-@pytest.fixture
-def project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    clear_settings(monkeypatch)
-    return workdir
-
 
 # -- vars -------------------------------------------------------------------------------------------
 
@@ -37,40 +29,38 @@ nodes:
 """
 
 
-@pytest.fixture
-def with_vars(project: Path) -> Path:
-    write(project / "wtflow.yml", VARS)
-    return project
+# Where a var's value comes from: (the run's arguments, its environment, what the node prints).
+VAR_SOURCES = [
+    pytest.param([], None, "1.0 stable 2 false\n", id="the_files_vars_reach_expressions"),
+    pytest.param(
+        ["--var", "VERSION=2.5", "--var", "DEBUG=true"],
+        None,
+        "2.5 stable 2 true\n",
+        id="a_var_flag_overrides_the_files_value",
+    ),
+    pytest.param(
+        [], {"WTFLOW_VAR_CHANNEL": "beta"}, "1.0 beta 2 false\n", id="a_wtflow_var_variable_overrides_the_files_value"
+    ),
+    pytest.param(
+        ["--var", "CHANNEL=nightly"],
+        {"WTFLOW_VAR_CHANNEL": "beta"},
+        "1.0 nightly 2 false\n",
+        id="a_var_flag_beats_the_wtflow_var_variable",
+    ),
+]
 
 
-def test_the_files_vars_reach_expressions(with_vars: Path) -> None:
-    result = run()
-    assert_clean_exit(result, 0)
-    assert result.stdout == "1.0 stable 2 false\n"
-
-
-def test_a_var_flag_overrides_the_files_value(with_vars: Path) -> None:
-    result = run("--var", "VERSION=2.5", "--var", "DEBUG=true")
-    assert_clean_exit(result, 0)
-    assert result.stdout == "2.5 stable 2 true\n"
-
-
-def test_a_wtflow_var_variable_overrides_the_files_value(with_vars: Path) -> None:
-    result = run(env={"WTFLOW_VAR_CHANNEL": "beta"})
-    assert_clean_exit(result, 0)
-    assert result.stdout == "1.0 beta 2 false\n"
-
-
-def test_a_var_flag_beats_the_wtflow_var_variable(with_vars: Path) -> None:
-    result = run("--var", "CHANNEL=nightly", env={"WTFLOW_VAR_CHANNEL": "beta"})
-    assert_clean_exit(result, 0)
-    assert result.stdout == "1.0 nightly 2 false\n"
+@pytest.mark.parametrize(("args", "env", "printed"), VAR_SOURCES)
+def test_vars_are_taken_from_the_file_wtflow_var_variables_and_var_flags(
+    project: Path, args: list[str], env: dict[str, str] | None, printed: str
+) -> None:
+    assert run_file(VARS, *args, exit_code=0, env=env).stdout == printed
 
 
 def test_a_var_the_file_does_not_declare_can_be_given(project: Path) -> None:
-    write(project / "wtflow.yml", "name: v\nnodes:\n  - {name: a, command: 'echo [${{ vars.EXTRA }}]'}\n")
-    result = run("--var", "EXTRA=given")
-    assert_clean_exit(result, 0)
+    result = run_file(
+        "name: v\nnodes:\n  - {name: a, command: 'echo [${{ vars.EXTRA }}]'}\n", "--var", "EXTRA=given", exit_code=0
+    )
     assert result.stdout == "[given]\n"
 
 
@@ -90,10 +80,10 @@ def test_run_config_vars_override_the_workflows_through_the_python_api(tmp_path:
 # -- env_file ---------------------------------------------------------------------------------------
 
 
-def test_a_workflow_env_file_gives_every_node_its_variables(project: Path) -> None:
-    (project / "ci.env").write_text("# settings\nREGION=eu-west\nQUOTED='a b'\n")
-    write(
-        project / "wtflow.yml",
+# Each case: the env files beside the workflow (name and text), the workflow, and what its nodes print.
+ENV_FILES = [
+    pytest.param(
+        {"ci.env": "# settings\nREGION=eu-west\nQUOTED='a b'\n"},
         """
         name: e
         env_file: ci.env
@@ -101,47 +91,32 @@ def test_a_workflow_env_file_gives_every_node_its_variables(project: Path) -> No
           - {name: a, command: 'echo "$REGION|$QUOTED"'}
           - {name: b, command: 'echo "$REGION"', needs: a}
         """,
-    )
-    result = run()
-    assert_clean_exit(result, 0)
-    assert result.stdout == "eu-west|a b\neu-west\n"
-
-
-def test_a_node_env_file_gives_only_that_node_its_variables(project: Path) -> None:
-    (project / "a.env").write_text("ONLY_A=yes\n")
-    write(
-        project / "wtflow.yml",
+        "eu-west|a b\neu-west\n",
+        id="a_workflow_env_file_gives_every_node_its_variables",
+    ),
+    pytest.param(
+        {"a.env": "ONLY_A=yes\n"},
         """
         name: e
         nodes:
           - {name: a, command: 'echo "a:[$ONLY_A]"', env_file: a.env}
           - {name: b, command: 'echo "b:[$ONLY_A]"', needs: a}
         """,
-    )
-    result = run()
-    assert_clean_exit(result, 0)
-    assert result.stdout == "a:[yes]\nb:[]\n"
-
-
-def test_env_file_values_are_in_the_env_context(project: Path) -> None:
-    (project / "a.env").write_text("TARGET=prod\n")
-    write(
-        project / "wtflow.yml",
+        "a:[yes]\nb:[]\n",
+        id="a_node_env_file_gives_only_that_node_its_variables",
+    ),
+    pytest.param(
+        {"a.env": "TARGET=prod\n"},
         """
         name: e
         nodes:
           - {name: a, command: "echo deploying to ${{ env.TARGET }}", env_file: a.env}
         """,
-    )
-    result = run()
-    assert_clean_exit(result, 0)
-    assert result.stdout == "deploying to prod\n"
-
-
-def test_env_keys_win_over_env_file_values(project: Path) -> None:
-    (project / "all.env").write_text("A=file\nB=file\nC=file\n")
-    write(
-        project / "wtflow.yml",
+        "deploying to prod\n",
+        id="env_file_values_are_in_the_env_context",
+    ),
+    pytest.param(
+        {"all.env": "A=file\nB=file\nC=file\n"},
         """
         name: e
         env_file: all.env
@@ -149,20 +124,44 @@ def test_env_keys_win_over_env_file_values(project: Path) -> None:
         nodes:
           - {name: n, command: 'echo "$A $B $C"', env: {B: node}}
         """,
-    )
-    result = run()
-    assert_clean_exit(result, 0)
-    assert result.stdout == "workflow node file\n"
+        "workflow node file\n",
+        id="env_keys_win_over_env_file_values",
+    ),
+    pytest.param(
+        {"base.env": "BASE=1\n"},
+        """
+        name: e
+        env_file: [base.env, {path: local.env, required: false}]
+        nodes:
+          - {name: a, command: 'echo "$BASE"'}
+        """,
+        "1\n",
+        id="a_missing_env_file_that_is_not_required_is_no_error",
+    ),
+    pytest.param(
+        {"base.env": "MODE=base\n", "local.env": "MODE=local\n"},
+        "name: e\nenv_file: [base.env, local.env]\nnodes:\n  - {name: a, command: 'echo $MODE'}\n",
+        "local\n",
+        id="a_later_env_file_wins_over_an_earlier_one",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env_files", "workflow", "printed"), ENV_FILES)
+def test_env_files_give_the_nodes_their_variables(
+    project: Path, env_files: dict[str, str], workflow: str, printed: str
+) -> None:
+    for name, text in env_files.items():
+        (project / name).write_text(text)
+    assert run_file(workflow, exit_code=0).stdout == printed
 
 
 def test_an_env_file_is_found_next_to_the_workflow_file_not_in_the_current_directory(project: Path) -> None:
     (project / "ci").mkdir()
     (project / "ci" / "ci.env").write_text("WHERE=beside-the-file\n")
     (project / "ci.env").write_text("WHERE=current-directory\n")
-    write(project / "ci" / "w.yml", "name: e\nenv_file: ci.env\nnodes:\n  - {name: a, command: 'echo $WHERE'}\n")
-    result = run("ci/w.yml")
-    assert_clean_exit(result, 0)
-    assert result.stdout == "beside-the-file\n"
+    workflow = "name: e\nenv_file: ci.env\nnodes:\n  - {name: a, command: 'echo $WHERE'}\n"
+    assert run_file(workflow, file="ci/w.yml", exit_code=0).stdout == "beside-the-file\n"
 
 
 def test_a_missing_env_file_exits_2_at_its_line_and_runs_nothing(project: Path) -> None:
@@ -191,34 +190,6 @@ def test_a_missing_workflow_env_file_exits_2_at_its_line(project: Path) -> None:
     result = cli("validate", "wtflow.yml")
     assert_clean_exit(result, 2)
     assert result.stderr.startswith("wtflow.yml:2:11: env_file 'missing.env': no such file"), result.stderr
-
-
-def test_a_missing_env_file_that_is_not_required_is_no_error(project: Path) -> None:
-    (project / "base.env").write_text("BASE=1\n")
-    write(
-        project / "wtflow.yml",
-        """
-        name: e
-        env_file: [base.env, {path: local.env, required: false}]
-        nodes:
-          - {name: a, command: 'echo "$BASE"'}
-        """,
-    )
-    result = run()
-    assert_clean_exit(result, 0)
-    assert result.stdout == "1\n"
-
-
-def test_a_later_env_file_wins_over_an_earlier_one(project: Path) -> None:
-    (project / "base.env").write_text("MODE=base\n")
-    (project / "local.env").write_text("MODE=local\n")
-    write(
-        project / "wtflow.yml",
-        "name: e\nenv_file: [base.env, local.env]\nnodes:\n  - {name: a, command: 'echo $MODE'}\n",
-    )
-    result = run()
-    assert_clean_exit(result, 0)
-    assert result.stdout == "local\n"
 
 
 # -- secrets in substituted values -------------------------------------------------------------------
@@ -265,8 +236,7 @@ def test_a_secret_an_env_file_sets_is_masked_in_the_shell_and_when_substituted(p
 
 
 def test_secret_values_passed_to_a_function_are_masked_in_its_output(project: Path) -> None:
-    write(
-        project / "wtflow.yml",
+    run_file(
         """
         name: s
         secrets: [API_TOKEN]
@@ -277,9 +247,9 @@ def test_secret_values_passed_to_a_function_are_masked_in_its_output(project: Pa
             function: tests.integration.expression_funcs:shows_arguments
             args: ["${{ needs.a.outputs.t }}"]
         """,
+        exit_code=0,
+        env={"API_TOKEN": "tok-6161"},
     )
-    result = run(env={"API_TOKEN": "tok-6161"})
-    assert_clean_exit(result, 0)
     assert stdout_of(project, "f") == "str '***'\n"
     assert "tok-6161" not in (run_dir(project) / "run.json").read_text()
     assert run_record(project)["nodes"]["a"]["outputs"] == {"t": "***"}

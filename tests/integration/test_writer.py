@@ -102,13 +102,6 @@ def test_after_the_runner_ends_an_unreachable_database_is_retried_with_pauses(
     assert 2 <= len(attempts) <= 10
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runs.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(database_url: str) -> None:
     database = open_history(database_url)
     engine = create_engine(normalise_url(database_url))

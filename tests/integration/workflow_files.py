@@ -1,8 +1,8 @@
 """Helpers for the CLI tests of expressions, conditions, matrices, outputs, vars and env files.
 
-Each test writes a workflow file into a scratch directory, runs the real ``wtflow`` command on it
-(Click's runner, in this process; or a real process where signals matter) and reads what the run
-left: ``run.json``, ``events.jsonl``, the nodes' stored output.
+Each test writes a workflow file into a scratch directory (the ``project`` fixture of conftest.py),
+runs the real ``wtflow`` command on it (Click's runner, in this process; or a real process where
+signals matter) and reads what the run left: ``run.json``, ``events.jsonl``, the nodes' stored output.
 """
 
 from __future__ import annotations
@@ -63,6 +63,19 @@ def write(path: Path, text: str) -> Path:
 def run(*args: str, env: dict[str, str] | None = None) -> Result:
     """``wtflow run ARGS`` without a database, node output printed raw on stdout."""
     return cli("run", *args, "--db-url", "", "--output", "interleaved", "--log-format", "console", env=env)
+
+
+def run_file(
+    text: str, *args: str, exit_code: int, file: str = "wtflow.yml", env: dict[str, str] | None = None
+) -> Result:
+    """Write the workflow ``text`` to ``file`` in the current directory, :func:`run` it, check it exits ``exit_code``.
+
+    The file is named on the command line unless it is ``wtflow.yml``, which ``wtflow run`` finds by itself.
+    """
+    write(Path(file), text)
+    result = run(*([] if file == "wtflow.yml" else [file]), *args, env=env)
+    assert_clean_exit(result, exit_code)
+    return result
 
 
 def run_dir(project: Path) -> Path:
