@@ -37,18 +37,18 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Protocol
 
 import msgspec
 from blake3 import blake3
 
 from wtflow.globs import relative_parts
 
-__all__ = ["CacheStore", "Entry", "SourceHasher", "cache_key", "expand_sources"]
+__all__ = ["CacheStore", "Digest", "Entry", "MustRead", "SourceHasher", "cache_key", "expand_sources"]
 
 _CHUNK = 1 << 20  # files are read, hashed and copied this much at a time, never whole
 # Part of every key: a change in how keys are encoded (or in what an entry means) changes them all.
@@ -141,6 +141,18 @@ def _read_digest(path: str) -> tuple[bytes, os.stat_result]:
         os.close(fd)
 
 
+class MustRead(Exception):
+    """A check asked to use only what is already known would have to read (or write) the content of this file."""
+
+
+class Digest(Protocol):
+    """How content is digested: blake3 of a file; with ``known_only``, :class:`MustRead` rather than reading it."""
+
+    def __call__(self, path: str | os.PathLike[str], *, known_only: bool = False) -> bytes:
+        """The digest of the file at ``path``."""
+        ...
+
+
 class _StatState(msgspec.Struct, frozen=True):
     """The state file of a :class:`SourceHasher`: absolute path -> (size, mtime_ns, ctime_ns, inode, blake3).
 
@@ -174,11 +186,11 @@ class SourceHasher:
         if state_file is not None:
             self._known = _load_stat_state(state_file)
 
-    def digest(self, path: str | os.PathLike[str]) -> bytes:
+    def digest(self, path: str | os.PathLike[str], *, known_only: bool = False) -> bytes:
         """The blake3 (32 bytes) of the content of the file at ``path``, streamed in chunks.
 
         Raises :class:`OSError` when it cannot be read or is not a regular file (the caller
-        names the file).
+        names the file), and with ``known_only`` :class:`MustRead` instead of reading it.
         """
         # Strings, not Paths: this is the warm path, a lookup and one stat per file.
         name = os.fspath(path)
@@ -190,6 +202,8 @@ class SourceHasher:
             now = os.stat(name)  # noqa: PTH116
             if (now.st_size, now.st_mtime_ns, now.st_ctime_ns, now.st_ino) == known[:4]:
                 return known[4]
+        if known_only:
+            raise MustRead(name)
         digest, seen = _read_digest(name)
         if time.time_ns() - seen.st_mtime_ns > _RACY_NS:
             self._known[name] = (seen.st_size, seen.st_mtime_ns, seen.st_ctime_ns, seen.st_ino, digest)
@@ -319,18 +333,20 @@ def _copy(source: str | Path, target: Path) -> _Blob:
     return _Blob(size, hasher.hexdigest(), stat.S_IMODE(found.st_mode))
 
 
-def _file_matches(path: Path, blob: _Blob, digest: Callable[[Path], bytes]) -> bool:
+def _file_matches(path: Path, blob: _Blob, digest: Digest, *, known_only: bool) -> bool:
     """Whether ``path`` is a regular file (not a link) holding exactly what ``blob`` describes."""
     try:
         found = os.lstat(path)
         if not stat.S_ISREG(found.st_mode) or found.st_size != blob.size:
             return False
-        return digest(path).hex() == blob.digest
+        return digest(path, known_only=known_only).hex() == blob.digest
     except OSError:
         return False
 
 
-def _digest_file(path: Path) -> bytes:
+def _digest_file(path: str | os.PathLike[str], *, known_only: bool = False) -> bytes:
+    if known_only:
+        raise MustRead(os.fspath(path))
     return _read_digest(os.fspath(path))[0]
 
 
@@ -372,22 +388,23 @@ class CacheStore:
     changed since it last read them (so an altered entry is still found: altering moves its ctime).
     """
 
-    def __init__(self, root: Path, digest: Callable[[Path], bytes] | None = None) -> None:
+    def __init__(self, root: Path, digest: Digest | None = None) -> None:
         self.root = root
         self.warnings: list[str] = []
         self._digest = digest or _digest_file
 
     # -- reading
 
-    def get(self, key: str) -> Entry | None:
+    def get(self, key: str, *, known_only: bool = False) -> Entry | None:
         """The entry of ``key`` once its files match its manifest (sizes and content); ``None`` on a miss.
 
         A hit marks the entry as used now, for :meth:`prune`. Raises :class:`ValueError` for a
-        key that is not lowercase hex.
+        key that is not lowercase hex, and with ``known_only`` :class:`MustRead` where a file's
+        content would have to be read.
         """
         directory = self._entry_dir(key)
         try:
-            entry = self._load(directory, key, check_content=True)
+            entry = self._load(directory, key, check_content=True, known_only=known_only)
         except _Missing:
             return None
         except _BadEntry as exc:
@@ -451,7 +468,7 @@ class CacheStore:
             raise _BadEntry("its manifest's list of files is inconsistent")
         return manifest, len(raw)
 
-    def _load(self, directory: Path, key: str, *, check_content: bool) -> Entry:
+    def _load(self, directory: Path, key: str, *, check_content: bool, known_only: bool = False) -> Entry:
         """The entry in ``directory``, its files checked against its manifest: sizes, and content if asked."""
         manifest, size = self._manifest(directory, key)
         for name, blob in manifest.blobs.items():
@@ -464,7 +481,7 @@ class CacheStore:
                 raise _BadEntry(f"{name} is not a regular file")
             if found.st_size != blob.size:
                 raise _BadEntry(f"{name} holds {found.st_size} bytes, not {blob.size} (truncated or altered)")
-            if check_content and not _file_matches(path, blob, self._digest):
+            if check_content and not _file_matches(path, blob, self._digest, known_only=known_only):
                 raise _BadEntry(f"the content of {name} differs from what was stored (corrupt or altered)")
             size += blob.size
         return Entry(
@@ -590,14 +607,15 @@ class CacheStore:
 
     # -- restoring
 
-    def restore(self, entry: Entry, cwd: Path) -> list[str]:
+    def restore(self, entry: Entry, cwd: Path, *, known_only: bool = False) -> list[str]:
         """Copy the entry's declared files back into ``cwd``; the relative paths written, in order.
 
         A file is written only when it is missing or its content differs (one whose permission
         bits alone differ is only chmod-ed), through a temporary file renamed over it, so a link
         in its place is replaced, not followed. Raises :class:`OSError` when a file cannot be
         written, would land outside ``cwd`` (a directory on its way is a link leading out) or no
-        longer matches the manifest.
+        longer matches the manifest; with ``known_only``, :class:`MustRead` before a file would
+        be read or written.
         """
         try:
             manifest, _size = self._manifest(entry.path, entry.key)
@@ -614,10 +632,14 @@ class CacheStore:
             # resolve() follows every link on the way, existing or not yet: where the file would really land.
             if not target.parent.resolve().is_relative_to(base):
                 raise OSError(errno.EXDEV, f"{rel} would be written outside the working directory {cwd}", str(target))
-            if _file_matches(target, blob, self._digest):
-                if stat.S_IMODE(target.lstat().st_mode) != blob.mode & 0o777:
-                    target.chmod(blob.mode & 0o777)
-                    restored.append(rel)
+            matches = _file_matches(target, blob, self._digest, known_only=known_only)
+            if matches and stat.S_IMODE(target.lstat().st_mode) == blob.mode & 0o777:
+                continue
+            if known_only:
+                raise MustRead(str(target))
+            if matches:
+                target.chmod(blob.mode & 0o777)
+                restored.append(rel)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             _restore_file(entry.path / "files" / rel, target, blob)

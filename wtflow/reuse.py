@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wtflow.cache import CacheStore, SourceHasher, cache_key, expand_sources
+from wtflow.cache import CacheStore, MustRead, SourceHasher, cache_key, expand_sources
 from wtflow.events import NodeStatus
 from wtflow.executors.base import Job
 from wtflow.model import Artifact, Command, Node, PyFunc
@@ -104,35 +104,37 @@ class NodeCache:
         *,
         base: Path | None = None,
         read: Sequence[Path] = (),
+        known_only: bool = False,
     ) -> str:
         """The key of ``node`` as ``job`` runs it; :class:`OSError` naming a source file that cannot be read.
 
         Its working directory counts relative to ``base`` (the workflow file's directory), so a
         checkout at another path has the same keys. ``upstream`` names what it waits for;
         ``read`` are artifact files it is given whose producers have no key: their content counts.
+        ``known_only``: :class:`~wtflow.cache.MustRead` where a file's content would be read.
         """
         cwd = job.cwd or Path.cwd()
         sources = node.sources
         description = describe(job.executable, job.declared_env, job.cwd, base or Path.cwd())
         description["outputs"] = list(node.outputs)
-        upstream = [*upstream, *(f"read:{self._digest_tree(path)}" for path in read)]
+        upstream = [*upstream, *(f"read:{self._digest_tree(path, known_only)}" for path in read)]
         digests = []
         root = os.fspath(cwd)  # strings, not Paths: this runs for every source of every cached node
         for relative in expand_sources(cwd, sources):
             try:
-                digests.append((relative, self.hasher.digest(os.path.join(root, relative))))  # noqa: PTH118
+                digests.append((relative, self.hasher.digest(os.path.join(root, relative), known_only=known_only)))  # noqa: PTH118
             except OSError as exc:
                 raise OSError(exc.errno, f"source {relative} cannot be read: {exc.strerror or exc}") from None
         return cache_key(description, digests, upstream)
 
-    def _digest_tree(self, path: Path) -> str:
+    def _digest_tree(self, path: Path, known_only: bool) -> str:
         """The content of an artifact: one file, or every file of a declared artifact's directory."""
         if path.is_dir():
             files = sorted(item for item in path.rglob("*") if item.is_file())
-            parts = [f"{item.relative_to(path).as_posix()}={self.hasher.digest(item).hex()}" for item in files]
-            return ";".join(parts)
+            digests = [(item, self.hasher.digest(item, known_only=known_only)) for item in files]
+            return ";".join(f"{item.relative_to(path).as_posix()}={digest.hex()}" for item, digest in digests)
         try:
-            return self.hasher.digest(path).hex()
+            return self.hasher.digest(path, known_only=known_only).hex()
         except FileNotFoundError:
             return "missing"
 
@@ -145,20 +147,25 @@ class NodeCache:
         base: Path | None,
         read: Sequence[Path],
         result: Path | None,
+        known_only: bool = False,
     ) -> tuple[str, Earlier | None]:
         """The node's key, and on a hit everything it takes, in one call (one thread hop per node).
 
         A hit's output files are already restored into the working directory, its ``result``
         copied to ``result`` (this run's file), and its small streams read into ``data``.
+        ``known_only``: :class:`~wtflow.cache.MustRead` before a file's content would be read
+        (its stat changed since it was last read) or a file written.
         """
-        key = self.key(job, node, upstream, base=base, read=read)
+        key = self.key(job, node, upstream, base=base, read=read, known_only=known_only)
         if self.force or node.name in self.force_nodes:
             return key, None
-        entry = self.store.get(key)
+        entry = self.store.get(key, known_only=known_only)
         if entry is None:
             return key, None
-        self.store.restore(entry, job.cwd or Path.cwd())
+        self.store.restore(entry, job.cwd or Path.cwd(), known_only=known_only)
         if entry.result is not None and result is not None:
+            if known_only:
+                raise MustRead(str(entry.result))
             result.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(entry.result, result)
         data = {
@@ -169,6 +176,26 @@ class NodeCache:
         return key, Earlier(
             NodeStatus.CACHED, key, entry.stdout, entry.stderr, None, dict(entry.outputs), entry.duration, data=data
         )
+
+    def check_known(
+        self,
+        job: Job,
+        node: Node,
+        upstream: Sequence[str],
+        *,
+        base: Path | None,
+        read: Sequence[Path],
+        result: Path | None,
+    ) -> tuple[str, Earlier | None] | None:
+        """:meth:`check` from what is known alone (stats, a manifest, small streams); ``None`` if it must read more.
+
+        Cheap enough for the event loop when the files are as they were last time: ``None`` means
+        a file's content must be read or written, which :meth:`check` does (in a thread).
+        """
+        try:
+            return self.check(job, node, upstream, base=base, read=read, result=result, known_only=True)
+        except MustRead:
+            return None
 
     def fill(
         self,

@@ -521,8 +521,11 @@ class Scheduler:
     async def _earlier(self, state: NodeState, job: Job) -> tuple[Earlier | Outcome | None, list[BinaryIO] | None]:
         """What to take instead of running the node (an earlier run's result, or a cache hit), and a hit's files.
 
-        The files are this run's output files of the node, made in the thread that checked the
-        cache (``None`` if they could not be: they are made again, and that failure reported, later).
+        The cache is checked here on the loop when its files are as they were when last read
+        (stats, a manifest and small streams cost less than a thread's hand-off and its hold on
+        the interpreter); else in a thread, which reads what changed and restores what is missing.
+        The files are this run's output files of the node, made in that thread (``None`` if they
+        were not: they are made later, and a failure to make them reported there).
         """
         node = state.node
         if node.name in self._reuse:
@@ -534,6 +537,13 @@ class Scheduler:
         # An artifact of a node without a key counts by its content: nothing else says what it holds.
         read = [self.store.path(ref.node, ref.name) for ref in node.reads() if self.states[ref.node].key is None]
         result = self.store.path(node.name, RESULT) if isinstance(node.executable, PyFunc) else None
+        try:
+            known = cache.check_known(job, node, upstream, base=self.workflow.base_dir, read=read, result=result)
+        except (OSError, ValueError) as exc:
+            return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}"), None
+        if known is not None:
+            state.key, earlier = known
+            return earlier, None
 
         def check() -> tuple[str, Earlier | None, list[BinaryIO] | None]:
             key, earlier = cache.check(job, node, upstream, base=self.workflow.base_dir, read=read, result=result)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from wtflow import (
     RunConfig,
     StorageConfig,
     Workflow,
+    cache,
 )
 from wtflow.cache import CacheStore
 from wtflow.events import Event, NodeFinished, NodeOutput, NodeStarted
@@ -215,6 +218,59 @@ def test_a_hit_restores_the_declared_outputs(project: Project) -> None:
     (project.root / "dist" / "sub" / "a.txt").unlink()
     assert status(project.run(build), "build") is NodeStatus.CACHED
     assert (project.root / "dist" / "sub" / "a.txt").read_text() == "alpha\n"
+
+
+def backdate_everything(root: Path) -> None:
+    """Every file below ``root`` made a day old: old enough for the stat cache to trust its stat."""
+    old = time.time_ns() - 86_400 * 10**9
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(old, old))
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files whose content the cache reads (the one function through which it reads)."""
+    seen: list[str] = []
+    real = cache._read_digest
+
+    def spy(path: str) -> tuple[bytes, os.stat_result]:
+        seen.append(path)
+        return real(path)
+
+    monkeypatch.setattr(cache, "_read_digest", spy)
+    return seen
+
+
+def outputs_node(project: Project) -> Node:
+    return Node(
+        "build",
+        executable=project.command("build", "mkdir -p dist && cp src/a.txt dist/a.txt; echo built"),
+        sources=["src/**"],
+        outputs=["dist"],
+    )
+
+
+def test_a_hit_whose_files_are_as_they_were_reads_no_content(project: Project, reads: list[str]) -> None:
+    build = outputs_node(project)
+    project.run(build)
+    backdate_everything(project.root)
+    project.run(build)  # reads what the utime changed, and learns the files' stat
+    reads.clear()
+    engine = project.run(build)
+    assert status(engine, "build") is NodeStatus.CACHED
+    assert artifact(engine, "build", "stdout") == b"built\n"
+    assert reads == []
+
+
+def test_a_hit_whose_output_is_missing_restores_it_though_everything_else_is_known(project: Project) -> None:
+    build = outputs_node(project)
+    project.run(build)
+    backdate_everything(project.root)
+    project.run(build)
+    (project.root / "dist" / "a.txt").unlink()
+    assert status(project.run(build), "build") is NodeStatus.CACHED
+    assert (project.root / "dist" / "a.txt").read_text() == "alpha\n"
 
 
 def test_a_later_function_reading_a_hits_stdout_gets_the_same_bytes(project: Project) -> None:

@@ -19,7 +19,7 @@ import pytest
 from blake3 import blake3
 
 from wtflow import cache
-from wtflow.cache import CacheStore, Entry, SourceHasher, cache_key, expand_sources
+from wtflow.cache import CacheStore, Entry, MustRead, SourceHasher, cache_key, expand_sources
 
 DAY_NS = 86_400 * 10**9
 HOUR = 3600.0
@@ -493,6 +493,71 @@ def test_with_a_source_hasher_a_file_altered_in_place_is_still_a_miss(tmp_path: 
     os.utime(entry.stderr, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     assert store.get(key(1)) is None
     assert "differs" in store.warnings[0]
+
+
+def test_known_only_a_file_never_read_is_not_read_but_must_be(tmp_path: Path, reads: list[str]) -> None:
+    source = write(tmp_path / "a.c", "int x;")
+    with pytest.raises(MustRead):
+        SourceHasher().digest(source, known_only=True)
+    assert reads == []
+
+
+def test_known_only_a_file_whose_stat_is_unchanged_is_answered_from_what_is_known(
+    tmp_path: Path, reads: list[str]
+) -> None:
+    source = write(tmp_path / "a.c", "int x;")
+    backdate(source)
+    hasher = SourceHasher()
+    digest = hasher.digest(source)
+    assert hasher.digest(source, known_only=True) == digest
+    assert reads == [str(source)]
+
+
+def known_store(tmp_path: Path, node: Node, files: tuple[str, ...] = ()) -> tuple[CacheStore, Entry]:
+    """A store whose entry's files are all known to its hasher by their stat (old, and read once)."""
+    store = CacheStore(tmp_path / "cache", SourceHasher().digest)
+    entry = node.put(store, key(1), files=files)
+    for path in entry_files(store):
+        backdate(path)
+    assert store.get(key(1)) is not None
+    return store, entry
+
+
+def test_known_only_a_hit_whose_files_are_as_they_were_needs_no_read(
+    tmp_path: Path, node: Node, reads: list[str]
+) -> None:
+    store, _entry = known_store(tmp_path, node)
+    before = len(reads)
+    assert store.get(key(1), known_only=True) is not None
+    assert reads[before:] == []
+
+
+def test_known_only_an_altered_entry_file_must_be_read_before_it_is_judged(tmp_path: Path, node: Node) -> None:
+    store, entry = known_store(tmp_path, node)
+    after_tick(entry.stderr.stat().st_ctime_ns, tmp_path / "probe")
+    entry.stderr.write_text("BUILD err\n")  # the same size
+    with pytest.raises(MustRead):
+        store.get(key(1), known_only=True)
+    assert store.get(key(1)) is None  # read: it differs
+    assert "differs" in store.warnings[0]
+
+
+def test_known_only_a_missing_output_is_not_written(tmp_path: Path, node: Node) -> None:
+    write(node.cwd / "out.txt", "built")
+    store, entry = known_store(tmp_path, node, files=("out.txt",))
+    (node.cwd / "out.txt").unlink()
+    with pytest.raises(MustRead):
+        store.restore(entry, node.cwd, known_only=True)
+    assert not (node.cwd / "out.txt").exists()
+    assert store.restore(entry, node.cwd) == ["out.txt"]
+
+
+def test_known_only_outputs_in_place_and_known_are_left_alone(tmp_path: Path, node: Node) -> None:
+    output = write(node.cwd / "out.txt", "built")
+    store, entry = known_store(tmp_path, node, files=("out.txt",))
+    backdate(output)
+    assert store.restore(entry, node.cwd) == []  # read once: now known by its stat
+    assert store.restore(entry, node.cwd, known_only=True) == []
 
 
 def test_a_missing_declared_file_makes_the_entry_a_miss(store: CacheStore, node: Node) -> None:

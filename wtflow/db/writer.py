@@ -45,9 +45,11 @@ from wtflow.errors import WtflowError
 
 # How long the writer gathers events before writing them in one transaction.
 BATCH_SECONDS = 0.2
-# How long events gather in the pipe between two reads, and the most read at once.
+# How long events gather in the pipe between two reads, and the most read at once. A read this
+# full finds the runner writing faster than the pause lets through (a pipe holds 64 KiB): no pause.
 READ_SECONDS = 0.05
 READ_SIZE = 1 << 20
+BUSY_READ = 16 << 10
 _NODE_DEFAULTS: dict[str, Any] = {
     "path": "",
     "status": "pending",
@@ -329,6 +331,7 @@ class _Input:
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._rest = b""  # the start of a message not whole yet
+        self._last_read = 0  # bytes of the last read
         self._hang_up = poll()
         self._hang_up.register(fd, 0)  # no events asked for: poll ends early only when the runner closes
 
@@ -337,6 +340,7 @@ class _Input:
         messages: list[Any] = []
         while not messages:
             data = os.read(self._fd, READ_SIZE)
+            self._last_read = len(data)
             if not data:
                 return None
             buffer, self._rest = self._rest + data, b""
@@ -354,8 +358,11 @@ class _Input:
 
         A read for every event would wake this process for each node, on the cores the nodes need.
         What the runner wrote waits in the pipe meanwhile, and is still read if the runner is killed.
+        After a read of BUSY_READ bytes or more there is no pause: the pipe is filling faster
+        than pauses would empty it, and the runner would wait for it at the end.
         """
-        self._hang_up.poll(READ_SECONDS * 1000)
+        if self._last_read < BUSY_READ:
+            self._hang_up.poll(READ_SECONDS * 1000)
 
 
 def _read(source: _Input, messages: Inbox) -> None:
