@@ -134,3 +134,19 @@ def automaton_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(masking, "_automaton", counting)
     return built
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files whose content the cache reads, in order (the one function through which it reads)."""
+    from wtflow import cache
+
+    seen: list[str] = []
+    real = cache._read_digest
+
+    def spy(path: str) -> tuple[bytes, os.stat_result]:
+        seen.append(path)
+        return real(path)
+
+    monkeypatch.setattr(cache, "_read_digest", spy)
+    return seen

@@ -177,26 +177,6 @@ class NodeCache:
             NodeStatus.CACHED, key, entry.stdout, entry.stderr, None, dict(entry.outputs), entry.duration, data=data
         )
 
-    def check_known(
-        self,
-        job: Job,
-        node: Node,
-        upstream: Sequence[str],
-        *,
-        base: Path | None,
-        read: Sequence[Path],
-        result: Path | None,
-    ) -> tuple[str, Earlier | None] | None:
-        """:meth:`check` from what is known alone (stats, a manifest, small streams); ``None`` if it must read more.
-
-        Cheap enough for the event loop when the files are as they were last time: ``None`` means
-        a file's content must be read or written, which :meth:`check` does (in a thread).
-        """
-        try:
-            return self.check(job, node, upstream, base=base, read=read, result=result, known_only=True)
-        except MustRead:
-            return None
-
     def fill(
         self,
         key: str,

@@ -537,12 +537,17 @@ class Scheduler:
         # An artifact of a node without a key counts by its content: nothing else says what it holds.
         read = [self.store.path(ref.node, ref.name) for ref in node.reads() if self.states[ref.node].key is None]
         result = self.store.path(node.name, RESULT) if isinstance(node.executable, PyFunc) else None
+        from wtflow.cache import MustRead  # loaded with the cache: only runs with cached nodes get here
+
         try:
-            known = cache.check_known(job, node, upstream, base=self.workflow.base_dir, read=read, result=result)
+            state.key, earlier = cache.check(
+                job, node, upstream, base=self.workflow.base_dir, read=read, result=result, known_only=True
+            )
+        except MustRead:
+            pass  # a file must be read or written: in a thread, below
         except (OSError, ValueError) as exc:
             return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}"), None
-        if known is not None:
-            state.key, earlier = known
+        else:
             return earlier, None
 
         def check() -> tuple[str, Earlier | None, list[BinaryIO] | None]:

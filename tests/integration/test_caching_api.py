@@ -30,7 +30,6 @@ from wtflow import (
     RunConfig,
     StorageConfig,
     Workflow,
-    cache,
 )
 from wtflow.cache import CacheStore
 from wtflow.events import Event, NodeFinished, NodeOutput, NodeStarted
@@ -226,20 +225,6 @@ def backdate_everything(root: Path) -> None:
     for path in root.rglob("*"):
         if path.is_file():
             os.utime(path, ns=(old, old))
-
-
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The files whose content the cache reads (the one function through which it reads)."""
-    seen: list[str] = []
-    real = cache._read_digest
-
-    def spy(path: str) -> tuple[bytes, os.stat_result]:
-        seen.append(path)
-        return real(path)
-
-    monkeypatch.setattr(cache, "_read_digest", spy)
-    return seen
 
 
 def outputs_node(project: Project) -> Node:

@@ -18,7 +18,6 @@ import msgspec
 import pytest
 from blake3 import blake3
 
-from wtflow import cache
 from wtflow.cache import CacheStore, Entry, MustRead, SourceHasher, cache_key, expand_sources
 
 DAY_NS = 86_400 * 10**9
@@ -176,20 +175,6 @@ def test_a_key_refuses_a_description_json_cannot_hold() -> None:
 
 
 # --- SourceHasher --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The files the hasher reads, in order (the one function through which it reads)."""
-    seen: list[str] = []
-    real = cache._read_digest
-
-    def spy(path: str) -> tuple[bytes, os.stat_result]:
-        seen.append(path)
-        return real(path)
-
-    monkeypatch.setattr(cache, "_read_digest", spy)
-    return seen
 
 
 def test_a_digest_is_the_blake3_of_the_content(tmp_path: Path) -> None:
