@@ -142,7 +142,14 @@ def _read_digest(path: str) -> tuple[bytes, os.stat_result]:
 
 
 class MustRead(Exception):
-    """A check asked to use only what is already known would have to read (or write) the content of this file."""
+    """A check asked to use only what is already known would have to read (or write) the content of this file.
+
+    Also raised where such a check would look at more than :data:`KNOWN_ONLY_FILES` files: it is
+    meant to be cheap enough for an event loop, and a walk of a large tree is not.
+    """
+
+
+KNOWN_ONLY_FILES = 256
 
 
 class Digest(Protocol):
@@ -471,6 +478,8 @@ class CacheStore:
     def _load(self, directory: Path, key: str, *, check_content: bool, known_only: bool = False) -> Entry:
         """The entry in ``directory``, its files checked against its manifest: sizes, and content if asked."""
         manifest, size = self._manifest(directory, key)
+        if known_only and len(manifest.blobs) > KNOWN_ONLY_FILES:
+            raise MustRead(str(directory))
         for name, blob in manifest.blobs.items():
             path = directory / name
             try:

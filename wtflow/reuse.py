@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wtflow.cache import CacheStore, MustRead, SourceHasher, cache_key, expand_sources
+from wtflow.cache import KNOWN_ONLY_FILES, CacheStore, MustRead, SourceHasher, cache_key, expand_sources
 from wtflow.events import NodeStatus
 from wtflow.executors.base import Job
 from wtflow.model import Artifact, Command, Node, PyFunc
@@ -111,16 +111,22 @@ class NodeCache:
         Its working directory counts relative to ``base`` (the workflow file's directory), so a
         checkout at another path has the same keys. ``upstream`` names what it waits for;
         ``read`` are artifact files it is given whose producers have no key: their content counts.
-        ``known_only``: :class:`~wtflow.cache.MustRead` where a file's content would be read.
+        ``known_only``: :class:`~wtflow.cache.MustRead` where a file's content would be read, or
+        where sources could be many (a ``**`` walk, more than ``KNOWN_ONLY_FILES``).
         """
         cwd = job.cwd or Path.cwd()
         sources = node.sources
+        if known_only and any("**" in pattern for pattern in sources):
+            raise MustRead(str(cwd))
         description = describe(job.executable, job.declared_env, job.cwd, base or Path.cwd())
         description["outputs"] = list(node.outputs)
         upstream = [*upstream, *(f"read:{self._digest_tree(path, known_only)}" for path in read)]
         digests = []
         root = os.fspath(cwd)  # strings, not Paths: this runs for every source of every cached node
-        for relative in expand_sources(cwd, sources):
+        found = expand_sources(cwd, sources)
+        if known_only and len(found) > KNOWN_ONLY_FILES:
+            raise MustRead(str(cwd))
+        for relative in found:
             try:
                 digests.append((relative, self.hasher.digest(os.path.join(root, relative), known_only=known_only)))  # noqa: PTH118
             except OSError as exc:
@@ -130,6 +136,8 @@ class NodeCache:
     def _digest_tree(self, path: Path, known_only: bool) -> str:
         """The content of an artifact: one file, or every file of a declared artifact's directory."""
         if path.is_dir():
+            if known_only:
+                raise MustRead(str(path))  # a walk of any size
             files = sorted(item for item in path.rglob("*") if item.is_file())
             digests = [(item, self.hasher.digest(item, known_only=known_only)) for item in files]
             return ";".join(f"{item.relative_to(path).as_posix()}={digest.hex()}" for item, digest in digests)

@@ -18,6 +18,7 @@ import msgspec
 import pytest
 from blake3 import blake3
 
+from wtflow import cache
 from wtflow.cache import CacheStore, Entry, MustRead, SourceHasher, cache_key, expand_sources
 
 DAY_NS = 86_400 * 10**9
@@ -525,6 +526,16 @@ def test_known_only_an_altered_entry_file_must_be_read_before_it_is_judged(tmp_p
         store.get(key(1), known_only=True)
     assert store.get(key(1)) is None  # read: it differs
     assert "differs" in store.warnings[0]
+
+
+def test_known_only_an_entry_of_many_files_is_left_to_a_full_check(
+    tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _entry = known_store(tmp_path, node)
+    monkeypatch.setattr(cache, "KNOWN_ONLY_FILES", 2)  # stdout, stderr and the result are three
+    with pytest.raises(MustRead):
+        store.get(key(1), known_only=True)
+    assert store.get(key(1)) is not None
 
 
 def test_known_only_a_missing_output_is_not_written(tmp_path: Path, node: Node) -> None:

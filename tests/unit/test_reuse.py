@@ -1,0 +1,74 @@
+"""A cached node checked from what is known alone: cheap enough for the event loop, or it says it must read."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from wtflow import reuse
+from wtflow.cache import MustRead
+from wtflow.executors.base import Job
+from wtflow.model import Command, Node
+
+DAY_NS = 86_400 * 10**9
+
+
+def settled(path: Path) -> Path:
+    """``path`` written a day ago: old enough for the stat cache to trust its stat."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(path.name)
+    old = time.time_ns() - DAY_NS
+    os.utime(path, ns=(old, old))
+    return path
+
+
+def check(cache: reuse.NodeCache, work: Path, sources: list[str], *, known_only: bool) -> str:
+    node = Node("build", executable=Command("make", cwd=work), sources=sources)
+    assert node.executable is not None
+    job = Job("run", "build", node.executable, {}, work, work / "node", 1.0)
+    key, _earlier = cache.check(job, node, [], base=work, read=[], result=None, known_only=known_only)
+    return key
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> reuse.NodeCache:
+    return reuse.NodeCache(tmp_path / "cache")
+
+
+def test_sources_known_by_their_stat_give_the_key_without_reading(
+    tmp_path: Path, cache: reuse.NodeCache, reads: list[str]
+) -> None:
+    for name in ("a.c", "b.c"):
+        settled(tmp_path / "src" / name)
+    key = check(cache, tmp_path, ["src/*.c"], known_only=False)
+    reads.clear()
+    assert check(cache, tmp_path, ["src/*.c"], known_only=True) == key
+    assert reads == []
+
+
+def test_a_source_never_read_must_be_read(tmp_path: Path, cache: reuse.NodeCache) -> None:
+    settled(tmp_path / "src" / "a.c")
+    with pytest.raises(MustRead):
+        check(cache, tmp_path, ["src/*.c"], known_only=True)
+
+
+def test_a_double_star_walk_is_left_to_a_full_check(tmp_path: Path, cache: reuse.NodeCache) -> None:
+    """A walk of a whole tree can be long: not a check for the event loop, however well the files are known."""
+    settled(tmp_path / "src" / "deep" / "a.c")
+    check(cache, tmp_path, ["src/**"], known_only=False)
+    with pytest.raises(MustRead):
+        check(cache, tmp_path, ["src/**"], known_only=True)
+
+
+def test_more_sources_than_the_known_only_limit_are_left_to_a_full_check(
+    tmp_path: Path, cache: reuse.NodeCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reuse, "KNOWN_ONLY_FILES", 2)
+    for name in ("a.c", "b.c", "c.c"):
+        settled(tmp_path / "src" / name)
+    check(cache, tmp_path, ["src/*.c"], known_only=False)
+    with pytest.raises(MustRead):
+        check(cache, tmp_path, ["src/*.c"], known_only=True)
