@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
-from wtflow.artifacts import last_lines
 from wtflow.db.connect import open_engine, unavailable
 from wtflow.db.crashes import mark_crashed
 from wtflow.db.schema import upgrade
@@ -261,6 +260,9 @@ def failure_output(node: NodeRecord, count: int = 10) -> tuple[str, list[str]] |
 
     ``(stream, lines)``; ``None`` if the node stored no output; ``OSError`` if its files are gone.
     """
+    # Here, not at the top: the database writer imports this module, and a run waits for it to start.
+    from wtflow.artifacts import last_lines
+
     paths = {artifact.name: artifact.path for artifact in node.artifacts}
     for stream in ("stderr", "stdout"):
         path = paths.get(stream)

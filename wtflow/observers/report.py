@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wtflow.events import BaseObserver, Event, NodeOutput, RunStarted, to_record
+from wtflow.events import BaseObserver, Event, NodeOutput, RunFinished, RunStarted, to_record
 from wtflow.masking import Masker
 from wtflow.report import REPORT_FILE, from_records, git_commit, graph_of, write_report
 
@@ -32,10 +32,11 @@ class ReportWriter(BaseObserver):
         self._run_dir: Path | None = None
         self._records: list[dict[str, Any]] = []
         self._commit: asyncio.Future[str | None] | None = None
+        self._writing: asyncio.Future[None] | None = None
         self._warnings: list[str] = []
 
     def notify(self, event: Event) -> None:
-        """Keep the event; at the run's start, look up the git commit in a thread."""
+        """Keep the event; at the run's start, look up the git commit in a thread; at its end, start writing."""
         if isinstance(event, NodeOutput):
             return
         if isinstance(event, RunStarted):
@@ -43,9 +44,16 @@ class ReportWriter(BaseObserver):
             directory = event.workflow.base_dir or Path.cwd()
             self._commit = asyncio.get_running_loop().run_in_executor(None, git_commit, directory)
         self._records.append(to_record(event))
+        if isinstance(event, RunFinished):  # the last event: written while the other observers close
+            self._writing = asyncio.ensure_future(self._write_report())
 
     async def aclose(self) -> None:
-        """Write the report (in a thread: it reads every node's log tails)."""
+        """Write the report (in a thread: it reads every node's log tails), unless it is being written already."""
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_report())
+        await self._writing
+
+    async def _write_report(self) -> None:
         if self._workflow is None or self._run_dir is None:
             return
         commit = await self._commit if self._commit is not None else None
