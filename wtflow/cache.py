@@ -145,8 +145,11 @@ class MustRead(Exception):
     """A check asked to use only what is already known would have to read (or write) the content of this file.
 
     Also raised where such a check would look at more than :data:`KNOWN_ONLY_FILES` files: it is
-    meant to be cheap enough for an event loop, and a walk of a large tree is not.
+    meant to be cheap enough for an event loop, and a walk of a large tree is not. ``key`` is the
+    node's cache key when it was known by then.
     """
+
+    key: str | None = None
 
 
 KNOWN_ONLY_FILES = 256

@@ -156,24 +156,31 @@ class NodeCache:
         read: Sequence[Path],
         result: Path | None,
         known_only: bool = False,
+        key: str | None = None,
     ) -> tuple[str, Earlier | None]:
         """The node's key, and on a hit everything it takes, in one call (one thread hop per node).
 
         A hit's output files are already restored into the working directory, its ``result``
         copied to ``result`` (this run's file), and its small streams read into ``data``.
         ``known_only``: :class:`~wtflow.cache.MustRead` before a file's content would be read
-        (its stat changed since it was last read) or a file written.
+        (its stat changed since it was last read) or a file written; once the key is known, the
+        exception carries it (``MustRead.key``), to be given back as ``key`` to the full check.
         """
-        key = self.key(job, node, upstream, base=base, read=read, known_only=known_only)
+        if key is None:
+            key = self.key(job, node, upstream, base=base, read=read, known_only=known_only)
         if self.force or node.name in self.force_nodes:
             return key, None
-        entry = self.store.get(key, known_only=known_only)
-        if entry is None:
-            return key, None
-        self.store.restore(entry, job.cwd or Path.cwd(), known_only=known_only)
+        try:
+            entry = self.store.get(key, known_only=known_only)
+            if entry is None:
+                return key, None
+            self.store.restore(entry, job.cwd or Path.cwd(), known_only=known_only)
+            if known_only and entry.result is not None and result is not None:
+                raise MustRead(str(entry.result))  # noqa: TRY301 - the key is added below, as for the others
+        except MustRead as exc:
+            exc.key = key
+            raise
         if entry.result is not None and result is not None:
-            if known_only:
-                raise MustRead(str(entry.result))
             result.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(entry.result, result)
         data = {

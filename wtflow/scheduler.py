@@ -539,19 +539,22 @@ class Scheduler:
         result = self.store.path(node.name, RESULT) if isinstance(node.executable, PyFunc) else None
         from wtflow.cache import MustRead  # loaded with the cache: only runs with cached nodes get here
 
+        known_key = None
         try:
             state.key, earlier = cache.check(
                 job, node, upstream, base=self.workflow.base_dir, read=read, result=result, known_only=True
             )
-        except MustRead:
-            pass  # a file must be read or written: in a thread, below
+        except MustRead as exc:
+            known_key = exc.key  # a file must be read or written: in a thread, below
         except (OSError, ValueError) as exc:
             return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}"), None
         else:
             return earlier, None
 
         def check() -> tuple[str, Earlier | None, list[BinaryIO] | None]:
-            key, earlier = cache.check(job, node, upstream, base=self.workflow.base_dir, read=read, result=result)
+            key, earlier = cache.check(
+                job, node, upstream, base=self.workflow.base_dir, read=read, result=result, key=known_key
+            )
             files = None
             if earlier is not None:
                 with contextlib.suppress(OSError):

@@ -72,3 +72,17 @@ def test_more_sources_than_the_known_only_limit_are_left_to_a_full_check(
     check(cache, tmp_path, ["src/*.c"], known_only=False)
     with pytest.raises(MustRead):
         check(cache, tmp_path, ["src/*.c"], known_only=True)
+
+
+def test_a_check_that_must_read_the_entry_hands_over_the_key_it_found(tmp_path: Path, cache: reuse.NodeCache) -> None:
+    settled(tmp_path / "src" / "a.c")
+    key = check(cache, tmp_path, ["src/*.c"], known_only=False)
+    node_dir = tmp_path / "node"
+    (node_dir).mkdir()
+    for stream in ("stdout.log", "stderr.log"):
+        (node_dir / stream).write_text(stream)  # written just now: the entry cannot be known by its stat
+    cache.fill(key, node="build", streams=(node_dir / "stdout.log", node_dir / "stderr.log"), result=None,
+               outputs={}, cwd=tmp_path, patterns=[], duration=1.0)  # fmt: skip
+    with pytest.raises(MustRead) as caught:
+        check(cache, tmp_path, ["src/*.c"], known_only=True)
+    assert caught.value.key == key
