@@ -88,7 +88,11 @@ def output_files(cwd: Path, patterns: Sequence[str]) -> list[str]:
 
 
 class NodeCache:
-    """The cache as a run uses it: keys, hits and filling. Every method blocks: call it in a thread."""
+    """The cache as a run uses it: keys, hits and filling.
+
+    Every method blocks: call it in a thread, except :meth:`check` with ``known_only``, which
+    looks at a bounded number of files' stats and small files only.
+    """
 
     def __init__(self, root: Path, *, force: bool = False, force_nodes: Sequence[str] = ()) -> None:
         self.hasher = SourceHasher(root / "stat-cache.json")
@@ -139,8 +143,8 @@ class NodeCache:
             if known_only:
                 raise MustRead(str(path))  # a walk of any size
             files = sorted(item for item in path.rglob("*") if item.is_file())
-            digests = [(item, self.hasher.digest(item, known_only=known_only)) for item in files]
-            return ";".join(f"{item.relative_to(path).as_posix()}={digest.hex()}" for item, digest in digests)
+            parts = [f"{item.relative_to(path).as_posix()}={self.hasher.digest(item).hex()}" for item in files]
+            return ";".join(parts)
         try:
             return self.hasher.digest(path, known_only=known_only).hex()
         except FileNotFoundError:

@@ -521,18 +521,30 @@ class Scheduler:
     async def _earlier(self, state: NodeState, job: Job) -> tuple[Earlier | Outcome | None, list[BinaryIO] | None]:
         """What to take instead of running the node (an earlier run's result, or a cache hit), and a hit's files.
 
-        The cache is checked here on the loop when its files are as they were when last read
-        (stats, a manifest and small streams cost less than a thread's hand-off and its hold on
-        the interpreter); else in a thread, which reads what changed and restores what is missing.
-        The files are this run's output files of the node, made in that thread (``None`` if they
-        were not: they are made later, and a failure to make them reported there).
+        A cache check that failed (a source that cannot be read) is the node's failed outcome.
         """
         node = state.node
         if node.name in self._reuse:
             return self._reuse[node.name], None
-        cache = self._cache
-        if cache is None or not node.cached:
+        if self._cache is None or not node.cached:
             return None, None
+        try:
+            return await self._check_cache(state, job, self._cache)
+        except (OSError, ValueError) as exc:  # a source file that cannot be read, a bad pattern
+            return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}"), None
+
+    async def _check_cache(
+        self, state: NodeState, job: Job, cache: NodeCache
+    ) -> tuple[Earlier | None, list[BinaryIO] | None]:
+        """The node's cache hit and its files, or ``None``; the node's key is set on ``state``.
+
+        Checked here on the loop when its files are as they were when last read (stats, a
+        manifest and small streams cost less than a thread's hand-off and its hold on the
+        interpreter); else in a thread, which reads what changed and restores what is missing.
+        The files are this run's output files of the node, made in that thread (``None`` if they
+        were not: they are made later, and a failure to make them reported there).
+        """
+        node = state.node
         upstream = self._upstream(state)
         # An artifact of a node without a key counts by its content: nothing else says what it holds.
         read = [self.store.path(ref.node, ref.name) for ref in node.reads() if self.states[ref.node].key is None]
@@ -546,8 +558,6 @@ class Scheduler:
             )
         except MustRead as exc:
             known_key = exc.key  # a file must be read or written: in a thread, below
-        except (OSError, ValueError) as exc:
-            return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}"), None
         else:
             return earlier, None
 
@@ -567,8 +577,6 @@ class Scheduler:
         except asyncio.CancelledError:
             checking.add_done_callback(_close_checked)
             raise
-        except (OSError, ValueError) as exc:
-            return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}"), None
         return earlier, files
 
     def _upstream(self, state: NodeState) -> list[str]:
