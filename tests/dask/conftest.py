@@ -12,6 +12,7 @@ that a failure.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -201,6 +202,27 @@ def started() -> Iterator[list[subprocess.Popen[bytes]]]:
         if process.poll() is None:
             process.kill()
         process.communicate()  # reaps it and closes its pipes
+
+
+def start_run(
+    workdir: Path, cluster: Cluster, started: list[subprocess.Popen[bytes]], *args: str
+) -> subprocess.Popen[bytes]:
+    """``wtflow run`` of ``workdir``'s wtflow.yml on ``cluster``, in the background: console logs, no database."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wtflow", "run", "--dask-scheduler", cluster.address, *args],
+        cwd=workdir,
+        env={**os.environ, "WTFLOW_DB_URL": "", "WTFLOW_LOG_FORMAT": "console"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    started.append(process)
+    return process
+
+
+def run_json(workdir: Path) -> dict:  # type: ignore[type-arg]
+    """The run.json of the one run in ``workdir``'s ``.wtflow``."""
+    (found,) = (workdir / ".wtflow" / "artifacts").glob("*/run.json")
+    return json.loads(found.read_text())  # type: ignore[no-any-return]
 
 
 def parent_of(pid: int) -> int:

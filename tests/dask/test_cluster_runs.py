@@ -13,15 +13,10 @@ import pytest
 
 from tests.conftest import cli
 from tests.dask import funcs
-from tests.dask.conftest import Cluster, processes_with
+from tests.dask.conftest import Cluster, processes_with, run_json, start_run
 from wtflow import Command, Config, Engine, Node, PyFunc, StorageConfig, Workflow
 from wtflow.config import DaskConfig
 from wtflow.events import BaseObserver, Event, NodeOutput
-
-
-def _run_json(workdir: Path) -> dict:  # type: ignore[type-arg]
-    (found,) = (workdir / ".wtflow" / "artifacts").glob("*/run.json")
-    return json.loads(found.read_text())  # type: ignore[no-any-return]
 
 
 def _write(workdir: Path, text: str, name: str = "wtflow.yml") -> Path:
@@ -68,7 +63,7 @@ def test_yaml_workflow_runs_on_the_workers_as_it_would_here(workdir: Path, clust
     (workdir / "shared.py").write_text("def double(n):\n    print('doubling', n)\n    return {'value': n * 2}\n")
     result = cli("run", "--dask-scheduler", cluster.address, "--log-format", "json")
     assert result.exit_code == 0, result.output
-    nodes = _run_json(workdir)["nodes"]
+    nodes = run_json(workdir)["nodes"]
     workers = {worker.address for worker in cluster.workers.values()}
     assert nodes["setup"]["worker"] is None  # runs_on: local
     for name in ("build", "fails", "after-failure", "function"):
@@ -163,14 +158,7 @@ def test_ctrl_c_stops_the_node_and_its_processes_on_the_worker(
     workdir: Path, cluster: Cluster, marker: str, started: list[subprocess.Popen[bytes]]
 ) -> None:
     _write(workdir, SLEEPER.format(marker=marker))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wtflow", "run", "--dask-scheduler", cluster.address, "--kill-grace", "20"],
-        cwd=workdir,
-        env={**os.environ, "WTFLOW_DB_URL": "", "WTFLOW_LOG_FORMAT": "console"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    started.append(process)
+    process = start_run(workdir, cluster, started, "--kill-grace", "20")
     assert process.stdout is not None
     assert process.stdout.readline() == b"started\n"  # streamed while the node runs
     assert len(processes_with(marker)) == 3  # the shell and its two sleeps, on a worker
@@ -179,7 +167,7 @@ def test_ctrl_c_stops_the_node_and_its_processes_on_the_worker(
     assert process.returncode == 130, stderr.decode()
     assert stdout == b"stopping\n"  # the node's TERM trap ran, and its last words came back
     assert processes_with(marker) == []
-    assert _run_json(workdir)["nodes"]["sleeper"]["status"] == "cancelled"
+    assert run_json(workdir)["nodes"]["sleeper"]["status"] == "cancelled"
 
 
 def test_a_second_ctrl_c_kills_the_node_on_the_worker_at_once(
@@ -191,14 +179,7 @@ def test_a_second_ctrl_c_kills_the_node_on_the_worker_at_once(
         f"name: stubborn\nenv: {{MARK: {marker}}}\nnodes:\n  - name: sleeper\n"
         "    command: \"trap 'echo ignoring' TERM; echo started; while :; do sleep 1 & wait $!; done\"\n",
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wtflow", "run", "--dask-scheduler", cluster.address, "--kill-grace", "300"],
-        cwd=workdir,
-        env={**os.environ, "WTFLOW_DB_URL": "", "WTFLOW_LOG_FORMAT": "console"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    started.append(process)
+    process = start_run(workdir, cluster, started, "--kill-grace", "300")
     assert process.stdout is not None
     assert process.stdout.readline() == b"started\n"
     process.send_signal(signal.SIGINT)
@@ -217,7 +198,7 @@ def test_a_timeout_stops_the_node_and_its_processes_on_the_worker(workdir: Path,
     )
     result = cli("run", "--dask-scheduler", cluster.address, "--kill-grace", "2", "--db-url", "")
     assert result.exit_code == 1, result.output
-    node = _run_json(workdir)["nodes"]["slow"]
+    node = run_json(workdir)["nodes"]["slow"]
     assert (node["status"], node["error"]) == ("timed_out", "timed out after 1s")
     assert node["worker"] is not None
     assert processes_with(marker) == []
@@ -231,7 +212,7 @@ def test_retries_run_again_on_the_cluster(workdir: Path, cluster: Cluster) -> No
     )
     result = cli("run", "--dask-scheduler", cluster.address, "--db-url", "")
     assert result.exit_code == 0, result.output
-    node = _run_json(workdir)["nodes"]["flaky"]
+    node = run_json(workdir)["nodes"]["flaky"]
     assert (node["status"], node["attempts"]) == ("succeeded", 2)
 
 
@@ -247,7 +228,7 @@ def test_dask_local_starts_a_cluster_of_worker_processes_here(workdir: Path) -> 
     )
     assert process.returncode == 0, process.stderr.decode()
     assert b"[a] on a\n" in process.stdout
-    nodes = _run_json(workdir)["nodes"]
+    nodes = run_json(workdir)["nodes"]
     assert all(nodes[name]["worker"].startswith("tcp://127.0.0.1:") for name in ("a", "b"))
     assert b"Traceback" not in process.stderr
 
@@ -273,7 +254,7 @@ def test_a_node_needing_resources_no_worker_has_fails_after_the_wait(workdir: Pa
     )
     result = cli("run", "--dask-scheduler", cluster.address, "--dask-wait", "2s", "--db-url", "")
     assert result.exit_code == 1, result.output
-    nodes = _run_json(workdir)["nodes"]
+    nodes = run_json(workdir)["nodes"]
     assert nodes["cpu"]["status"] == "succeeded"
     assert nodes["tpu"]["status"] == "failed"
     error = nodes["tpu"]["error"]
@@ -321,7 +302,7 @@ def test_a_container_node_runs_on_a_worker_with_a_docker_engine(workdir: Path, c
     )
     result = cli("run", "--dask-scheduler", cluster.address, "--db-url", "")
     assert result.exit_code == 1, result.output
-    node = _run_json(workdir)["nodes"]["boxed"]
+    node = run_json(workdir)["nodes"]["boxed"]
     assert (node["exit_code"], node["worker"] is not None) == (5, True)
     run_dir = Path(node["artifacts"]["stdout"]["path"]).parent
     assert (run_dir / "stdout.log").read_text() == "in a container\n"

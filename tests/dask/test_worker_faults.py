@@ -4,32 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import wait_for
-from tests.dask.conftest import Cluster, DaskProcess, parent_of, processes_with
+from tests.dask.conftest import Cluster, DaskProcess, parent_of, processes_with, run_json, start_run
 
 # Prints, then ticks until its output pipe breaks: once its worker is gone, it ends by itself.
 TICKING = "echo started; while :; do echo tick; sleep 0.1; done"
 
 
-def _start(
-    workdir: Path, cluster: Cluster, text: str, started: list[subprocess.Popen[bytes]]
-) -> subprocess.Popen[bytes]:
-    (workdir / "wtflow.yml").write_text(text)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wtflow", "run", "--dask-scheduler", cluster.address, "--output", "interleaved"],
-        cwd=workdir,
-        env={**os.environ, "WTFLOW_DB_URL": "", "WTFLOW_LOG_FORMAT": "console"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    started.append(process)
-    return process
+def _kill_its_worker_mid_node(
+    workdir: Path,
+    cluster: Cluster,
+    started: list[subprocess.Popen[bytes]],
+    marker: str,
+    *,
+    victim: str,
+    workers: list[DaskProcess],
+) -> tuple[int, str, DaskProcess]:
+    """Run the one node ``victim`` (a flow mapping), SIGKILL its worker once it has printed.
+
+    How the run ended: ``(exit code, stderr, the worker killed)``.
+    """
+    (workdir / "wtflow.yml").write_text(f"name: k\nenv: {{MARK: {marker}}}\nnodes:\n  - {victim}\n")
+    process = start_run(workdir, cluster, started, "--output", "interleaved")
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"started\n"
+    killed = _kill_the_worker_running(marker, workers)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr.decode(), killed
 
 
 def _kill_the_worker_running(marker: str, workers: list[DaskProcess]) -> DaskProcess:
@@ -49,11 +54,6 @@ def _kill_the_worker_running(marker: str, workers: list[DaskProcess]) -> DaskPro
     return worker
 
 
-def _run_json(workdir: Path) -> dict:  # type: ignore[type-arg]
-    (found,) = (workdir / ".wtflow" / "artifacts").glob("*/run.json")
-    return json.loads(found.read_text())  # type: ignore[no-any-return]
-
-
 def test_a_worker_killed_mid_node_fails_the_node_naming_the_worker(
     workdir: Path,
     cluster: Cluster,
@@ -61,20 +61,11 @@ def test_a_worker_killed_mid_node_fails_the_node_naming_the_worker(
     marker: str,
     started: list[subprocess.Popen[bytes]],
 ) -> None:
+    victim = f"{{name: victim, resources: {{SPARE: 1}}, command: '{TICKING}'}}"
     workers = spare_workers(1)
-    process = _start(
-        workdir,
-        cluster,
-        f"name: k\nenv: {{MARK: {marker}}}\nnodes:\n"
-        f"  - {{name: victim, resources: {{SPARE: 1}}, command: '{TICKING}'}}\n",
-        started,
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline() == b"started\n"
-    killed = _kill_the_worker_running(marker, workers)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 1, stderr.decode()
-    node = _run_json(workdir)["nodes"]["victim"]
+    code, stderr, killed = _kill_its_worker_mid_node(workdir, cluster, started, marker, victim=victim, workers=workers)
+    assert code == 1, stderr
+    node = run_json(workdir)["nodes"]["victim"]
     assert node["status"] == "failed"
     assert node["worker"] == killed.address
     assert node["error"].startswith(f"lost worker {killed.address} while the node ran: the worker died")
@@ -90,19 +81,10 @@ def test_a_worker_killed_mid_node_is_retried_on_another_worker(
 ) -> None:
     workers = spare_workers(2)
     command = f"if [ -e tried ]; then echo second try; else touch tried; {TICKING}; fi"
-    process = _start(
-        workdir,
-        cluster,
-        f"name: k\nenv: {{MARK: {marker}}}\nnodes:\n"
-        f"  - {{name: victim, retries: 1, resources: {{SPARE: 1}}, command: '{command}'}}\n",
-        started,
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline() == b"started\n"
-    killed = _kill_the_worker_running(marker, workers)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr.decode()
-    node = _run_json(workdir)["nodes"]["victim"]
+    victim = f"{{name: victim, retries: 1, resources: {{SPARE: 1}}, command: '{command}'}}"
+    code, stderr, killed = _kill_its_worker_mid_node(workdir, cluster, started, marker, victim=victim, workers=workers)
+    assert code == 0, stderr
+    node = run_json(workdir)["nodes"]["victim"]
     (other,) = (worker for worker in workers if worker is not killed)
     assert (node["status"], node["attempts"], node["worker"]) == ("succeeded", 2, other.address)
     (events,) = (workdir / ".wtflow" / "artifacts").glob("*/events.jsonl")

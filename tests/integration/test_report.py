@@ -357,20 +357,16 @@ def test_the_report_of_a_2000_node_run_is_under_10_mib(tmp_path: Path) -> None:
     assert (len(statuses), statuses.count("failed")) == (2000, 1)
 
 
-def test_the_logs_of_many_nodes_share_a_budget_that_keeps_the_page_under_10_mib(tmp_path: Path) -> None:
-    """2,000 nodes with 20 KiB of coloured output each: 40 MiB of logs."""
-    line = b"\x1b[32mok\x1b[0m \x1b[1mtest_something\x1b[0m passed\n"
-    steps = {f"n{i}": Step(stdout=line * (20 * 1024 // len(line))) for i in range(2000)}
-    report = fake_run(wide(2000), tmp_path, steps)
-    assert report.stat().st_size < 10 << 20
-    logs = [node["logs"]["stdout"] for node in embedded(report)["nodes"] if "stdout" in node.get("logs", {})]
-    assert len(logs) == 2000
-    assert all(log["cut"] and log["text"].endswith(line.decode()) for log in logs)
-
-
-def test_logs_that_the_page_escapes_still_keep_it_under_10_mib(tmp_path: Path) -> None:
-    """2,000 nodes with 20 KiB of "<" each: 40 MiB of logs, near six times as much as the page escapes it."""
-    line = b"<" * 15 + b"\n"
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(b"\x1b[32mok\x1b[0m \x1b[1mtest_something\x1b[0m passed\n", id="coloured"),
+        # Near six times as large as the page escapes it.
+        pytest.param(b"<" * 15 + b"\n", id="escaped"),
+    ],
+)
+def test_the_logs_of_many_nodes_share_a_budget_that_keeps_the_page_under_10_mib(tmp_path: Path, line: bytes) -> None:
+    """2,000 nodes with 20 KiB of output each: 40 MiB of logs."""
     steps = {f"n{i}": Step(stdout=line * (20 * 1024 // len(line))) for i in range(2000)}
     report = fake_run(wide(2000), tmp_path, steps)
     assert report.stat().st_size < 10 << 20
