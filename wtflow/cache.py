@@ -120,10 +120,11 @@ def _open_regular(path: str | Path) -> tuple[IO[bytes], os.stat_result]:
     return file, found
 
 
-def _read_digest(path: str) -> tuple[bytes, os.stat_result]:
+def _read_digest(path: str, *, quick: bool = False) -> tuple[bytes, os.stat_result]:
     """The blake3 of the file at ``path`` and its stat as it was opened (the one place sources are read).
 
-    On the descriptor itself, without a file object: sources are mostly small, and many.
+    On the descriptor itself, without a file object: sources are mostly small, and many. With
+    ``quick``, :class:`MustRead` instead of reading more than :data:`QUICK_READ` bytes.
     """
     fd = os.open(path, _READ_FLAGS)
     try:
@@ -131,6 +132,8 @@ def _read_digest(path: str) -> tuple[bytes, os.stat_result]:
         if not stat.S_ISREG(before.st_mode):
             code = errno.EISDIR if stat.S_ISDIR(before.st_mode) else errno.EINVAL
             raise OSError(code, "not a regular file", path)
+        if quick and before.st_size > QUICK_READ:
+            raise MustRead(path)
         hasher = blake3()
         want = min(before.st_size + 1, _CHUNK)  # a small file in one read (and one more to see its end)
         while chunk := os.read(fd, want):
@@ -142,9 +145,9 @@ def _read_digest(path: str) -> tuple[bytes, os.stat_result]:
 
 
 class MustRead(Exception):
-    """A check asked to use only what is already known would have to read (or write) the content of this file.
+    """A quick check would have to read this file's content (it is over :data:`QUICK_READ` bytes) or write it.
 
-    Also raised where such a check would look at more than :data:`KNOWN_ONLY_FILES` files: it is
+    Also raised where such a check would look at more than :data:`QUICK_FILES` files: it is
     meant to be cheap enough for an event loop, and a walk of a large tree is not. ``key`` is the
     node's cache key when it was known by then.
     """
@@ -152,13 +155,16 @@ class MustRead(Exception):
     key: str | None = None
 
 
-KNOWN_ONLY_FILES = 256
+QUICK_FILES = 256
+# A quick check reads a file this small whose stat is not known (one just written, or edited): on
+# the loop that costs microseconds, a thread's hand-off more; with QUICK_FILES, 16 MiB at worst.
+QUICK_READ = 64 * 1024
 
 
 class Digest(Protocol):
-    """How content is digested: blake3 of a file; with ``known_only``, :class:`MustRead` rather than reading it."""
+    """How content is digested: blake3 of a file; with ``quick``, :class:`MustRead` rather than reading a large one."""
 
-    def __call__(self, path: str | os.PathLike[str], *, known_only: bool = False) -> bytes:
+    def __call__(self, path: str | os.PathLike[str], *, quick: bool = False) -> bytes:
         """The digest of the file at ``path``."""
         ...
 
@@ -196,11 +202,12 @@ class SourceHasher:
         if state_file is not None:
             self._known = _load_stat_state(state_file)
 
-    def digest(self, path: str | os.PathLike[str], *, known_only: bool = False) -> bytes:
+    def digest(self, path: str | os.PathLike[str], *, quick: bool = False) -> bytes:
         """The blake3 (32 bytes) of the content of the file at ``path``, streamed in chunks.
 
         Raises :class:`OSError` when it cannot be read or is not a regular file (the caller
-        names the file), and with ``known_only`` :class:`MustRead` instead of reading it.
+        names the file), and with ``quick`` :class:`MustRead` instead of reading over
+        :data:`QUICK_READ` bytes.
         """
         # Strings, not Paths: this is the warm path, a lookup and one stat per file.
         name = os.fspath(path)
@@ -212,9 +219,7 @@ class SourceHasher:
             now = os.stat(name)  # noqa: PTH116
             if (now.st_size, now.st_mtime_ns, now.st_ctime_ns, now.st_ino) == known[:4]:
                 return known[4]
-        if known_only:
-            raise MustRead(name)
-        digest, seen = _read_digest(name)
+        digest, seen = _read_digest(name, quick=quick)
         if time.time_ns() - seen.st_mtime_ns > _RACY_NS:
             self._known[name] = (seen.st_size, seen.st_mtime_ns, seen.st_ctime_ns, seen.st_ino, digest)
             self._changed = True
@@ -343,21 +348,19 @@ def _copy(source: str | Path, target: Path) -> _Blob:
     return _Blob(size, hasher.hexdigest(), stat.S_IMODE(found.st_mode))
 
 
-def _file_matches(path: Path, blob: _Blob, digest: Digest, *, known_only: bool) -> bool:
+def _file_matches(path: Path, blob: _Blob, digest: Digest, *, quick: bool) -> bool:
     """Whether ``path`` is a regular file (not a link) holding exactly what ``blob`` describes."""
     try:
         found = os.lstat(path)
         if not stat.S_ISREG(found.st_mode) or found.st_size != blob.size:
             return False
-        return digest(path, known_only=known_only).hex() == blob.digest
+        return digest(path, quick=quick).hex() == blob.digest
     except OSError:
         return False
 
 
-def _digest_file(path: str | os.PathLike[str], *, known_only: bool = False) -> bytes:
-    if known_only:
-        raise MustRead(os.fspath(path))
-    return _read_digest(os.fspath(path))[0]
+def _digest_file(path: str | os.PathLike[str], *, quick: bool = False) -> bytes:
+    return _read_digest(os.fspath(path), quick=quick)[0]
 
 
 def _restore_file(source: Path, target: Path, blob: _Blob) -> None:
@@ -405,16 +408,16 @@ class CacheStore:
 
     # -- reading
 
-    def get(self, key: str, *, known_only: bool = False) -> Entry | None:
+    def get(self, key: str, *, quick: bool = False) -> Entry | None:
         """The entry of ``key`` once its files match its manifest (sizes and content); ``None`` on a miss.
 
         A hit marks the entry as used now, for :meth:`prune`. Raises :class:`ValueError` for a
-        key that is not lowercase hex, and with ``known_only`` :class:`MustRead` where a file's
-        content would have to be read.
+        key that is not lowercase hex, and with ``quick`` :class:`MustRead` where a file over
+        :data:`QUICK_READ` bytes would have to be read.
         """
         directory = self._entry_dir(key)
         try:
-            entry = self._load(directory, key, check_content=True, known_only=known_only)
+            entry = self._load(directory, key, check_content=True, quick=quick)
         except _Missing:
             return None
         except _BadEntry as exc:
@@ -478,10 +481,10 @@ class CacheStore:
             raise _BadEntry("its manifest's list of files is inconsistent")
         return manifest, len(raw)
 
-    def _load(self, directory: Path, key: str, *, check_content: bool, known_only: bool = False) -> Entry:
+    def _load(self, directory: Path, key: str, *, check_content: bool, quick: bool = False) -> Entry:
         """The entry in ``directory``, its files checked against its manifest: sizes, and content if asked."""
         manifest, size = self._manifest(directory, key)
-        if known_only and len(manifest.blobs) > KNOWN_ONLY_FILES:
+        if quick and len(manifest.blobs) > QUICK_FILES:
             raise MustRead(str(directory))
         for name, blob in manifest.blobs.items():
             path = directory / name
@@ -493,7 +496,7 @@ class CacheStore:
                 raise _BadEntry(f"{name} is not a regular file")
             if found.st_size != blob.size:
                 raise _BadEntry(f"{name} holds {found.st_size} bytes, not {blob.size} (truncated or altered)")
-            if check_content and not _file_matches(path, blob, self._digest, known_only=known_only):
+            if check_content and not _file_matches(path, blob, self._digest, quick=quick):
                 raise _BadEntry(f"the content of {name} differs from what was stored (corrupt or altered)")
             size += blob.size
         return Entry(
@@ -619,15 +622,15 @@ class CacheStore:
 
     # -- restoring
 
-    def restore(self, entry: Entry, cwd: Path, *, known_only: bool = False) -> list[str]:
+    def restore(self, entry: Entry, cwd: Path, *, quick: bool = False) -> list[str]:
         """Copy the entry's declared files back into ``cwd``; the relative paths written, in order.
 
         A file is written only when it is missing or its content differs (one whose permission
         bits alone differ is only chmod-ed), through a temporary file renamed over it, so a link
         in its place is replaced, not followed. Raises :class:`OSError` when a file cannot be
         written, would land outside ``cwd`` (a directory on its way is a link leading out) or no
-        longer matches the manifest; with ``known_only``, :class:`MustRead` before a file would
-        be read or written.
+        longer matches the manifest; with ``quick``, :class:`MustRead` before a file would
+        be written or one over :data:`QUICK_READ` bytes read.
         """
         try:
             manifest, _size = self._manifest(entry.path, entry.key)
@@ -644,10 +647,10 @@ class CacheStore:
             # resolve() follows every link on the way, existing or not yet: where the file would really land.
             if not target.parent.resolve().is_relative_to(base):
                 raise OSError(errno.EXDEV, f"{rel} would be written outside the working directory {cwd}", str(target))
-            matches = _file_matches(target, blob, self._digest, known_only=known_only)
+            matches = _file_matches(target, blob, self._digest, quick=quick)
             if matches and stat.S_IMODE(target.lstat().st_mode) == blob.mode & 0o777:
                 continue
-            if known_only:
+            if quick:
                 raise MustRead(str(target))
             if matches:
                 target.chmod(blob.mode & 0o777)

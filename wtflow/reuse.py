@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wtflow.cache import KNOWN_ONLY_FILES, CacheStore, MustRead, SourceHasher, cache_key, expand_sources
+from wtflow.cache import QUICK_FILES, CacheStore, MustRead, SourceHasher, cache_key, expand_sources
 from wtflow.events import NodeStatus
 from wtflow.executors.base import Job
 from wtflow.model import Artifact, Command, Node, PyFunc
@@ -90,7 +90,7 @@ def output_files(cwd: Path, patterns: Sequence[str]) -> list[str]:
 class NodeCache:
     """The cache as a run uses it: keys, hits and filling.
 
-    Every method blocks: call it in a thread, except :meth:`check` with ``known_only``, which
+    Every method blocks: call it in a thread, except :meth:`check` with ``quick``, which
     looks at a bounded number of files' stats and small files only.
     """
 
@@ -108,45 +108,45 @@ class NodeCache:
         *,
         base: Path | None = None,
         read: Sequence[Path] = (),
-        known_only: bool = False,
+        quick: bool = False,
     ) -> str:
         """The key of ``node`` as ``job`` runs it; :class:`OSError` naming a source file that cannot be read.
 
         Its working directory counts relative to ``base`` (the workflow file's directory), so a
         checkout at another path has the same keys. ``upstream`` names what it waits for;
         ``read`` are artifact files it is given whose producers have no key: their content counts.
-        ``known_only``: :class:`~wtflow.cache.MustRead` where a file's content would be read, or
-        where sources could be many (a ``**`` walk, more than ``KNOWN_ONLY_FILES``).
+        ``quick``: :class:`~wtflow.cache.MustRead` where a file over ``QUICK_READ`` bytes would
+        be read, or where sources could be many (a ``**`` walk, more than ``QUICK_FILES``).
         """
         cwd = job.cwd or Path.cwd()
         sources = node.sources
-        if known_only and any("**" in pattern for pattern in sources):
+        if quick and any("**" in pattern for pattern in sources):
             raise MustRead(str(cwd))
         description = describe(job.executable, job.declared_env, job.cwd, base or Path.cwd())
         description["outputs"] = list(node.outputs)
-        upstream = [*upstream, *(f"read:{self._digest_tree(path, known_only)}" for path in read)]
+        upstream = [*upstream, *(f"read:{self._digest_tree(path, quick)}" for path in read)]
         digests = []
         root = os.fspath(cwd)  # strings, not Paths: this runs for every source of every cached node
         found = expand_sources(cwd, sources)
-        if known_only and len(found) > KNOWN_ONLY_FILES:
+        if quick and len(found) > QUICK_FILES:
             raise MustRead(str(cwd))
         for relative in found:
             try:
-                digests.append((relative, self.hasher.digest(os.path.join(root, relative), known_only=known_only)))  # noqa: PTH118
+                digests.append((relative, self.hasher.digest(os.path.join(root, relative), quick=quick)))  # noqa: PTH118
             except OSError as exc:
                 raise OSError(exc.errno, f"source {relative} cannot be read: {exc.strerror or exc}") from None
         return cache_key(description, digests, upstream)
 
-    def _digest_tree(self, path: Path, known_only: bool) -> str:
+    def _digest_tree(self, path: Path, quick: bool) -> str:
         """The content of an artifact: one file, or every file of a declared artifact's directory."""
         if path.is_dir():
-            if known_only:
+            if quick:
                 raise MustRead(str(path))  # a walk of any size
             files = sorted(item for item in path.rglob("*") if item.is_file())
             parts = [f"{item.relative_to(path).as_posix()}={self.hasher.digest(item).hex()}" for item in files]
             return ";".join(parts)
         try:
-            return self.hasher.digest(path, known_only=known_only).hex()
+            return self.hasher.digest(path, quick=quick).hex()
         except FileNotFoundError:
             return "missing"
 
@@ -159,27 +159,27 @@ class NodeCache:
         base: Path | None,
         read: Sequence[Path],
         result: Path | None,
-        known_only: bool = False,
+        quick: bool = False,
         key: str | None = None,
     ) -> tuple[str, Earlier | None]:
         """The node's key, and on a hit everything it takes, in one call (one thread hop per node).
 
         A hit's output files are already restored into the working directory, its ``result``
         copied to ``result`` (this run's file), and its small streams read into ``data``.
-        ``known_only``: :class:`~wtflow.cache.MustRead` before a file's content would be read
-        (its stat changed since it was last read) or a file written; once the key is known, the
+        ``quick``: :class:`~wtflow.cache.MustRead` before a file over ``QUICK_READ`` bytes would
+        be read (its stat changed since it was last read) or a file written; once the key is known, the
         exception carries it (``MustRead.key``), to be given back as ``key`` to the full check.
         """
         if key is None:
-            key = self.key(job, node, upstream, base=base, read=read, known_only=known_only)
+            key = self.key(job, node, upstream, base=base, read=read, quick=quick)
         if self.force or node.name in self.force_nodes:
             return key, None
         try:
-            entry = self.store.get(key, known_only=known_only)
+            entry = self.store.get(key, quick=quick)
             if entry is None:
                 return key, None
-            self.store.restore(entry, job.cwd or Path.cwd(), known_only=known_only)
-            if known_only and entry.result is not None and result is not None:
+            self.store.restore(entry, job.cwd or Path.cwd(), quick=quick)
+            if quick and entry.result is not None and result is not None:
                 raise MustRead(str(entry.result))  # noqa: TRY301 - the key is added below, as for the others
         except MustRead as exc:
             exc.key = key

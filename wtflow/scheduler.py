@@ -538,9 +538,10 @@ class Scheduler:
     ) -> tuple[Earlier | None, list[BinaryIO] | None]:
         """The node's cache hit and its files, or ``None``; the node's key is set on ``state``.
 
-        Checked here on the loop when its files are as they were when last read (stats, a
-        manifest and small streams cost less than a thread's hand-off and its hold on the
-        interpreter); else in a thread, which reads what changed and restores what is missing.
+        Checked here on the loop when its files are as they were when last read, or small
+        (stats, small files, a manifest and small streams cost less than a thread's hand-off and
+        its hold on the interpreter); else in a thread, which reads large files that changed and
+        restores what is missing.
         The files are this run's output files of the node, made in that thread (``None`` if they
         were not: they are made later, and a failure to make them reported there).
         """
@@ -554,10 +555,10 @@ class Scheduler:
         known_key = None
         try:
             state.key, earlier = cache.check(
-                job, node, upstream, base=self.workflow.base_dir, read=read, result=result, known_only=True
+                job, node, upstream, base=self.workflow.base_dir, read=read, result=result, quick=True
             )
         except MustRead as exc:
-            known_key = exc.key  # a file must be read or written: in a thread, below
+            known_key = exc.key  # a large file must be read, or a file written: in a thread, below
         else:
             return earlier, None
 

@@ -481,21 +481,26 @@ def test_with_a_source_hasher_a_file_altered_in_place_is_still_a_miss(tmp_path: 
     assert "differs" in store.warnings[0]
 
 
-def test_known_only_a_file_never_read_is_not_read_but_must_be(tmp_path: Path, reads: list[str]) -> None:
+def test_quick_a_small_file_never_read_is_read_at_once(tmp_path: Path, reads: list[str]) -> None:
     source = write(tmp_path / "a.c", "int x;")
+    assert SourceHasher().digest(source, quick=True) == SourceHasher().digest(source)
+    assert reads == [str(source), str(source)]
+
+
+def test_quick_a_file_over_the_quick_read_size_is_not_read_but_must_be(tmp_path: Path, reads: list[str]) -> None:
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"x" * (cache.QUICK_READ + 1))
     with pytest.raises(MustRead):
-        SourceHasher().digest(source, known_only=True)
+        SourceHasher().digest(source, quick=True)
     assert reads == []
 
 
-def test_known_only_a_file_whose_stat_is_unchanged_is_answered_from_what_is_known(
-    tmp_path: Path, reads: list[str]
-) -> None:
+def test_quick_a_file_whose_stat_is_unchanged_is_answered_from_what_is_known(tmp_path: Path, reads: list[str]) -> None:
     source = write(tmp_path / "a.c", "int x;")
     backdate(source)
     hasher = SourceHasher()
     digest = hasher.digest(source)
-    assert hasher.digest(source, known_only=True) == digest
+    assert hasher.digest(source, quick=True) == digest
     assert reads == [str(source)]
 
 
@@ -509,51 +514,60 @@ def known_store(tmp_path: Path, node: Node, files: tuple[str, ...] = ()) -> tupl
     return store, entry
 
 
-def test_known_only_a_hit_whose_files_are_as_they_were_needs_no_read(
-    tmp_path: Path, node: Node, reads: list[str]
-) -> None:
+def test_quick_a_hit_whose_files_are_as_they_were_needs_no_read(tmp_path: Path, node: Node, reads: list[str]) -> None:
     store, _entry = known_store(tmp_path, node)
     before = len(reads)
-    assert store.get(key(1), known_only=True) is not None
+    assert store.get(key(1), quick=True) is not None
     assert reads[before:] == []
 
 
-def test_known_only_an_altered_entry_file_must_be_read_before_it_is_judged(tmp_path: Path, node: Node) -> None:
+def test_quick_an_altered_small_entry_file_is_read_and_judged_at_once(tmp_path: Path, node: Node) -> None:
     store, entry = known_store(tmp_path, node)
     after_tick(entry.stderr.stat().st_ctime_ns, tmp_path / "probe")
     entry.stderr.write_text("BUILD err\n")  # the same size
+    assert store.get(key(1), quick=True) is None
+    assert "differs" in store.warnings[0]
+
+
+def test_quick_an_altered_large_entry_file_must_be_read_before_it_is_judged(
+    tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, entry = known_store(tmp_path, node)
+    after_tick(entry.stderr.stat().st_ctime_ns, tmp_path / "probe")
+    entry.stderr.write_text("BUILD err\n")  # the same size
+    monkeypatch.setattr(cache, "QUICK_READ", 4)  # every stream of the entry is larger
     with pytest.raises(MustRead):
-        store.get(key(1), known_only=True)
+        store.get(key(1), quick=True)
     assert store.get(key(1)) is None  # read: it differs
     assert "differs" in store.warnings[0]
 
 
-def test_known_only_an_entry_of_many_files_is_left_to_a_full_check(
+def test_quick_an_entry_of_many_files_is_left_to_a_full_check(
     tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, _entry = known_store(tmp_path, node)
-    monkeypatch.setattr(cache, "KNOWN_ONLY_FILES", 2)  # stdout, stderr and the result are three
+    monkeypatch.setattr(cache, "QUICK_FILES", 2)  # stdout, stderr and the result are three
     with pytest.raises(MustRead):
-        store.get(key(1), known_only=True)
+        store.get(key(1), quick=True)
     assert store.get(key(1)) is not None
 
 
-def test_known_only_a_missing_output_is_not_written(tmp_path: Path, node: Node) -> None:
+def test_quick_a_missing_output_is_not_written(tmp_path: Path, node: Node) -> None:
     write(node.cwd / "out.txt", "built")
     store, entry = known_store(tmp_path, node, files=("out.txt",))
     (node.cwd / "out.txt").unlink()
     with pytest.raises(MustRead):
-        store.restore(entry, node.cwd, known_only=True)
+        store.restore(entry, node.cwd, quick=True)
     assert not (node.cwd / "out.txt").exists()
     assert store.restore(entry, node.cwd) == ["out.txt"]
 
 
-def test_known_only_outputs_in_place_and_known_are_left_alone(tmp_path: Path, node: Node) -> None:
+def test_quick_outputs_in_place_and_known_are_left_alone(tmp_path: Path, node: Node) -> None:
     output = write(node.cwd / "out.txt", "built")
     store, entry = known_store(tmp_path, node, files=("out.txt",))
     backdate(output)
     assert store.restore(entry, node.cwd) == []  # read once: now known by its stat
-    assert store.restore(entry, node.cwd, known_only=True) == []
+    assert store.restore(entry, node.cwd, quick=True) == []
 
 
 def test_a_missing_declared_file_makes_the_entry_a_miss(store: CacheStore, node: Node) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import wtflow.cache
 from wtflow import reuse
 from wtflow.cache import MustRead
 from wtflow.executors.base import Job
@@ -25,11 +26,11 @@ def settled(path: Path) -> Path:
     return path
 
 
-def check(cache: reuse.NodeCache, work: Path, sources: list[str], *, known_only: bool) -> str:
+def check(cache: reuse.NodeCache, work: Path, sources: list[str], *, quick: bool) -> str:
     node = Node("build", executable=Command("make", cwd=work), sources=sources)
     assert node.executable is not None
     job = Job("run", "build", node.executable, {}, work, work / "node", 1.0)
-    key, _earlier = cache.check(job, node, [], base=work, read=[], result=None, known_only=known_only)
+    key, _earlier = cache.check(job, node, [], base=work, read=[], result=None, quick=quick)
     return key
 
 
@@ -43,40 +44,52 @@ def test_sources_known_by_their_stat_give_the_key_without_reading(
 ) -> None:
     for name in ("a.c", "b.c"):
         settled(tmp_path / "src" / name)
-    key = check(cache, tmp_path, ["src/*.c"], known_only=False)
+    key = check(cache, tmp_path, ["src/*.c"], quick=False)
     reads.clear()
-    assert check(cache, tmp_path, ["src/*.c"], known_only=True) == key
+    assert check(cache, tmp_path, ["src/*.c"], quick=True) == key
     assert reads == []
 
 
-def test_a_source_never_read_must_be_read(tmp_path: Path, cache: reuse.NodeCache) -> None:
+def test_a_small_source_never_read_is_read_by_the_quick_check(tmp_path: Path, cache: reuse.NodeCache) -> None:
     settled(tmp_path / "src" / "a.c")
+    key = check(cache, tmp_path, ["src/*.c"], quick=True)
+    assert check(cache, tmp_path, ["src/*.c"], quick=False) == key
+
+
+def test_a_large_source_never_read_is_left_to_a_full_check(
+    tmp_path: Path, cache: reuse.NodeCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settled(tmp_path / "src" / "a.c")
+    monkeypatch.setattr(wtflow.cache, "QUICK_READ", 2)  # "a.c" holds three bytes
     with pytest.raises(MustRead):
-        check(cache, tmp_path, ["src/*.c"], known_only=True)
+        check(cache, tmp_path, ["src/*.c"], quick=True)
 
 
 def test_a_double_star_walk_is_left_to_a_full_check(tmp_path: Path, cache: reuse.NodeCache) -> None:
     """A walk of a whole tree can be long: not a check for the event loop, however well the files are known."""
     settled(tmp_path / "src" / "deep" / "a.c")
-    check(cache, tmp_path, ["src/**"], known_only=False)
+    check(cache, tmp_path, ["src/**"], quick=False)
     with pytest.raises(MustRead):
-        check(cache, tmp_path, ["src/**"], known_only=True)
+        check(cache, tmp_path, ["src/**"], quick=True)
 
 
-def test_more_sources_than_the_known_only_limit_are_left_to_a_full_check(
+def test_more_sources_than_the_quick_limit_are_left_to_a_full_check(
     tmp_path: Path, cache: reuse.NodeCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reuse, "KNOWN_ONLY_FILES", 2)
+    monkeypatch.setattr(reuse, "QUICK_FILES", 2)
     for name in ("a.c", "b.c", "c.c"):
         settled(tmp_path / "src" / name)
-    check(cache, tmp_path, ["src/*.c"], known_only=False)
+    check(cache, tmp_path, ["src/*.c"], quick=False)
     with pytest.raises(MustRead):
-        check(cache, tmp_path, ["src/*.c"], known_only=True)
+        check(cache, tmp_path, ["src/*.c"], quick=True)
 
 
-def test_a_check_that_must_read_the_entry_hands_over_the_key_it_found(tmp_path: Path, cache: reuse.NodeCache) -> None:
+def test_a_check_that_must_read_the_entry_hands_over_the_key_it_found(
+    tmp_path: Path, cache: reuse.NodeCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settled(tmp_path / "src" / "a.c")
-    key = check(cache, tmp_path, ["src/*.c"], known_only=False)
+    key = check(cache, tmp_path, ["src/*.c"], quick=False)
+    monkeypatch.setattr(wtflow.cache, "QUICK_READ", 2)  # the entry's streams are larger
     node_dir = tmp_path / "node"
     (node_dir).mkdir()
     for stream in ("stdout.log", "stderr.log"):
@@ -84,5 +97,5 @@ def test_a_check_that_must_read_the_entry_hands_over_the_key_it_found(tmp_path: 
     cache.fill(key, node="build", streams=(node_dir / "stdout.log", node_dir / "stderr.log"), result=None,
                outputs={}, cwd=tmp_path, patterns=[], duration=1.0)  # fmt: skip
     with pytest.raises(MustRead) as caught:
-        check(cache, tmp_path, ["src/*.c"], known_only=True)
+        check(cache, tmp_path, ["src/*.c"], quick=True)
     assert caught.value.key == key
