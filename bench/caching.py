@@ -18,6 +18,10 @@ should have skipped, or skips one it should have run, fails the benchmark (exit 
 - Task (go-task-bin): a Taskfile of the same 1,000 tasks (``sources``, ``generates``,
   ``method: checksum``), the default task depending on all of them, ``--concurrency 2``.
 
+After the no-op re-runs, bench/record_floor.py makes what a run of 1,000 nodes must keep, a
+directory and two empty files a node, and nothing else: the floor of wtflow's no-op on this
+machine's file system, as doit and Task keep no record of a run.
+
 Sources are written before the first run with their mtime set 10 s back, as if written well
 before, for all tools alike: wtflow re-reads a file modified less than 2 s before it looks
 ("racily clean"), as git does. The one changed file keeps the mtime of its change.
@@ -234,6 +238,9 @@ def w9(folder: Path, python: str, measure: Run) -> dict[str, Any]:
             if problem:
                 raise BenchmarkFailed(f"W9, {problem}\n{tool}'s stderr ends: {tail(project / 'stderr')}")
             results[f"{tool} {phase}"] = result
+        if phase == "no-op re-run":
+            floor = [python, str(HERE / "record_floor.py"), str(folder / "record-floor"), str(TASKS)]
+            results["record floor"] = measure(floor, folder, folder)
     return results
 
 

@@ -277,6 +277,8 @@ def workloads(folder: Path, quick: bool) -> list[Workload]:
             ("wtflow one source changed", "Task one source changed", None),
             ("wtflow first run", "doit first run", None),
             ("wtflow first run", "Task first run", None),
+            ("record floor", "doit no-op re-run", None),
+            ("wtflow no-op re-run", "record floor", None),
         ], steps=lambda scratch, measure: caching.w9(scratch, PYTHON, measure)),
         Workload("W10", "a cache hit replaying 100 MiB of 100-byte lines", "about W3's time (<= 1.5 x reference); "
                  "RSS <= empty + 64 MiB", [], [
