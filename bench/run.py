@@ -6,7 +6,10 @@
 
 Each repetition runs every contender of every workload once, in turn, so machine noise hits
 all of them alike. W7, whose target is an absolute time, also runs bench/floor.py: the least a
-Python runner that keeps the output can do, so each run shows what the machine allows.
+Python runner that keeps the output can do, so each run shows what the machine allows. Floors
+of the same kind: W8's bench/database_floor.py (the reference, after waiting for wtflow's
+database writer as any run must) and W9's bench/record_floor.py (the files a run keeps per node).
+Before each measure, what earlier ones wrote is synced to disk.
 pypyr and doit join W1 and W2 as further baselines when they are installed
 (``pip install -e '.[bench]'``), doit and Task (go-task-bin) W9. W9 and W10, the cache of
 finished nodes, live in bench/caching.py: several runs of one project per repetition, each
@@ -262,7 +265,8 @@ def workloads(folder: Path, quick: bool) -> list[Workload]:
         Workload("W8", "100 nodes x 10,000 lines, max_parallel 8, console on", "<= 1.5 x reference, every byte kept", [
             Contender("wtflow", wtflow(w8, "--output", "prefixed"), check=w8_check(10_000, 100)),
             Contender("reference", reference([printer] * 100, 8, folder)),
-        ], [("wtflow", "reference", 1.5)]),
+            Contender("database floor", reference([printer] * 100, 8, folder, HERE / "database_floor.py")),
+        ], [("wtflow", "reference", 1.5), ("database floor", "reference", None)]),
         # Not one of the issue's workloads: guards the JSON-logs path, where every output line is a
         # log event (it took 27 x W8's time before eb3278d).
         Workload("W8j", "W8 with --log-format json: each line a JSON log event", "<= 3 x W8 with console output", [
@@ -314,6 +318,7 @@ def main() -> int:
                     continue
                 for contender in workload.contenders:
                     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+                    os.sync()  # what earlier runs wrote is on disk before this one starts: no writeback during it
                     measure = run(contender.argv(scratch), contender.cwd or folder, scratch)
                     if contender.check is not None and measure.ok:
                         problem = contender.check(scratch)
