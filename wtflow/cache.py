@@ -639,17 +639,18 @@ class CacheStore:
             raise OSError(
                 errno.ENOENT, f"cache entry {entry.key[:12]} cannot be restored: {why}", str(entry.path)
             ) from None
-        base = cwd.resolve()
+        base: Path | None = None
         restored: list[str] = []
         for rel in manifest.files:
             blob = manifest.blobs[f"files/{rel}"]
-            target = base / rel
+            target = cwd / rel
+            matches = _file_matches(target, blob, self._digest, quick=quick)
+            if matches and stat.S_IMODE(target.lstat().st_mode) == blob.mode & 0o777:
+                continue  # nothing to write: where it lies does not matter
+            base = base or cwd.resolve()
             # resolve() follows every link on the way, existing or not yet: where the file would really land.
             if not target.parent.resolve().is_relative_to(base):
                 raise OSError(errno.EXDEV, f"{rel} would be written outside the working directory {cwd}", str(target))
-            matches = _file_matches(target, blob, self._digest, quick=quick)
-            if matches and stat.S_IMODE(target.lstat().st_mode) == blob.mode & 0o777:
-                continue
             if quick:
                 raise MustRead(str(target))
             if matches:

@@ -772,6 +772,21 @@ def test_restore_never_writes_through_a_directory_link_leading_out(
     assert list(outside.iterdir()) == []
 
 
+def test_restore_leaves_alone_a_matching_file_behind_a_directory_link_leading_out(
+    store: CacheStore, node: Node, tmp_path: Path
+) -> None:
+    """Only a write must land inside the working directory: a file already as cached needs none."""
+    write(node.cwd / "build" / "out.txt", "cached")
+    entry = node.put(store, key(1), files=("build/out.txt",))
+    outside = tmp_path / "elsewhere"
+    write(outside / "out.txt", "cached")
+    target = tmp_path / "checkout"
+    target.mkdir()
+    (target / "build").symlink_to(outside)
+    assert store.restore(entry, target) == []
+    assert [path.name for path in outside.iterdir()] == ["out.txt"]
+
+
 def test_restore_refuses_a_cached_file_that_changed_since_get(store: CacheStore, node: Node, tmp_path: Path) -> None:
     write(node.cwd / "out.txt", "cached")
     entry = node.put(store, key(1), files=("out.txt",))
