@@ -11,7 +11,7 @@ import asyncio
 import json
 import resource
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 from tests.dask import funcs
 from wtflow import Command, Config, Engine, Node, PyFunc, StorageConfig, Workflow
 from wtflow.config import DaskConfig
-from wtflow.executors import dask_task
+from wtflow.executors import dask_task, forkserver
 from wtflow.executors.dask_executor import DaskExecutor
 from wtflow.executors.dask_wire import Assignment
 from wtflow.executors.dispatch import PlacingExecutor
@@ -79,6 +79,15 @@ class _StandInCluster(DaskExecutor):
         await super().aclose()
 
 
+@pytest.fixture(autouse=True)
+def node_host() -> Iterator[None]:
+    """This process stands in for a worker: the node host its tests start is closed after each."""
+    yield
+    host, dask_task._host = dask_task._host, None
+    if host is not None:
+        host.close()
+
+
 def _run(tmp_path: Path, root: Node) -> Engine:
     config = Config(storage=StorageConfig(tmp_path / "artifacts"), dask=DaskConfig(scheduler="tcp://unused:1"))
     executor = PlacingExecutor(cluster=_StandInCluster(config.dask))
@@ -123,3 +132,23 @@ def test_a_node_printing_far_more_than_memory_holds_streams_through(tmp_path: Pa
     assert (engine.result.run_dir / "loud" / "stdout.log").stat().st_size == 268435456 + 268435456 // 1023
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 64 * 1024, f"the peak grew by {grown_kib} KiB"
+
+
+def test_closing_the_node_host_ends_the_fork_server_it_kept(tmp_path: Path) -> None:
+    psutil = pytest.importorskip("psutil")
+
+    def fork_servers() -> list[Any]:
+        return [child for child in psutil.Process().children() if forkserver.SERVER in child.cmdline()]
+
+    command = Node("writes", Command("echo a"))
+    function = Node("returns", PyFunc(funcs.shout, args=(command.stdout_artifact,)), needs=["writes"])
+    engine = _run(tmp_path, Node("root", children=[command, function]))
+    assert engine.result is not None
+    assert engine.result.status == "succeeded"
+    host, dask_task._host = dask_task._host, None
+    assert host is not None
+    assert len(fork_servers()) == 1  # kept for the worker's later function nodes
+    host.close()
+    assert fork_servers() == []
+    assert host.loop.is_closed()
+    assert not [thread for thread in threading.enumerate() if thread.name == "wtflow-nodes"]

@@ -81,12 +81,26 @@ class _NodeHost:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.executors: dict[object, Executor] = {}
-        threading.Thread(target=self.loop.run_forever, name="wtflow-nodes", daemon=True).start()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="wtflow-nodes", daemon=True)
+        self._thread.start()
 
     def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` on the host's loop; return when it has ended."""
         future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         future.result()
+
+    def close(self) -> None:
+        """Close the executors it keeps (a fork server's process and socket), then its loop.
+
+        A worker's host lasts as long as the worker's process, whose end closes all of it; a
+        process that goes on without it (a test running nodes as a worker would) closes it here.
+        """
+        for executor in self.executors.values():
+            self.run(executor.aclose())
+        self.executors.clear()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
 
 
 _host: _NodeHost | None = None
