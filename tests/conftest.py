@@ -151,3 +151,16 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(cache, "_read_digest", spy)
     return seen
+
+
+@pytest.fixture
+def trusted_stats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stat cache trusts a file's stat however recently it changed.
+
+    A test cannot move a file's ctime back, so a file it writes stays "racily clean" (changed
+    less than two seconds ago, never trusted) for two seconds; with this, setting its mtime
+    back is enough to make it an old, settled file.
+    """
+    from wtflow import cache
+
+    monkeypatch.setattr(cache, "RACY_NS", -1)

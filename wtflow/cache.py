@@ -58,11 +58,12 @@ _STATE_FORMAT = 2
 MANIFEST = "manifest.json"
 STDOUT, STDERR, RESULT = "stdout.log", "stderr.log", "result.json"  # as the artifact store names them
 STALE_TEMP = 3600.0  # seconds after which a directory in tmp/ is a leftover: no put takes that long
-# A file whose mtime is this close to when it was read is read again next time: a second write
-# within the file system's timestamp granularity (up to 2 s on FAT) would keep the same stamp.
-# Git calls these entries "racily clean".
-_RACY_NS = 2_000_000_000
+# A file whose mtime or ctime is this close to when it was read is read again next time: a second
+# write within the file system's timestamp granularity (up to 2 s on FAT) would keep the same
+# stamps. Git calls these entries "racily clean".
+RACY_NS = 2_000_000_000
 _MAX_STAT_RECORDS = 200_000  # past this, the state file keeps only the files asked about in this run
+_MAX_MANIFEST = 16 << 20  # bytes: far beyond any real manifest; a larger one is not read, the entry is bad
 _KEY = re.compile(r"[0-9a-f]{8,128}")
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _CACHEDIR_TAG = (
@@ -82,25 +83,30 @@ def _normal_file(rel: str, what: str) -> str:
     return normal
 
 
-def expand_sources(cwd: Path, patterns: Sequence[str]) -> list[str]:
+def expand_sources(cwd: Path, patterns: Sequence[str], *, limit: int | None = None) -> list[str]:
     """The files the globs ``patterns`` match in ``cwd``, as sorted, distinct, relative POSIX paths.
 
     Patterns are pathlib's (``*``, ``?``, ``[...]`` within a name, ``**`` for any depth of
     directories; hidden files match). A pattern ending in ``**`` matches every file below, on
     every Python (3.11 would match only directories). Directories are skipped, and a pattern
     that matches nothing adds nothing. Raises :class:`ValueError`, naming the pattern, for an
-    empty or absolute pattern or one with a ``..`` part.
+    empty or absolute pattern or one with a ``..`` part, and :class:`MustRead` as soon as more
+    than ``limit`` paths match (files or not), if given.
     """
     found: set[str] = set()
     root = os.fspath(cwd)
+    matched = 0
     for pattern in patterns:
         parts = relative_parts(pattern, "source pattern")
         if not parts:
             continue  # "." is the directory itself
         if parts[-1] == "**":
             parts.append("*")
-        # glob.glob with root_dir and strings, not Path.glob: a node's sources are found on every check.
-        for match in glob.glob("/".join(parts), root_dir=root, recursive=True, include_hidden=True):
+        # glob.iglob with root_dir and strings, not Path.glob: a node's sources are found on every check.
+        for match in glob.iglob("/".join(parts), root_dir=root, recursive=True, include_hidden=True):
+            matched += 1
+            if limit is not None and matched > limit:
+                raise MustRead(root)  # many matches: a walk for a thread, not for a quick check
             if os.path.isfile(os.path.join(root, match)):  # noqa: PTH113, PTH118
                 found.add(match.replace(os.sep, "/"))
     return sorted(found)
@@ -136,7 +142,11 @@ def _read_digest(path: str, *, quick: bool = False) -> tuple[bytes, os.stat_resu
             raise MustRead(path)
         hasher = blake3()
         want = min(before.st_size + 1, _CHUNK)  # a small file in one read (and one more to see its end)
+        total = 0
         while chunk := os.read(fd, want):
+            total += len(chunk)
+            if quick and total > QUICK_READ:
+                raise MustRead(path)  # it grew after fstat: a thread reads it whole
             hasher.update(chunk)
             want = _CHUNK
         return hasher.digest(), before
@@ -157,7 +167,8 @@ class MustRead(Exception):
 
 QUICK_FILES = 256
 # A quick check reads a file this small whose stat is not known (one just written, or edited): on
-# the loop that costs microseconds, a thread's hand-off more; with QUICK_FILES, 16 MiB at worst.
+# the loop that costs microseconds, a thread's hand-off more. It looks at up to QUICK_FILES sources,
+# as many entry files and the node's outputs, so it reads a few tens of MiB at the very worst.
 QUICK_READ = 64 * 1024
 
 
@@ -186,7 +197,9 @@ class SourceHasher:
     (ctime too, as git does: a tool that restores an mtime after writing still moves the ctime).
     The trade-off: a file rewritten with the same size that keeps all four (possible only within
     one tick of the file system's clock) keeps its old digest; a file read less than two seconds
-    after it was last modified is read again each time, so that case cannot arise across runs.
+    after it was last modified or its inode changed (its ctime: a tool that sets an old mtime,
+    as ``cp -p`` and ``rsync -t`` do, still moves it) is read again each time, so that case
+    cannot arise across runs.
 
     With ``state_file``, what is known is loaded from it (a missing or unreadable file, or one
     from another version, counts as empty) and :meth:`save` writes it back. Paths in it are
@@ -220,7 +233,7 @@ class SourceHasher:
             if (now.st_size, now.st_mtime_ns, now.st_ctime_ns, now.st_ino) == known[:4]:
                 return known[4]
         digest, seen = _read_digest(name, quick=quick)
-        if time.time_ns() - seen.st_mtime_ns > _RACY_NS:
+        if time.time_ns() - max(seen.st_mtime_ns, seen.st_ctime_ns) > RACY_NS:
             self._known[name] = (seen.st_size, seen.st_mtime_ns, seen.st_ctime_ns, seen.st_ino, digest)
             self._changed = True
         elif self._known.pop(name, None) is not None:
@@ -363,6 +376,16 @@ def _digest_file(path: str | os.PathLike[str], *, quick: bool = False) -> bytes:
     return _read_digest(os.fspath(path), quick=quick)[0]
 
 
+def _read_manifest(path: Path) -> bytes:
+    """The bytes of an entry's manifest: a regular file (a FIFO is not waited on) of at most :data:`_MAX_MANIFEST`."""
+    file, found = _open_regular(path)
+    with file:
+        if found.st_size > _MAX_MANIFEST:
+            raise OSError(errno.EFBIG, f"{found.st_size} bytes, far more than a manifest holds", str(path))
+        # As large as its stat says: a file that grows meanwhile is cut short, and so corrupt.
+        return file.read(found.st_size)
+
+
 def _restore_file(source: Path, target: Path, blob: _Blob) -> None:
     """Copy ``source`` over ``target`` through a temporary file beside it (a link at ``target`` is replaced)."""
     temp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.wtflow-restore")
@@ -457,7 +480,7 @@ class CacheStore:
     def _manifest(self, directory: Path, key: str) -> tuple[_Manifest, int]:
         """The manifest of the entry in ``directory``, checked against ``key``, and its size in bytes."""
         try:
-            raw = (directory / MANIFEST).read_bytes()
+            raw = _read_manifest(directory / MANIFEST)
         except FileNotFoundError:
             if not directory.is_dir():
                 raise _Missing from None
@@ -472,6 +495,8 @@ class CacheStore:
             raise _BadEntry(f"its manifest has format {manifest.format}, not {_MANIFEST_FORMAT} (another wtflow?)")
         if manifest.key != key:
             raise _BadEntry(f"its manifest is that of key {manifest.key[:12]!r}")
+        if any("\0" in rel for rel in manifest.files):
+            raise _BadEntry("its manifest lists a file name holding a NUL character")
         try:
             normal = [_normal_file(rel, "file") for rel in manifest.files]
         except ValueError as exc:

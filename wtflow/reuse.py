@@ -127,9 +127,7 @@ class NodeCache:
         upstream = [*upstream, *(f"read:{self._digest_tree(path, quick)}" for path in read)]
         digests = []
         root = os.fspath(cwd)  # strings, not Paths: this runs for every source of every cached node
-        found = expand_sources(cwd, sources)
-        if quick and len(found) > QUICK_FILES:
-            raise MustRead(str(cwd))
+        found = expand_sources(cwd, sources, limit=QUICK_FILES if quick else None)
         for relative in found:
             try:
                 digests.append((relative, self.hasher.digest(os.path.join(root, relative), quick=quick)))  # noqa: PTH118

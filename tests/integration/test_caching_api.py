@@ -236,6 +236,7 @@ def outputs_node(project: Project) -> Node:
     )
 
 
+@pytest.mark.usefixtures("trusted_stats")
 def test_a_hit_whose_files_are_as_they_were_reads_no_content(project: Project, reads: list[str]) -> None:
     build = outputs_node(project)
     project.run(build)
@@ -248,6 +249,7 @@ def test_a_hit_whose_files_are_as_they_were_reads_no_content(project: Project, r
     assert reads == []
 
 
+@pytest.mark.usefixtures("trusted_stats")
 def test_a_hit_whose_output_is_missing_restores_it_though_everything_else_is_known(project: Project) -> None:
     build = outputs_node(project)
     project.run(build)

@@ -21,6 +21,9 @@ from blake3 import blake3
 from wtflow import cache
 from wtflow.cache import CacheStore, Entry, MustRead, SourceHasher, cache_key, expand_sources
 
+# Files made here are settled by setting their mtime back; the racily-clean window has tests of its own.
+pytestmark = pytest.mark.usefixtures("trusted_stats")
+
 DAY_NS = 86_400 * 10**9
 HOUR = 3600.0
 
@@ -192,6 +195,40 @@ def test_an_unchanged_file_is_not_read_again(tmp_path: Path, reads: list[str]) -
     assert reads == [str(source)]
 
 
+@pytest.fixture
+def racy_window(trusted_stats: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stat cache's real racily-clean window of two seconds (set after this module's ``trusted_stats``)."""
+    monkeypatch.setattr(cache, "RACY_NS", 2_000_000_000)
+
+
+@pytest.mark.usefixtures("racy_window")
+def test_a_file_whose_mtime_was_set_back_but_whose_ctime_is_recent_is_read_again_each_time(
+    tmp_path: Path, reads: list[str]
+) -> None:
+    """What ``cp -p`` leaves: an old mtime on a file just written; a rewrite in the same tick would go unseen."""
+    source = write(tmp_path / "a.c", "int x;")
+    backdate(source)
+    hasher = SourceHasher()
+    hasher.digest(source)
+    hasher.digest(source)
+    assert reads == [str(source), str(source)]
+
+
+def test_a_file_whose_mtime_and_ctime_are_past_the_racy_window_is_known_by_its_stat(
+    tmp_path: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache, "RACY_NS", 1_000_000)  # a millisecond, not two seconds: no test waits that long
+    source = write(tmp_path / "a.c", "int x;")
+    backdate(source)
+    changed = source.stat().st_ctime_ns
+    while time.time_ns() - changed <= cache.RACY_NS:  # until the window has passed by this clock
+        pass
+    hasher = SourceHasher()
+    hasher.digest(source)
+    hasher.digest(source)
+    assert reads == [str(source)]
+
+
 def test_a_file_is_read_again_when_its_mtime_changes(tmp_path: Path, reads: list[str]) -> None:
     source = write(tmp_path / "a.c", "int x;")
     backdate(source, days=2)
@@ -216,6 +253,7 @@ def test_a_same_size_rewrite_with_its_mtime_put_back_is_read_again(tmp_path: Pat
     assert hasher.digest(source) == blake3(b"int y;").digest()
 
 
+@pytest.mark.usefixtures("racy_window")
 def test_a_file_modified_just_now_is_read_every_time(tmp_path: Path, reads: list[str]) -> None:
     """Its stamp could still be shared by a second write in the same clock tick ("racily clean")."""
     source = write(tmp_path / "gen.c", "int x;")
@@ -481,6 +519,14 @@ def test_with_a_source_hasher_a_file_altered_in_place_is_still_a_miss(tmp_path: 
     assert "differs" in store.warnings[0]
 
 
+def test_expanding_sources_with_a_limit_stops_past_it(tmp_path: Path) -> None:
+    for name in ("a", "b", "c", "d"):
+        write(tmp_path / f"{name}.c")
+    assert expand_sources(tmp_path, ["*.c"], limit=4) == ["a.c", "b.c", "c.c", "d.c"]
+    with pytest.raises(MustRead):
+        expand_sources(tmp_path, ["*.c"], limit=3)
+
+
 def test_quick_a_small_file_never_read_is_read_at_once(tmp_path: Path, reads: list[str]) -> None:
     source = write(tmp_path / "a.c", "int x;")
     assert SourceHasher().digest(source, quick=True) == SourceHasher().digest(source)
@@ -493,6 +539,15 @@ def test_quick_a_file_over_the_quick_read_size_is_not_read_but_must_be(tmp_path:
     with pytest.raises(MustRead):
         SourceHasher().digest(source, quick=True)
     assert reads == []
+
+
+def test_quick_a_file_holding_more_than_its_stat_says_is_not_read_past_the_quick_read_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As a file that grows after its stat was taken: /proc's files say 0 bytes and hold more."""
+    monkeypatch.setattr(cache, "QUICK_READ", 16)
+    with pytest.raises(MustRead):
+        SourceHasher().digest("/proc/self/status", quick=True)
 
 
 def test_quick_a_file_whose_stat_is_unchanged_is_answered_from_what_is_known(tmp_path: Path, reads: list[str]) -> None:
@@ -603,6 +658,47 @@ def test_a_manifest_naming_a_file_outside_the_working_directory_is_a_miss(store:
     (entry.path / "manifest.json").write_text(json.dumps(manifest))
     assert store.get(key(1)) is None
     assert "outside the working directory" in store.warnings[0]
+
+
+def test_a_manifest_naming_a_file_with_a_nul_character_is_a_miss_and_prune_removes_it(
+    store: CacheStore, node: Node
+) -> None:
+    write(node.cwd / "a.txt")
+    entry = node.put(store, key(1), files=("a.txt",))
+    manifest = json.loads((entry.path / "manifest.json").read_text())
+    manifest["files"] = ["a\u0000.txt"]
+    manifest["blobs"]["files/a\u0000.txt"] = manifest["blobs"].pop("files/a.txt")
+    (entry.path / "manifest.json").write_text(json.dumps(manifest))
+    assert store.get(key(1), quick=True) is None
+    assert "NUL character" in store.warnings[0]
+    assert store.prune() == (1, pytest.approx(entry.size, abs=4096))
+    assert not entry.path.exists()
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_a_manifest_that_is_a_fifo_is_a_miss_not_a_wait(store: CacheStore, node: Node, quick: bool) -> None:
+    """A cache can come from anywhere (a tar archive): opening a FIFO would wait for a writer forever."""
+    entry = node.put(store, key(1))
+    (entry.path / "manifest.json").unlink()
+    os.mkfifo(entry.path / "manifest.json")
+    assert store.get(key(1), quick=quick) is None
+    assert "manifest cannot be read" in store.warnings[0]
+
+
+def test_a_manifest_linked_to_a_device_is_a_miss(store: CacheStore, node: Node) -> None:
+    entry = node.put(store, key(1))
+    (entry.path / "manifest.json").unlink()
+    (entry.path / "manifest.json").symlink_to("/dev/zero")
+    assert store.get(key(1)) is None
+    assert "not a regular file" in store.warnings[0]
+
+
+def test_a_manifest_of_more_than_16_mib_is_a_miss_not_read(store: CacheStore, node: Node) -> None:
+    entry = node.put(store, key(1))
+    with (entry.path / "manifest.json").open("r+b") as file:
+        file.truncate(17 << 20)  # sparse: no disk taken
+    assert peak_memory(lambda: store.get(key(1))) < 1 << 20
+    assert "far more than a manifest holds" in store.warnings[0]
 
 
 def test_a_manifest_of_another_key_is_a_miss(store: CacheStore, node: Node) -> None:

@@ -15,6 +15,8 @@ from wtflow.executors.base import Job
 from wtflow.model import Command, Node
 
 DAY_NS = 86_400 * 10**9
+# Sources are settled by setting their mtime back (see the fixture).
+pytestmark = pytest.mark.usefixtures("trusted_stats")
 
 
 def settled(path: Path) -> Path:
