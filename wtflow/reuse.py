@@ -11,7 +11,9 @@ name). Either way the node ends ``cached`` or ``reused`` without a process.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wtflow.cache import QUICK_FILES, CacheStore, MustRead, SourceHasher, cache_key, expand_sources
+from wtflow.cache import QUICK_FILES, QUICK_READ, CacheStore, MustRead, SourceHasher, cache_key, expand_sources
 from wtflow.events import NodeStatus
 from wtflow.executors.base import Job
 from wtflow.model import Artifact, Command, Node, PyFunc
@@ -60,7 +62,7 @@ def describe(executable: Command | PyFunc, env: Mapping[str, str], cwd: Path | N
     }
     if isinstance(executable, PyFunc):
         description["function"] = executable.name
-        description["args"] = json.loads(json.dumps([executable.args, executable.kwargs], default=_plain))
+        description["args"] = _canonical([executable.args, executable.kwargs], set())
     else:
         description["command"] = executable.cmd if isinstance(executable.cmd, str) else list(executable.cmd)
         container = executable.container
@@ -76,10 +78,48 @@ def describe(executable: Command | PyFunc, env: Mapping[str, str], cwd: Path | N
     return description
 
 
-def _plain(value: Any) -> Any:
+def _canonical(value: Any, path: set[int]) -> Any:
+    """A function's argument as JSON values that tell apart what Python does.
+
+    A tuple from a list, the key 1 from the key "1", NaN from the string "nan": every dict,
+    tuple, set, non-finite float, artifact or other object becomes an object tagged with its
+    kind, so no two of them encode alike. Dicts and sets count whatever their order. Other
+    objects count by their ``repr``. :class:`ValueError` for a structure that contains itself.
+    ``path`` holds the containers being encoded around ``value``.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"float": repr(value)}
     if isinstance(value, Artifact):
         return {"artifact": f"{value.node}.{value.name}"}  # what it holds is in the producer's key
-    return repr(value)
+    if isinstance(value, list | tuple | dict | set | frozenset):
+        if id(value) in path:
+            raise ValueError(f"an argument contains itself ({type(value).__name__}): it cannot be part of a cache key")
+        path.add(id(value))
+        try:
+            return _container(value, path)
+        finally:
+            path.discard(id(value))
+    try:
+        return {"repr": repr(value)}
+    except Exception as exc:  # noqa: BLE001 - a user's __repr__ may raise anything
+        raise ValueError(f"an argument ({type(value).__name__}) cannot be part of a cache key: {exc!r}") from None
+
+
+def _container(value: list[Any] | tuple[Any, ...] | dict[Any, Any] | set[Any] | frozenset[Any], path: set[int]) -> Any:
+    if isinstance(value, list):
+        return [_canonical(item, path) for item in value]
+    if isinstance(value, tuple):
+        return {"tuple": [_canonical(item, path) for item in value]}
+    if isinstance(value, dict):
+        pairs = [[_canonical(key, path), _canonical(item, path)] for key, item in value.items()]
+        return {"dict": sorted(pairs, key=_sort_key)}
+    return {"set": sorted((_canonical(item, path) for item in value), key=_sort_key)}
+
+
+def _sort_key(encoded: Any) -> str:
+    return json.dumps(encoded, sort_keys=True, ensure_ascii=False)
 
 
 def output_files(cwd: Path, patterns: Sequence[str]) -> list[str]:
@@ -163,15 +203,18 @@ class NodeCache:
         """The node's key, and on a hit everything it takes, in one call (one thread hop per node).
 
         A hit's output files are already restored into the working directory, its ``result``
-        copied to ``result`` (this run's file), and its small streams read into ``data``.
+        copied to ``result`` (this run's file), and its small streams read into ``data``. An
+        entry removed while it is read (another run pruning the cache) is a miss.
         ``quick``: :class:`~wtflow.cache.MustRead` before a file over ``QUICK_READ`` bytes would
-        be read (its stat changed since it was last read) or a file written; once the key is known, the
-        exception carries it (``MustRead.key``), to be given back as ``key`` to the full check.
+        be read (its stat changed since it was last read) or a file written, and only streams
+        up to ``QUICK_READ`` are read; once the key is known, the exception carries it
+        (``MustRead.key``), to be given back as ``key`` to the full check.
         """
         if key is None:
             key = self.key(job, node, upstream, base=base, read=read, quick=quick)
         if self.force or node.name in self.force_nodes:
             return key, None
+        entry = None
         try:
             entry = self.store.get(key, quick=quick)
             if entry is None:
@@ -179,17 +222,23 @@ class NodeCache:
             self.store.restore(entry, job.cwd or Path.cwd(), quick=quick)
             if quick and entry.result is not None and result is not None:
                 raise MustRead(str(entry.result))  # noqa: TRY301 - the key is added below, as for the others
+            if entry.result is not None and result is not None:
+                result.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(entry.result, result)
+            small = QUICK_READ if quick else SMALL
+            data = {
+                stream: path.read_bytes()
+                for stream, path in (("stdout", entry.stdout), ("stderr", entry.stderr))
+                if path.stat().st_size <= small
+            }
         except MustRead as exc:
             exc.key = key
             raise
-        if entry.result is not None and result is not None:
-            result.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(entry.result, result)
-        data = {
-            stream: path.read_bytes()
-            for stream, path in (("stdout", entry.stdout), ("stderr", entry.stderr))
-            if path.stat().st_size <= SMALL
-        }
+        except OSError as exc:
+            if entry is None or exc.errno != errno.ENOENT or entry.path.is_dir():
+                raise
+            self.store.warnings.append(f"cache entry {key[:12]} was removed while it was read (a prune?): a miss")
+            return key, None
         return key, Earlier(
             NodeStatus.CACHED, key, entry.stdout, entry.stderr, None, dict(entry.outputs), entry.duration, data=data
         )

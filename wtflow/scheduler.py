@@ -546,9 +546,7 @@ class Scheduler:
         were not: they are made later, and a failure to make them reported there).
         """
         node = state.node
-        upstream = self._upstream(state)
-        # An artifact of a node without a key counts by its content: nothing else says what it holds.
-        read = [self.store.path(ref.node, ref.name) for ref in node.reads() if self.states[ref.node].key is None]
+        upstream, read = self._key_inputs(state)
         result = self.store.path(node.name, RESULT) if isinstance(node.executable, PyFunc) else None
         from wtflow.cache import MustRead  # loaded with the cache: only runs with cached nodes get here
 
@@ -579,6 +577,12 @@ class Scheduler:
             checking.add_done_callback(_close_checked)
             raise
         return earlier, files
+
+    def _key_inputs(self, state: NodeState) -> tuple[list[str], list[Path]]:
+        """What the node's key is made of besides its own definition: what it waits for, and files it reads."""
+        # An artifact of a node without a key counts by its content: nothing else says what it holds.
+        read = [self.store.path(ref.node, ref.name) for ref in state.node.reads() if self.states[ref.node].key is None]
+        return self._upstream(state), read
 
     def _upstream(self, state: NodeState) -> list[str]:
         """What the node waits for, for its key: each node's key (or outputs, if it has none) and result."""
@@ -634,24 +638,37 @@ class Scheduler:
             shutil.copytree(earlier.files, self.store.node_dir(node.name) / "files", dirs_exist_ok=True)
 
     async def _fill(self, state: NodeState, job: Job) -> list[str]:
-        """Keep the node's result under its key; why it could not be kept, as warnings."""
+        """Keep the node's result under its key; why it could not be kept, as warnings.
+
+        Not kept when its key has changed since it was checked: a source edited while the node
+        ran may or may not be what it read, and the result must not answer for either version.
+        """
         node = state.node
-        assert self._cache is not None
-        assert state.key is not None
+        cache = self._cache
+        key = state.key
+        assert cache is not None
+        assert key is not None
         assert state.started_at is not None
         result = self.store.path(node.name, RESULT) if isinstance(node.executable, PyFunc) else None
-        try:
-            return await asyncio.to_thread(
-                self._cache.fill,
-                state.key,
+        upstream, read = self._key_inputs(state)
+        duration = (now() - state.started_at).total_seconds()
+
+        def fill() -> list[str]:
+            if cache.key(job, node, upstream, base=self.workflow.base_dir, read=read) != key:
+                return ["not kept in the cache: its sources changed while it ran; the next run runs it again"]
+            return cache.fill(
+                key,
                 node=node.name,
                 streams=(self.store.path(node.name, STDOUT), self.store.path(node.name, STDERR)),
                 result=result,
                 outputs=state.outputs,
                 cwd=job.cwd or Path.cwd(),
                 patterns=node.outputs,
-                duration=(now() - state.started_at).total_seconds(),
+                duration=duration,
             )
+
+        try:
+            return await asyncio.to_thread(fill)
         except (OSError, ValueError) as exc:
             return [f"not kept in the cache: {exc}"]
 

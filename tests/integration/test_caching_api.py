@@ -48,6 +48,10 @@ def greet_loudly(name: str, punctuation: str = "!") -> dict[str, Any]:
     return {"greeted": name.upper(), "count": 1}
 
 
+def count_arguments(*args: Any, **kwargs: Any) -> int:
+    return len(args) + len(kwargs)
+
+
 def echo_bytes(artifact: Artifact) -> str:
     """The bytes it was given, as hex: what a later node saw of its upstream's stdout."""
     return artifact.data.hex()
@@ -436,3 +440,23 @@ def test_outputs_matching_nothing_is_an_engine_warning(project: Project) -> None
     engine = project.run(Node("build", executable=project.command("build"), sources=["src/**"], outputs=["dist/*"]))
     assert status(engine, "build") is NodeStatus.SUCCEEDED
     assert "node 'build': outputs dist/* matched no file after the node succeeded" in engine.warnings
+
+
+def test_a_node_whose_sources_change_while_it_runs_is_not_kept(project: Project) -> None:
+    """It may have read either version: its result must not answer for the sources as they were checked."""
+    build = Node("build", executable=project.command("build", "echo more >> src/a.txt"), sources=["src/**"])
+    engine = project.run(build)
+    assert status(engine, "build") is NodeStatus.SUCCEEDED
+    assert (
+        "node 'build': not kept in the cache: its sources changed while it ran; the next run runs it again"
+        in engine.warnings
+    )
+    assert CacheStore(project.cache).entries() == []
+
+
+def test_a_cached_function_with_arguments_json_cannot_hold_runs(project: Project) -> None:
+    """Tuple keys, sets and NaN are arguments like others: they make a key, and the node runs, then hits."""
+    arguments = {"table": {(1, 2): 3}, "tags": {"b", "a"}, "scale": float("nan")}
+    node = Node("count", executable=PyFunc(count_arguments, kwargs=arguments), cache=True)
+    first, second = project.run(node), project.run(node)
+    assert (status(first, "count"), status(second, "count")) == (NodeStatus.SUCCEEDED, NodeStatus.CACHED)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import wtflow.cache
 from wtflow import reuse
-from wtflow.cache import MustRead
+from wtflow.cache import Entry, MustRead, cache_key
 from wtflow.executors.base import Job
-from wtflow.model import Command, Node
+from wtflow.model import Command, Node, PyFunc
 
 DAY_NS = 86_400 * 10**9
 # Sources are settled by setting their mtime back (see the fixture).
@@ -101,3 +102,105 @@ def test_a_check_that_must_read_the_entry_hands_over_the_key_it_found(
     with pytest.raises(MustRead) as caught:
         check(cache, tmp_path, ["src/*.c"], quick=True)
     assert caught.value.key == key
+
+
+# --- what a function's arguments make of its key -------------------------------------------------
+
+
+def function_key(tmp_path: Path, *args: Any, **kwargs: Any) -> str:
+    return cache_key(reuse.describe(PyFunc(len, args=args, kwargs=kwargs), {}, None, tmp_path), [], [])
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ((1, 2), [1, 2]),  # a tuple, a list
+        ({1: "a"}, {"1": "a"}),  # a number as a key, its text
+        (float("nan"), "nan"),
+        (True, 1),
+        (1, 1.0),
+        ({"a"}, ["a"]),  # a set, a list
+    ],
+)
+def test_arguments_python_tells_apart_give_different_keys(tmp_path: Path, one: Any, other: Any) -> None:
+    assert function_key(tmp_path, one) != function_key(tmp_path, other)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}),
+        ({"x", "y", "z"}, {"z", "y", "x"}),
+        ({(1, 2): 3}, {(1, 2): 3}),
+        (float("nan"), float("nan")),
+    ],
+)
+def test_equal_arguments_give_the_same_key(tmp_path: Path, one: Any, other: Any) -> None:
+    assert function_key(tmp_path, one) == function_key(tmp_path, other)
+
+
+def test_an_argument_that_contains_itself_cannot_be_part_of_a_key(tmp_path: Path) -> None:
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(ValueError, match="contains itself"):
+        function_key(tmp_path, looped)
+
+
+def test_an_argument_whose_repr_fails_cannot_be_part_of_a_key(tmp_path: Path) -> None:
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    with pytest.raises(ValueError, match="cannot be part of a cache key"):
+        function_key(tmp_path, Broken())
+
+
+# --- an entry that goes away --------------------------------------------------------------------
+
+
+def test_an_entry_removed_while_it_is_restored_is_a_miss(
+    tmp_path: Path, cache: reuse.NodeCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run pruned the cache between this run's finding the entry and restoring it."""
+    key = filled(tmp_path, cache)
+    restore = cache.store.restore
+
+    def pruned_first(entry: Entry, cwd: Path, *, quick: bool = False) -> list[str]:
+        cache.store.prune(max_size=0)
+        return restore(entry, cwd, quick=quick)
+
+    monkeypatch.setattr(cache.store, "restore", pruned_first)
+    assert check_entry(cache, tmp_path) == (key, None)
+    assert cache.store.warnings == [f"cache entry {key[:12]} was removed while it was read (a prune?): a miss"]
+
+
+def test_a_quick_hit_reads_only_streams_up_to_the_quick_read_size(
+    tmp_path: Path, cache: reuse.NodeCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = filled(tmp_path, cache, stdout="x" * 64, stderr="e")
+    check_entry(cache, tmp_path)  # reads the entry's files: now known by their stat
+    monkeypatch.setattr(reuse, "QUICK_READ", 32)
+    found, earlier = check_entry(cache, tmp_path, quick=True)
+    assert found == key
+    assert earlier is not None
+    assert dict(earlier.data) == {"stderr": b"e"}  # stdout is replayed from its file
+
+
+def filled(tmp_path: Path, cache: reuse.NodeCache, *, stdout: str = "out", stderr: str = "err") -> str:
+    """A settled source and an entry for the node reading it."""
+    settled(tmp_path / "src" / "a.c")
+    key = check(cache, tmp_path, ["src/*.c"], quick=False)
+    node_dir = tmp_path / "node"
+    node_dir.mkdir(exist_ok=True)
+    (node_dir / "stdout.log").write_text(stdout)
+    (node_dir / "stderr.log").write_text(stderr)
+    cache.fill(key, node="build", streams=(node_dir / "stdout.log", node_dir / "stderr.log"), result=None,
+               outputs={}, cwd=tmp_path, patterns=[], duration=1.0)  # fmt: skip
+    return key
+
+
+def check_entry(cache: reuse.NodeCache, work: Path, *, quick: bool = False) -> tuple[str, reuse.Earlier | None]:
+    node = Node("build", executable=Command("make", cwd=work), sources=["src/*.c"])
+    assert node.executable is not None
+    job = Job("run", "build", node.executable, {}, work, work / "node", 1.0)
+    return cache.check(job, node, [], base=work, read=[], result=None, quick=quick)
