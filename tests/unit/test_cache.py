@@ -853,9 +853,8 @@ def test_restore_replaces_a_link_instead_of_writing_through_it(store: CacheStore
     assert outside.read_text() == "untouched"
 
 
-def test_restore_never_writes_through_a_directory_link_leading_out(
-    store: CacheStore, node: Node, tmp_path: Path
-) -> None:
+def linked_out(store: CacheStore, node: Node, tmp_path: Path) -> tuple[Entry, Path, Path]:
+    """An entry of ``build/out.txt``, and a checkout whose ``build`` is a link to a directory outside it."""
     write(node.cwd / "build" / "out.txt", "cached")
     entry = node.put(store, key(1), files=("build/out.txt",))
     outside = tmp_path / "elsewhere"
@@ -863,6 +862,13 @@ def test_restore_never_writes_through_a_directory_link_leading_out(
     target = tmp_path / "checkout"
     target.mkdir()
     (target / "build").symlink_to(outside)
+    return entry, target, outside
+
+
+def test_restore_never_writes_through_a_directory_link_leading_out(
+    store: CacheStore, node: Node, tmp_path: Path
+) -> None:
+    entry, target, outside = linked_out(store, node, tmp_path)
     with pytest.raises(OSError, match="outside the working directory"):
         store.restore(entry, target)
     assert list(outside.iterdir()) == []
@@ -872,13 +878,8 @@ def test_restore_leaves_alone_a_matching_file_behind_a_directory_link_leading_ou
     store: CacheStore, node: Node, tmp_path: Path
 ) -> None:
     """Only a write must land inside the working directory: a file already as cached needs none."""
-    write(node.cwd / "build" / "out.txt", "cached")
-    entry = node.put(store, key(1), files=("build/out.txt",))
-    outside = tmp_path / "elsewhere"
+    entry, target, outside = linked_out(store, node, tmp_path)
     write(outside / "out.txt", "cached")
-    target = tmp_path / "checkout"
-    target.mkdir()
-    (target / "build").symlink_to(outside)
     assert store.restore(entry, target) == []
     assert [path.name for path in outside.iterdir()] == ["out.txt"]
 
