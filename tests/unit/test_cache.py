@@ -649,13 +649,19 @@ def test_a_corrupt_manifest_is_a_miss_with_a_warning(store: CacheStore, node: No
     assert "corrupt" in store.warnings[0]
 
 
-def test_a_manifest_naming_a_file_outside_the_working_directory_is_a_miss(store: CacheStore, node: Node) -> None:
+def entry_of_a_file_renamed_to(name: str, store: CacheStore, node: Node) -> Entry:
+    """An entry of ``a.txt`` whose manifest was altered to name the file ``name`` instead."""
     write(node.cwd / "a.txt")
     entry = node.put(store, key(1), files=("a.txt",))
     manifest = json.loads((entry.path / "manifest.json").read_text())
-    manifest["files"] = ["../a.txt"]
-    manifest["blobs"]["files/../a.txt"] = manifest["blobs"].pop("files/a.txt")
+    manifest["files"] = [name]
+    manifest["blobs"][f"files/{name}"] = manifest["blobs"].pop("files/a.txt")
     (entry.path / "manifest.json").write_text(json.dumps(manifest))
+    return entry
+
+
+def test_a_manifest_naming_a_file_outside_the_working_directory_is_a_miss(store: CacheStore, node: Node) -> None:
+    entry_of_a_file_renamed_to("../a.txt", store, node)
     assert store.get(key(1)) is None
     assert "outside the working directory" in store.warnings[0]
 
@@ -663,12 +669,7 @@ def test_a_manifest_naming_a_file_outside_the_working_directory_is_a_miss(store:
 def test_a_manifest_naming_a_file_with_a_nul_character_is_a_miss_and_prune_removes_it(
     store: CacheStore, node: Node
 ) -> None:
-    write(node.cwd / "a.txt")
-    entry = node.put(store, key(1), files=("a.txt",))
-    manifest = json.loads((entry.path / "manifest.json").read_text())
-    manifest["files"] = ["a\u0000.txt"]
-    manifest["blobs"]["files/a\u0000.txt"] = manifest["blobs"].pop("files/a.txt")
-    (entry.path / "manifest.json").write_text(json.dumps(manifest))
+    entry = entry_of_a_file_renamed_to("a\u0000.txt", store, node)
     assert store.get(key(1), quick=True) is None
     assert "NUL character" in store.warnings[0]
     assert store.prune() == (1, pytest.approx(entry.size, abs=4096))
