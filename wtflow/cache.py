@@ -48,7 +48,7 @@ from blake3 import blake3
 
 from wtflow.globs import relative_parts
 
-__all__ = ["CacheStore", "Digest", "Entry", "MustRead", "SourceHasher", "cache_key", "expand_sources"]
+__all__ = ["Blob", "CacheStore", "Digest", "Entry", "MustRead", "SourceHasher", "cache_key", "expand_sources"]
 
 _CHUNK = 1 << 20  # files are read, hashed and copied this much at a time, never whole
 # Part of every key: a change in how keys are encoded (or in what an entry means) changes them all.
@@ -318,10 +318,11 @@ class Entry:
     duration: float  # seconds the node took when it filled the entry
     created: datetime  # aware, UTC
     size: int  # bytes of the entry: its files and manifest
+    blobs: Mapping[str, Blob]  # each of its files as its manifest describes it, by its path inside path
 
 
-class _Blob(msgspec.Struct, array_like=True, frozen=True):
-    """One file of an entry: its size, blake3 (hex) and permission bits."""
+class Blob(msgspec.Struct, array_like=True, frozen=True):
+    """One file of an entry as its manifest describes it: its size, blake3 (hex) and permission bits."""
 
     size: int
     digest: str
@@ -337,7 +338,7 @@ class _Manifest(msgspec.Struct, frozen=True, kw_only=True):
     outputs: dict[str, str]
     result: bool
     files: list[str]
-    blobs: dict[str, _Blob]  # path inside the entry -> what it holds
+    blobs: dict[str, Blob]  # path inside the entry -> what it holds
 
 
 class _Missing(Exception):
@@ -348,7 +349,7 @@ class _BadEntry(Exception):
     """An entry that cannot be trusted; the message says why."""
 
 
-def _copy(source: str | Path, target: Path) -> _Blob:
+def _copy(source: str | Path, target: Path) -> Blob:
     """Copy ``source`` (a regular file) to a new file ``target`` in chunks; what was copied."""
     src, found = _open_regular(source)
     hasher = blake3()
@@ -358,10 +359,10 @@ def _copy(source: str | Path, target: Path) -> _Blob:
             hasher.update(chunk)
             dst.write(chunk)
             size += len(chunk)
-    return _Blob(size, hasher.hexdigest(), stat.S_IMODE(found.st_mode))
+    return Blob(size, hasher.hexdigest(), stat.S_IMODE(found.st_mode))
 
 
-def _file_matches(path: Path, blob: _Blob, digest: Digest, *, quick: bool) -> bool:
+def _file_matches(path: Path, blob: Blob, digest: Digest, *, quick: bool) -> bool:
     """Whether ``path`` is a regular file (not a link) holding exactly what ``blob`` describes."""
     try:
         found = os.lstat(path)
@@ -386,7 +387,7 @@ def _read_manifest(path: Path) -> bytes:
         return file.read(found.st_size)
 
 
-def _restore_file(source: Path, target: Path, blob: _Blob) -> None:
+def _restore_file(source: Path, target: Path, blob: Blob) -> None:
     """Copy ``source`` over ``target`` through a temporary file beside it (a link at ``target`` is replaced)."""
     temp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.wtflow-restore")
     try:
@@ -536,6 +537,7 @@ class CacheStore:
             duration=manifest.duration,
             created=manifest.created.astimezone(UTC),
             size=size,
+            blobs=manifest.blobs,
         )
 
     # -- writing
@@ -652,22 +654,16 @@ class CacheStore:
 
         A file is written only when it is missing or its content differs (one whose permission
         bits alone differ is only chmod-ed), through a temporary file renamed over it, so a link
-        in its place is replaced, not followed. Raises :class:`OSError` when a file cannot be
-        written, would land outside ``cwd`` (a directory on its way is a link leading out) or no
-        longer matches the manifest; with ``quick``, :class:`MustRead` before a file would
-        be written or one over :data:`QUICK_READ` bytes read.
+        in its place is replaced, not followed. What each file holds is the entry's manifest as
+        :meth:`get` read it. Raises :class:`OSError` when a file cannot be written, would land
+        outside ``cwd`` (a directory on its way is a link leading out), no longer matches the
+        manifest, or is gone with its entry (``ENOENT``: another run removed it); with ``quick``,
+        :class:`MustRead` before a file would be written or one over :data:`QUICK_READ` bytes read.
         """
-        try:
-            manifest, _size = self._manifest(entry.path, entry.key)
-        except (_Missing, _BadEntry) as exc:
-            why = str(exc) or "it was removed"
-            raise OSError(
-                errno.ENOENT, f"cache entry {entry.key[:12]} cannot be restored: {why}", str(entry.path)
-            ) from None
         base: Path | None = None
         restored: list[str] = []
-        for rel in manifest.files:
-            blob = manifest.blobs[f"files/{rel}"]
+        for rel in entry.files:
+            blob = entry.blobs[f"files/{rel}"]
             target = cwd / rel
             matches = _file_matches(target, blob, self._digest, quick=quick)
             if matches and stat.S_IMODE(target.lstat().st_mode) == blob.mode & 0o777:
@@ -683,7 +679,14 @@ class CacheStore:
                 restored.append(rel)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            _restore_file(entry.path / "files" / rel, target, blob)
+            try:
+                _restore_file(entry.path / "files" / rel, target, blob)
+            except FileNotFoundError:
+                if entry.path.is_dir():
+                    raise
+                raise OSError(
+                    errno.ENOENT, f"cache entry {entry.key[:12]} cannot be restored: it was removed", str(entry.path)
+                ) from None
             restored.append(rel)
         return restored
 

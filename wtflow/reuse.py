@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wtflow.cache import QUICK_FILES, QUICK_READ, CacheStore, MustRead, SourceHasher, cache_key, expand_sources
+from wtflow.cache import (
+    QUICK_FILES,
+    QUICK_READ,
+    STDERR,
+    STDOUT,
+    CacheStore,
+    MustRead,
+    SourceHasher,
+    cache_key,
+    expand_sources,
+)
 from wtflow.events import NodeStatus
 from wtflow.executors.base import Job
 from wtflow.model import Artifact, Command, Node, PyFunc
@@ -227,9 +237,12 @@ class NodeCache:
                 shutil.copyfile(entry.result, result)
             small = QUICK_READ if quick else SMALL
             data = {
-                stream: path.read_bytes()
-                for stream, path in (("stdout", entry.stdout), ("stderr", entry.stderr))
-                if path.stat().st_size <= small
+                stream: path.read_bytes() if size else b""
+                for stream, path, size in (
+                    ("stdout", entry.stdout, entry.blobs[STDOUT].size),
+                    ("stderr", entry.stderr, entry.blobs[STDERR].size),
+                )
+                if size <= small
             }
         except MustRead as exc:
             exc.key = key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import stat
@@ -897,10 +898,20 @@ def test_restore_refuses_a_cached_file_that_changed_since_get(store: CacheStore,
 
 
 def test_restoring_a_removed_entry_raises_oserror(store: CacheStore, node: Node, tmp_path: Path) -> None:
-    entry = node.put(store, key(1))
+    write(node.cwd / "out.txt", "cached")
+    entry = node.put(store, key(1), files=("out.txt",))
     store.prune(max_size=0)
-    with pytest.raises(OSError, match="cannot be restored"):
-        store.restore(entry, tmp_path)
+    with pytest.raises(OSError, match="cannot be restored: it was removed") as caught:
+        store.restore(entry, tmp_path / "checkout")
+    assert caught.value.errno == errno.ENOENT
+
+
+def test_restoring_a_removed_entry_whose_files_are_in_place_writes_nothing(store: CacheStore, node: Node) -> None:
+    """What it holds is known from the manifest get read: files already as cached need nothing of it."""
+    write(node.cwd / "out.txt", "cached")
+    entry = node.put(store, key(1), files=("out.txt",))
+    store.prune(max_size=0)
+    assert store.restore(entry, node.cwd) == []
 
 
 # --- entries and prune ---------------------------------------------------------------------------
