@@ -620,7 +620,12 @@ class CacheStore:
                 if exc.errno not in {errno.ENOTEMPTY, errno.EEXIST}:
                     raise
             else:
-                return self._load(final, key, check_content=False)
+                try:
+                    return self._load(final, key, check_content=False)
+                except (_Missing, _BadEntry) as exc:  # removed or replaced at once by another run's prune
+                    raise OSError(
+                        errno.ENOENT, f"cache entry {key[:12]} was removed as it was stored", str(final)
+                    ) from exc
             theirs = self._valid(final, key)
             if theirs is not None:
                 return theirs  # another run put the same key meanwhile: theirs is as good as ours

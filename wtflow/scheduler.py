@@ -596,6 +596,10 @@ class Scheduler:
                     continue
                 dep = self.states[member.name]
                 made = dep.key or json.dumps(dep.outputs, sort_keys=True)
+                if dep.earlier is not None and dep.earlier.status is NodeStatus.REUSED:
+                    # Its key (if it had one) is not known here: it counts as the run it came from,
+                    # so nothing below it hits an entry that another version of it filled.
+                    made = f"reused from {dep.earlier.source}"
                 found.append(f"{member.name}={made}:{conditions.result(dep.status)}")
         return found
 

@@ -446,3 +446,32 @@ def test_a_reused_nodes_file_artifact_is_recorded_in_the_rerun(project: Path) ->
     assert wtflow(url, "run", "--rerun-failed").exit_code == 0
     build = run_json(project, run_ids(project)[-1])["nodes"]["build"]
     assert Path(build["artifacts"]["out"]["path"], "out.txt").is_file()
+
+
+CACHED_BELOW_REUSED = """
+name: ci
+root:
+  name: ci
+  children:
+    - {name: made, sources: [in.txt], outputs: [made.txt], command: 'cp in.txt made.txt'}
+    - {name: gate, command: 'test -e open'}
+    - {name: seen, cache: true, needs: [made, gate], command: 'echo "seen $(cat made.txt)"'}
+"""
+
+
+def test_a_cached_node_below_a_reused_one_never_hits_an_entry_another_version_of_it_filled(workdir: Path) -> None:
+    """The reused node's own key is not known: what it made counts by the run it came from."""
+    (workdir / "wtflow.yml").write_text(CACHED_BELOW_REUSED)
+    (workdir / "in.txt").write_text("v1\n")
+    url = f"sqlite:///{workdir / 'runs.db'}"
+    assert wtflow(url, "run").exit_code == 1  # gate closed
+    (workdir / "open").touch()
+    assert wtflow(url, "run", "--rerun-failed").exit_code == 0  # made reused (v1); seen runs and fills
+    (workdir / "in.txt").write_text("v2\n")
+    (workdir / "open").unlink()
+    assert wtflow(url, "run").exit_code == 1  # made runs (v2); gate closed again
+    (workdir / "open").touch()
+    rerun = wtflow(url, "run", "--rerun-failed")  # made reused (v2)
+    assert rerun.exit_code == 0, rerun.stderr
+    assert "seen v2" in rerun.stdout
+    assert "seen v1" not in rerun.stdout

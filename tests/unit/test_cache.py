@@ -6,6 +6,7 @@ import base64
 import errno
 import json
 import os
+import shutil
 import stat
 import threading
 import time
@@ -710,6 +711,23 @@ def test_a_manifest_of_another_key_is_a_miss(store: CacheStore, node: Node) -> N
     entry.path.rename(other)
     assert store.get(key(2)) is None
     assert "that of key" in store.warnings[0]
+
+
+def test_an_entry_removed_as_soon_as_it_is_stored_is_an_oserror(
+    store: CacheStore, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run's prune removed it between its rename into place and its reading back: not kept, no crash."""
+    rename = Path.rename
+
+    def renamed_then_pruned(self: Path, target: Any) -> Path:
+        moved = rename(self, target)
+        if Path(target).parent.parent.name == "entries":
+            shutil.rmtree(target)
+        return moved
+
+    monkeypatch.setattr(Path, "rename", renamed_then_pruned)
+    with pytest.raises(OSError, match="was removed as it was stored"):
+        node.put(store, key(1))
 
 
 def test_a_put_killed_midway_leaves_only_a_temp_dir_that_get_ignores(store: CacheStore, node: Node) -> None:
