@@ -133,7 +133,11 @@ def shorten_lifecycle(_logger: Any, _method: str, event_dict: MutableMapping[str
     again = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
     if event == "node_started":
         replaying = fields.pop("replaying", None)
-        how = f"{replaying}: its earlier output follows" if replaying else "started"
+        how = "started"
+        if replaying == "cached":
+            how = "cached: its earlier output follows"
+        elif replaying:  # reused: a rerun takes the earlier run's result and does not show its output again
+            how = f"{replaying} from the earlier run"
         fields["event"] = f"{node} {how}{again}"
     elif event == "node_retrying":
         fields["event"] = f"{node} failed{again}; retrying in {_seconds(fields.pop('delay', None))}"

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import aiofiles
 
 from wtflow import conditions, expressions, outputs, substitute
-from wtflow.artifacts import ArtifactStore, open_files_advice
+from wtflow.artifacts import NODE_TEXT_FILES, ArtifactStore, open_files_advice
 from wtflow.errors import WorkflowError
 from wtflow.events import (
     ArtifactInfo,
@@ -636,10 +636,16 @@ class Scheduler:
         return Outcome(exit_code=0)
 
     def _copy_earlier(self, node: Node, earlier: Earlier) -> None:
+        node_dir = self.store.node_dir(node.name)
         if earlier.result is not None:
             shutil.copyfile(earlier.result, self.store.path(node.name, RESULT))
-        if earlier.files is not None and earlier.files.is_dir():
-            shutil.copytree(earlier.files, self.store.node_dir(node.name) / "files", dirs_exist_ok=True)
+        if earlier.files is None:
+            return
+        if earlier.files.is_dir():
+            shutil.copytree(earlier.files, node_dir / "files", dirs_exist_ok=True)
+        for name in NODE_TEXT_FILES:  # what it wrote beside its streams: its outputs, its step summary
+            with contextlib.suppress(FileNotFoundError):
+                shutil.copyfile(earlier.files.parent / name, node_dir / name)
 
     async def _fill(self, state: NodeState, job: Job) -> list[str]:
         """Keep the node's result under its key; why it could not be kept, as warnings.

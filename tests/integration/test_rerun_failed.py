@@ -301,6 +301,20 @@ def test_nodes_after_a_reused_node_read_its_earlier_output_and_artifact(project:
     assert Path(rerun["build"]["artifacts"]["stdout"]["path"]).read_text() == f"built {version}\n"
 
 
+def test_a_reused_node_keeps_what_it_wrote_beside_its_streams_and_says_where_it_comes_from(project: Path) -> None:
+    """Its outputs file and step summary come along: the step summary of the rerun shows them again."""
+    url = f"sqlite:///{project / 'runs.db'}"
+    failed = failed_once(project, url)
+    summary = project / ".wtflow" / "artifacts" / failed / "build" / "summary.md"
+    summary.write_text("### build\nbuilt ok\n")  # as the node would have through $WTFLOW_STEP_SUMMARY
+    result = wtflow(url, "run", "--rerun-failed", "--log-format", "console")
+    assert result.exit_code == 0, result.stderr
+    assert "build reused from the earlier run" in result.stderr
+    earlier, rerun = (project / ".wtflow" / "artifacts" / run / "build" for run in (failed, run_ids(project)[-1]))
+    for name in ("outputs", "summary.md"):
+        assert (rerun / name).read_text() == (earlier / name).read_text()
+
+
 def test_runs_show_marks_the_reused_nodes_and_the_time_they_saved(project: Path, database_url: str) -> None:
     failed = failed_once(project, database_url)
     assert wtflow(database_url, "run", "--rerun-failed").exit_code == 0
