@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wtflow.errors import UsageError
-from wtflow.events import NodeStatus
+from wtflow.events import NodeStatus, RunStatus
 from wtflow.graph import SELF, Vertex
 from wtflow.model import RESULT, STDERR, STDOUT, Workflow
 from wtflow.reuse import Earlier
 
 if TYPE_CHECKING:  # the database modules load when a rerun reads the history
+    from sqlalchemy import Engine
+
     from wtflow.db.history import NodeRecord, RunRecord
 
 # How a node ended in the earlier run when its result may be taken: it did its work.
@@ -112,32 +114,44 @@ def _node_dir(record: NodeRecord) -> Path | None:
 def earlier_run(url: str | None, run_id: str, workflow: str) -> RunRecord:
     """The run ``run_id`` names among the run history at ``url``, which must be a run of ``workflow``.
 
-    :class:`UsageError` when there is no history, no such run, or it is a run of another
-    workflow; ``latest`` and ``latest~N`` count this workflow's runs only.
+    :class:`UsageError` when there is no history, no such run, it is a run of another
+    workflow, or it is still running; ``latest`` and ``latest~N`` count this workflow's runs only.
     """
     if not url:
         raise UsageError("--rerun-failed reads the earlier run from the run history: set --db-url or WTFLOW_DB_URL")
-    from wtflow.db.history import counts_back, get_run, list_runs, open_history
+    from wtflow.db.history import open_history
 
-    engine = open_history(url)
+    engine = open_history(url)  # runs whose owner died are marked crashed first: a running one is alive
     try:
-        if counts_back(run_id):  # among this workflow's runs, as `wtflow runs show --workflow` counts
-            if run_id == "latest" and not list_runs(engine, workflow=workflow, limit=1):
-                raise UsageError(
-                    f"no earlier run of workflow {workflow!r} in the run history: nothing failed to rerun; "
-                    "run it without --rerun-failed"
-                )
-            return get_run(engine, run_id, workflow=workflow)
-        try:
-            return get_run(engine, run_id, workflow=workflow)
-        except UsageError:
-            other = get_run(engine, run_id)  # unknown or ambiguous anywhere: that error, naming run_id
-            raise UsageError(
-                f"run {other.id} is a run of workflow {other.workflow!r}, not of {workflow!r}: "
-                "--rerun-failed reruns a run of the same workflow"
-            ) from None
+        found = _find_run(engine, run_id, workflow)
     finally:
         engine.dispose()
+    if found.status == RunStatus.RUNNING:
+        raise UsageError(
+            f"run {found.id} of workflow {workflow!r} is still running: rerun it once it has ended, "
+            f"or name an earlier run (`wtflow runs list --workflow {workflow}`)"
+        )
+    return found
+
+
+def _find_run(engine: Engine, run_id: str, workflow: str) -> RunRecord:
+    from wtflow.db.history import counts_back, get_run, list_runs
+
+    if counts_back(run_id):  # among this workflow's runs, as `wtflow runs show --workflow` counts
+        if run_id == "latest" and not list_runs(engine, workflow=workflow, limit=1):
+            raise UsageError(
+                f"no earlier run of workflow {workflow!r} in the run history: nothing failed to rerun; "
+                "run it without --rerun-failed"
+            )
+        return get_run(engine, run_id, workflow=workflow)
+    try:
+        return get_run(engine, run_id, workflow=workflow)
+    except UsageError:
+        other = get_run(engine, run_id)  # unknown or ambiguous anywhere: that error, naming run_id
+        raise UsageError(
+            f"run {other.id} is a run of workflow {other.workflow!r}, not of {workflow!r}: "
+            "--rerun-failed reruns a run of the same workflow"
+        ) from None
 
 
 def check_stored(run: RunRecord, reused: Plan) -> None:

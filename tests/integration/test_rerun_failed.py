@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -394,6 +397,34 @@ def test_a_run_of_another_workflow_is_refused_naming_both(project: Path, databas
         f"run {docs_run} is a run of workflow 'docs', not of 'ci': --rerun-failed reruns a run of the same workflow",
     )
     assert run_ids(project) == [docs_run]
+
+
+def test_a_run_still_running_is_refused_naming_it(workdir: Path) -> None:
+    """Rerunning it would run its nodes a second time beside it."""
+    (workdir / "slow.yml").write_text(
+        "name: slow\nroot: {name: wait, command: 'touch started; while [ ! -e go ]; do sleep 0.05; done'}\n"
+    )
+    url = f"sqlite:///{workdir / 'runs.db'}"
+    running = subprocess.Popen(
+        [sys.executable, "-m", "wtflow", "run", "slow.yml", "--db-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Until the node runs and the database holds the run (its writer writes in batches).
+        while not (workdir / "started").exists() or "running" not in cli("runs", "list", "--db-url", url).stdout:
+            assert running.poll() is None
+            time.sleep(0.01)
+        result = cli("run", "slow.yml", "--rerun-failed", "--db-url", url)
+        [run_id] = run_ids(workdir)
+        refused(
+            result,
+            f"run {run_id} of workflow 'slow' is still running: rerun it once it has ended, "
+            "or name an earlier run (`wtflow runs list --workflow slow`)",
+        )
+    finally:
+        (workdir / "go").touch()
+        assert running.wait(timeout=60) == 0
 
 
 def test_an_unknown_run_id_is_refused_naming_it(project: Path, database_url: str) -> None:
