@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from wtflow.errors import UsageError
 from wtflow.events import NodeStatus, RunStatus
 from wtflow.graph import SELF, Vertex
+from wtflow.masking import MASK
 from wtflow.model import RESULT, STDERR, STDOUT, Workflow
 from wtflow.reuse import Earlier
 
@@ -45,16 +46,23 @@ class Plan:
     reuse: Mapping[str, Earlier]
 
 
-def plan(workflow: Workflow, nodes: Sequence[NodeRecord], run_id: str) -> Plan:
-    """What rerunning the failed nodes of run ``run_id`` (its node records ``nodes``) runs, and what it reuses."""
+def plan(
+    workflow: Workflow, nodes: Sequence[NodeRecord], run_id: str, *, force: bool = False, forced: Iterable[str] = ()
+) -> Plan:
+    """What rerunning the failed nodes of run ``run_id`` (its node records ``nodes``) runs, and what it reuses.
+
+    ``force`` runs every node again, ``forced`` those named (and what waits for them), as
+    ``--force`` does to cached nodes. A node whose outputs or result hold a masked secret
+    (``***``) runs again too: the run kept only the masked text, not what the node made.
+    """
     records = {record.name: record for record in nodes}
     takeable: dict[str, Earlier] = {}
     for name, node in workflow.nodes.items():
         record = records.get(name)
-        if node.executable is None or record is None or record.status not in DONE:
+        if force or name in forced or node.executable is None or record is None or record.status not in DONE:
             continue
         taken = earlier(record, run_id)
-        if taken is not None:
+        if taken is not None and not _masked(taken):
             takeable[name] = taken
     again = {name for name, node in workflow.nodes.items() if node.executable is not None and name not in takeable}
     run = waiting_for(workflow, again)
@@ -101,6 +109,16 @@ def earlier(record: NodeRecord, run_id: str) -> Earlier | None:
         files=node_dir / "files",
         replay=False,
     )
+
+
+def _masked(taken: Earlier) -> bool:
+    """Whether what ``taken`` gives later nodes (its outputs, its result) holds a masked secret."""
+    if any(MASK.decode() in value for value in taken.outputs.values()):
+        return True
+    try:
+        return taken.result is not None and MASK in taken.result.read_bytes()
+    except OSError:  # gone: check_stored names it
+        return False
 
 
 def _node_dir(record: NodeRecord) -> Path | None:

@@ -8,6 +8,7 @@ every execution) while the others take the earlier run's streams, outputs and fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -149,6 +150,45 @@ def test_a_node_the_earlier_run_did_not_have_runs_with_what_waits_for_it() -> No
     chosen = plan(workflow, earlier, EARLIER)
     assert runs_again(workflow, chosen) == {"new", "after"}
     assert set(chosen.reuse) == {"lint"}
+
+
+def test_a_node_named_by_force_runs_again_with_what_waits_for_it() -> None:
+    workflow = ci(command("build"), command("package", needs=["build"]), command("lint"))
+    chosen = plan(workflow, records(workflow, {}), EARLIER, forced=["build"])
+    assert runs_again(workflow, chosen) == {"build", "package"}
+    assert set(chosen.reuse) == {"lint"}
+
+
+def test_force_runs_every_node_again() -> None:
+    workflow = ci(command("build"), command("lint"))
+    chosen = plan(workflow, records(workflow, {"lint": "failed"}), EARLIER, force=True)
+    assert (runs_again(workflow, chosen), set(chosen.reuse)) == ({"build", "lint"}, set())
+
+
+def test_a_node_whose_outputs_hold_a_masked_secret_runs_again() -> None:
+    """The run kept only '***': a later node would get that instead of the secret."""
+    workflow = ci(command("login"), command("deploy", needs=["login"]), command("lint"))
+    earlier = [
+        dataclasses.replace(record, outputs={"token": "***"}) if record.name == "login" else record
+        for record in records(workflow, {"deploy": "failed"})
+    ]
+    chosen = plan(workflow, earlier, EARLIER)
+    assert runs_again(workflow, chosen) == {"login", "deploy"}
+    assert set(chosen.reuse) == {"lint"}
+
+
+def test_a_function_whose_result_holds_a_masked_secret_runs_again(tmp_path: Path) -> None:
+    workflow = ci(command("login"), command("lint"))
+    result = tmp_path / "result.json"
+    result.write_text('{"token": "***"}')
+    earlier = [
+        dataclasses.replace(record, artifacts=[*record.artifacts, ArtifactInfo("result", result, 16)])
+        if record.name == "login"
+        else record
+        for record in records(workflow, {})
+    ]
+    chosen = plan(workflow, earlier, EARLIER)
+    assert runs_again(workflow, chosen) == {"login"}
 
 
 def test_a_node_that_stored_nothing_runs_again() -> None:
@@ -365,6 +405,18 @@ def test_dry_run_says_what_runs_and_what_is_reused_and_runs_nothing(project: Pat
     ]
     assert executions(project) == {"build": 1, "lint": 1, "unit": 1}
     assert run_ids(project) == [failed]
+
+
+def test_a_node_named_by_force_is_not_reused(project: Path) -> None:
+    url = f"sqlite:///{project / 'history.db'}"
+    failed = failed_once(project, url)
+    result = cli("run", "--rerun-failed", "--force=lint", "--dry-run", "--db-url", url)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[-3:] == [
+        f"rerun of the failed nodes of run {failed}:",
+        "  run:    lint, unit, package, report",
+        "  reused: build",
+    ]
 
 
 def test_latest_and_latest_n_count_this_workflows_runs_only(project: Path) -> None:

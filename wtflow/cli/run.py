@@ -62,8 +62,8 @@ if TYPE_CHECKING:  # wtflow.rerun loads when --rerun-failed is given
     flag_value=FORCE_ALL,
     metavar="[NODE]",
     convert=tuple,
-    help="Run cached nodes even when the cache holds their result: all of them, or this node (repeatable; "
-    "after the workflow file, or as --force=NODE).",
+    help="Run cached nodes even when the cache holds their result, and with --rerun-failed reuse none of them: "
+    "all of them, or this node (repeatable; after the workflow file, or as --force=NODE).",
 )
 @click.option(
     "--rerun-failed",
@@ -248,7 +248,7 @@ def _rerun_plan(workflow: Any, config: Config, app: App, run_id: str) -> Plan:
         if run_id != "latest" and Path(run_id).exists():  # `--rerun-failed ci.yml` took the file for a run id
             raise UsageError(f"{exc}; a bare --rerun-failed goes after the workflow file") from None
         raise
-    chosen = rerun.plan(workflow, earlier.nodes, earlier.id)
+    chosen = rerun.plan(workflow, earlier.nodes, earlier.id, force=config.run.force, forced=config.run.force_nodes)
     rerun.check_stored(earlier, chosen)
     return chosen
 
