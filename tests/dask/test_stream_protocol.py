@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from wtflow import Command, Config, Engine, Node, PyFunc, StorageConfig, Workflo
 from wtflow.config import DaskConfig
 from wtflow.executors import dask_task, forkserver
 from wtflow.executors.dask_executor import DaskExecutor
-from wtflow.executors.dask_wire import Assignment
+from wtflow.executors.dask_wire import DONE, FILE, HELLO, STDOUT, Assignment, frame
 from wtflow.executors.dispatch import PlacingExecutor
 
 WORKER = "tcp://stand-in-worker:1"
@@ -69,8 +71,11 @@ class _Client:
 
 
 class _StandInCluster(DaskExecutor):
+    def client(self) -> _Client:
+        return _Client()
+
     async def preflight(self, workflow: Workflow, max_parallel: int) -> None:
-        self._client = _Client()
+        self._client = self.client()
         self._server = await asyncio.start_server(self._accepted, "127.0.0.1", 0)
         self._runner = ("127.0.0.1", self._server.sockets[0].getsockname()[1])
 
@@ -152,3 +157,67 @@ def test_closing_the_node_host_ends_the_fork_server_it_kept(tmp_path: Path) -> N
     assert fork_servers() == []
     assert host.loop.is_closed()
     assert not [thread for thread in threading.enumerate() if thread.name == "wtflow-nodes"]
+
+
+# --- what does not speak this protocol -----------------------------------------------------------
+
+
+class _Garbling(_Client):
+    """A stand-in worker that says hello as a worker does, then sends ``frames``, whatever they hold."""
+
+    def __init__(self, frames: bytes) -> None:
+        self.frames = frames
+
+    def submit(self, function: Callable[..., Any], assignment: Assignment) -> _Future:
+        def task() -> None:
+            with socket.create_connection(assignment.runner) as sock:
+                sock.sendall(frame(HELLO, json.dumps({"token": assignment.token, "worker": WORKER}).encode()))
+                sock.recv(5)  # GO
+                sock.sendall(self.frames)
+                while sock.recv(4096):  # until the runner is done with the connection
+                    pass
+
+        thread = threading.Thread(target=task, daemon=True)
+        thread.start()
+        return _Future(thread, [])
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        frame(DONE, b"{}"),
+        frame(DONE, b"\xff not json"),
+        frame(DONE, json.dumps({"exit_code": "zero", "timed_out": False, "error": None}).encode()),
+        frame(FILE, b""),
+        struct.pack("!BI", STDOUT, 1 << 30),  # announces a gigabyte
+    ],
+    ids=["done-without-fields", "done-not-json", "done-of-wrong-types", "empty-file", "huge-frame"],
+)
+def test_a_worker_sending_what_the_protocol_does_not_say_fails_its_node_not_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frames: bytes
+) -> None:
+    monkeypatch.setattr(_StandInCluster, "client", lambda self: _Garbling(frames))
+    engine = _run(tmp_path, Node("root", children=[Node("garbled", Command("true")), Node("other", Command("true"))]))
+    assert engine.result is not None
+    garbled = engine.result["garbled"]
+    assert garbled.status == "failed"
+    assert garbled.error is not None
+    assert garbled.error.startswith(f"worker {WORKER} sent what this wtflow cannot read (")
+    assert garbled.error.endswith("): does it run the same wtflow version?")
+
+
+def test_a_stray_hello_announcing_more_than_a_hello_holds_is_closed_unread(tmp_path: Path) -> None:
+    async def stray() -> bytes:
+        cluster = _StandInCluster(DaskConfig(scheduler="tcp://unused:1"))
+        await cluster.preflight(Workflow("w", Node("n", Command("true"))), 1)
+        try:
+            reader, writer = await asyncio.open_connection(*cluster._runner)
+            writer.write(struct.pack("!BI", HELLO, 1 << 30))
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 5)  # closed at once: no 10 s wait, no gigabyte
+            writer.close()
+            return answer
+        finally:
+            await cluster.aclose()
+
+    assert asyncio.run(stray()) == b""

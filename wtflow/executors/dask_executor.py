@@ -37,10 +37,12 @@ from wtflow.executors.dask_wire import (
     GO,
     HELLO,
     KILL,
+    MAX_HELLO,
     SHIPPED_FILES,
     STOP,
     STREAMS,
     Assignment,
+    ProtocolError,
     host_port,
     keep_alive,
     receive,
@@ -170,10 +172,11 @@ class DaskExecutor(BaseExecutor):
         try:
             try:
                 async with asyncio.timeout(HELLO_TIMEOUT):
-                    kind, payload = await receive(reader)
+                    kind, payload = await receive(reader, MAX_HELLO)
                 hello = json.loads(payload) if kind == HELLO else {}
                 waiter = self._waiting.pop(str(hello.get("token")), None)
-            except (OSError, EOFError, ValueError, AttributeError):  # TimeoutError included
+            # Whatever a stray peer sends: TimeoutError is an OSError; deep JSON a RecursionError.
+            except (OSError, EOFError, ValueError, AttributeError, RecursionError):
                 waiter = None
             if waiter is None or waiter.done():  # no such attempt, or it ended meanwhile
                 return
@@ -384,6 +387,8 @@ class DaskExecutor(BaseExecutor):
                 kind, payload = await receive(connection.reader)
             except (EOFError, OSError) as exc:
                 return _lost(connection.worker, exc)
+            except ProtocolError as exc:
+                return _garbled(connection.worker, exc)
             stream = STREAMS.get(kind)
             if stream is not None:
                 if store_error is None:
@@ -391,18 +396,23 @@ class DaskExecutor(BaseExecutor):
                         await sink.write(stream, payload)
                     except OSError as exc:  # keep reading: the node must not block on a full connection
                         store_error = exc
-            elif kind == FILE:
-                name, piece = split_file_payload(payload)
-                if name in SHIPPED_FILES:
-                    _write_piece(job.node_dir / name, piece, first=name not in shipped)
-                    shipped.add(name)
-            elif kind == DONE:
-                done = json.loads(payload)
-                if store_error is not None:
-                    return Outcome(
-                        done["exit_code"], error=f"cannot store output: {store_error}", worker=connection.worker
-                    )
-                return Outcome(done["exit_code"], done["timed_out"], done["error"], worker=connection.worker)
+                continue
+            try:
+                if kind == FILE:
+                    name, piece = split_file_payload(payload)
+                    if name in SHIPPED_FILES:
+                        _write_piece(job.node_dir / name, piece, first=name not in shipped)
+                        shipped.add(name)
+                elif kind == DONE:
+                    done = json.loads(payload)
+                    code, timed_out, error = done["exit_code"], bool(done["timed_out"]), done["error"]
+                    if not (code is None or isinstance(code, int)) or not (error is None or isinstance(error, str)):
+                        raise TypeError(f"DONE holds {done!r}")  # noqa: TRY301 - reported with the others below
+                    if store_error is not None:
+                        return Outcome(code, error=f"cannot store output: {store_error}", worker=connection.worker)
+                    return Outcome(code, timed_out, error, worker=connection.worker)
+            except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
+                return _garbled(connection.worker, exc)
 
     def helper_pids(self) -> Collection[int]:
         """What the local cluster started and left to end with this process (not orphans of the run)."""
@@ -481,6 +491,15 @@ async def _start_server(
     except BaseException:
         sock.close()
         raise
+
+
+def _garbled(worker: str, exc: BaseException) -> Outcome:
+    """The attempt's outcome when its worker sent what this protocol does not say."""
+    return Outcome(
+        exit_code=None,
+        error=f"worker {worker} sent what this wtflow cannot read ({exc!r}): does it run the same wtflow version?",
+        worker=worker,
+    )
 
 
 def _lost(worker: str, exc: BaseException) -> Outcome:

@@ -40,6 +40,7 @@ from wtflow.executors.dask_wire import (
     SHIPPED_FILES,
     STOP,
     STREAM_FRAMES,
+    WORKER_SEND_TIMEOUT,
     Assignment,
     file_payload,
     host_port,
@@ -173,7 +174,7 @@ async def _serve(assignment: Assignment, worker: str) -> None:
             "(choose it with --dask-listen)"
         ) from None
     try:
-        keep_alive(writer)  # a runner lost without a word stops the node too
+        keep_alive(writer, WORKER_SEND_TIMEOUT)  # a runner lost without a word stops the node too
         await send(writer, HELLO, json.dumps({"token": assignment.token, "worker": worker}).encode())
         try:
             kind, _ = await receive(reader)

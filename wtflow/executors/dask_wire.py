@@ -40,11 +40,20 @@ STREAM_FRAMES = {name: kind for kind, name in STREAMS.items()}
 # summary and a function's result. Shipped back only when the worker cannot see the run's directory.
 SHIPPED_FILES = frozenset({"outputs", "summary.md", "result.json"})
 _HEADER = struct.Struct("!BI")
+# The most a frame may hold: output comes in pipe reads and files in pieces of 256 KiB. A peer
+# announcing more is not a worker of this wtflow: the frame is refused before it is read.
+MAX_FRAME = 4 << 20
+MAX_HELLO = 4096
 # A peer that vanished without closing the connection (a machine lost, a network cut) is known
 # gone after this many seconds of silence plus a few unanswered probes (TCP keepalive).
 KEEPALIVE_IDLE = 30
 KEEPALIVE_INTERVAL = 10
 KEEPALIVE_PROBES = 3
+SILENT_PEER_TIMEOUT = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES
+# A worker's output waits while the runner does not read it (backpressure): a runner stopped for
+# a while (Ctrl-Z, a paused machine, a slow disk) must not look lost. Past this many seconds of
+# output not taken, it is: a runner whose machine vanished while the node was writing.
+WORKER_SEND_TIMEOUT = 600
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,11 @@ class Assignment:
     sys_path: tuple[str, ...] = ()
 
 
-def keep_alive(writer: asyncio.StreamWriter) -> None:
-    """Probe the connection while it is silent, so that a peer gone without a word is noticed (Linux)."""
+def keep_alive(writer: asyncio.StreamWriter, send_timeout: int = SILENT_PEER_TIMEOUT) -> None:
+    """Probe the connection while it is silent, so that a peer gone without a word is noticed (Linux).
+
+    A peer that takes nothing of what is sent to it for ``send_timeout`` seconds counts as gone too.
+    """
     sock = writer.get_extra_info("socket")
     if sock is None:
         return
@@ -75,9 +87,7 @@ def keep_alive(writer: asyncio.StreamWriter) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
-        # And one that stops acknowledging what is sent to it, after as long.
-        timeout = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout * 1000)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, send_timeout * 1000)
 
 
 def host_port(host: str, port: int) -> str:
@@ -98,9 +108,18 @@ async def send(writer: asyncio.StreamWriter, kind: int, payload: bytes = b"") ->
     await writer.drain()
 
 
-async def receive(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """The next frame; ``asyncio.IncompleteReadError`` (an ``EOFError``) when the connection has closed."""
+class ProtocolError(ValueError):
+    """What the other side sent is not this protocol (another wtflow version, or not a wtflow at all)."""
+
+
+async def receive(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> tuple[int, bytes]:
+    """The next frame; ``asyncio.IncompleteReadError`` (an ``EOFError``) when the connection has closed.
+
+    :class:`ProtocolError` for a frame announcing more than ``limit`` bytes, before reading them.
+    """
     kind, length = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+    if length > limit:
+        raise ProtocolError(f"a frame of {length} bytes, more than the {limit} any frame holds")
     return kind, (await reader.readexactly(length) if length else b"")
 
 
