@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,6 +142,49 @@ def test_functions_defined_in_a_scripts_main_work(tmp_path: Path) -> None:
     script.write_text(MAIN_SCRIPT)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert (done.returncode, done.stdout, done.stderr) == (0, "HEY\nresult: 3\n", "")
+
+
+EDITED_BETWEEN_RUNS = """
+import asyncio, pathlib, sys
+import wtflow
+from wtflow.executors.pyfunc import PyFuncExecutor
+
+VERSION = 1
+
+def version():
+    print("version", VERSION)
+
+class Kept(PyFuncExecutor):
+    async def aclose(self):
+        pass  # kept for the next run, as a worker keeps it
+
+async def twice(executor):
+    for _ in range(2):
+        wf = wtflow.Workflow("wf", wtflow.Node("n", executable=wtflow.PyFunc(version)))
+        await wtflow.Engine(wf, observers=[], executor=executor).run_async()
+        here = pathlib.Path(__file__)
+        here.write_text(here.read_text().replace("VERSION = 1", "VERSION = 2"))
+    await PyFuncExecutor.aclose(executor)
+
+if __name__ == "__main__":
+    asyncio.run(twice(Kept(serve_main=sys.argv[1] == "yes")))
+"""
+
+
+@pytest.mark.parametrize(("serve_main", "seen"), [("yes", "version 1\nversion 1\n"), ("no", "version 1\nversion 2\n")])
+def test_an_executor_that_outlives_a_run_can_start_main_functions_from_the_script_as_it_is_now(
+    tmp_path: Path, serve_main: str, seen: str
+) -> None:
+    """As a Dask worker's does (serve_main=False): its fork server would keep the script it loaded first."""
+    script = tmp_path / "flow.py"
+    script.write_text(EDITED_BETWEEN_RUNS)
+    env = {**os.environ, "WTFLOW_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "WTFLOW_DB_URL": ""}
+    done = subprocess.run(
+        [sys.executable, str(script), serve_main], capture_output=True, text=True, cwd=tmp_path, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    printed = b"".join(path.read_bytes() for path in sorted((tmp_path / "artifacts").glob("*/n/stdout.log")))
+    assert printed.decode() == seen
 
 
 def test_functions_of_a_main_module_run_with_dash_m_work(tmp_path: Path) -> None:

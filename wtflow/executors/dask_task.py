@@ -143,7 +143,8 @@ def _executor(assignment: Assignment) -> Executor:
             from wtflow.executors.pyfunc import PyFuncExecutor
 
             path = [*assignment.sys_path, *(entry for entry in sys.path if entry not in assignment.sys_path)]
-            found = PyFuncExecutor(sys_path=path)
+            # Kept for later runs: a function of a runner's __main__ starts afresh, with the script as it is now.
+            found = PyFuncExecutor(sys_path=path, serve_main=False)
         executors[key] = found
     return found
 

@@ -127,7 +127,10 @@ class PyFuncExecutor(BaseExecutor):
     ``python -u pychild.py`` that reads the job on stdin. ``import_limit`` bounds the time a node
     with a timeout may take before its function is called (see the module's docstring).
     ``sys_path`` is where the processes find the functions' modules: this process's ``sys.path``
-    unless given (a cluster's worker gives the runner's).
+    unless given (a cluster's worker gives the runner's). ``serve_main=False`` starts a function
+    defined in the parent's ``__main__`` in a fresh interpreter, never from a fork server that
+    loaded that script earlier: an executor that outlives a run (a worker's) would otherwise
+    run the script, and what it imports, as they were when it first loaded them.
     """
 
     def __init__(
@@ -136,8 +139,10 @@ class PyFuncExecutor(BaseExecutor):
         fork_server: bool = hasattr(os, "fork"),
         import_limit: float = IMPORT_LIMIT,
         sys_path: Sequence[str] | None = None,
+        serve_main: bool = True,
     ) -> None:
         self._use_fork_server = fork_server
+        self._serve_main = serve_main
         self._import_limit = import_limit
         self._sys_path = list(sys_path) if sys_path is not None else None
         self._server: ForkServer | None = None
@@ -237,7 +242,7 @@ class PyFuncExecutor(BaseExecutor):
 
     async def _fork_server(self, main: dict[str, str]) -> ForkServer | None:
         """The run's fork server, started on first use; ``None`` if it cannot serve this job."""
-        if not self._use_fork_server:
+        if not self._use_fork_server or (main and not self._serve_main):
             return None
         async with self._starting:
             if self._server is None:
