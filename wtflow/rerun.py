@@ -129,11 +129,14 @@ def _node_dir(record: NodeRecord) -> Path | None:
     return record.artifacts[0].path.parent.parent if record.artifacts else None
 
 
-def earlier_run(url: str | None, run_id: str, workflow: str) -> RunRecord:
+def earlier_run(url: str | None, run_id: str, workflow: str, workflow_dir: str | None = None) -> RunRecord:
     """The run ``run_id`` names among the run history at ``url``, which must be a run of ``workflow``.
 
-    :class:`UsageError` when there is no history, no such run, it is a run of another
-    workflow, or it is still running; ``latest`` and ``latest~N`` count this workflow's runs only.
+    With ``workflow_dir`` (the directory of the workflow's file), a run of a workflow of the same
+    name elsewhere (another project sharing the database) is another workflow's: only runs
+    from there, or from before wtflow recorded it, count. :class:`UsageError` when there is no
+    history, no such run, it is a run of another workflow, or it is still running; ``latest``
+    and ``latest~N`` count this workflow's runs only.
     """
     if not url:
         raise UsageError("--rerun-failed reads the earlier run from the run history: set --db-url or WTFLOW_DB_URL")
@@ -141,7 +144,7 @@ def earlier_run(url: str | None, run_id: str, workflow: str) -> RunRecord:
 
     engine = open_history(url)  # runs whose owner died are marked crashed first: a running one is alive
     try:
-        found = _find_run(engine, run_id, workflow)
+        found = _find_run(engine, run_id, workflow, workflow_dir)
     finally:
         engine.dispose()
     if found.status == RunStatus.RUNNING:
@@ -152,20 +155,25 @@ def earlier_run(url: str | None, run_id: str, workflow: str) -> RunRecord:
     return found
 
 
-def _find_run(engine: Engine, run_id: str, workflow: str) -> RunRecord:
+def _find_run(engine: Engine, run_id: str, workflow: str, workflow_dir: str | None) -> RunRecord:
     from wtflow.db.history import counts_back, get_run, list_runs
 
     if counts_back(run_id):  # among this workflow's runs, as `wtflow runs show --workflow` counts
-        if run_id == "latest" and not list_runs(engine, workflow=workflow, limit=1):
+        if run_id == "latest" and not list_runs(engine, workflow=workflow, workflow_dir=workflow_dir, limit=1):
             raise UsageError(
                 f"no earlier run of workflow {workflow!r} in the run history: nothing failed to rerun; "
                 "run it without --rerun-failed"
             )
-        return get_run(engine, run_id, workflow=workflow)
+        return get_run(engine, run_id, workflow=workflow, workflow_dir=workflow_dir)
     try:
-        return get_run(engine, run_id, workflow=workflow)
+        return get_run(engine, run_id, workflow=workflow, workflow_dir=workflow_dir)
     except UsageError:
         other = get_run(engine, run_id)  # unknown or ambiguous anywhere: that error, naming run_id
+        if other.workflow == workflow:
+            raise UsageError(
+                f"run {other.id} is a run of workflow {workflow!r} in {other.workflow_dir}, not of the one in "
+                f"{workflow_dir}: --rerun-failed reruns a run of the same workflow file"
+            ) from None
         raise UsageError(
             f"run {other.id} is a run of workflow {other.workflow!r}, not of {workflow!r}: "
             "--rerun-failed reruns a run of the same workflow"

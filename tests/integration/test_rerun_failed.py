@@ -572,3 +572,31 @@ def test_a_cached_node_below_a_reused_one_never_hits_an_entry_another_version_of
     assert rerun.exit_code == 0, rerun.stderr
     assert "seen v2" in rerun.stdout
     assert "seen v1" not in rerun.stdout
+
+
+def test_a_workflow_of_the_same_name_in_another_project_sharing_the_database_is_another_workflow(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two checkouts, one team database, a workflow named 'ci' in each: a rerun takes its own project's run."""
+    url = f"sqlite:///{workdir / 'team.db'}"
+    ran: dict[str, str] = {}
+    for project in ("a", "b"):
+        (workdir / project).mkdir()
+        (workdir / project / "wtflow.yml").write_text(
+            f"name: ci\nroot: {{name: ci, children: [{{name: build, command: 'echo {project}'}},"
+            " {name: test, command: 'test -e fixed'}]}\n"
+        )
+    for project in ("b", "a"):  # a's run is the newest
+        monkeypatch.chdir(workdir / project)
+        assert wtflow(url, "run").exit_code == 1
+        ran[project] = run_ids(workdir / project)[-1]
+    result = cli("run", "--rerun-failed", "--dry-run", "--db-url", url)  # in a
+    assert f"rerun of the failed nodes of run {ran['a']}:" in result.stdout
+    monkeypatch.chdir(workdir / "b")
+    result = cli("run", "--rerun-failed", "--dry-run", "--db-url", url)
+    assert f"rerun of the failed nodes of run {ran['b']}:" in result.stdout
+    refused(
+        cli("run", f"--rerun-failed={ran['a']}", "--db-url", url),
+        f"run {ran['a']} is a run of workflow 'ci' in {(workdir / 'a').resolve()}, not of the one in "
+        f"{(workdir / 'b').resolve()}: --rerun-failed reruns a run of the same workflow file",
+    )

@@ -136,7 +136,7 @@ def test_nodes_changing_after_their_start_was_written_have_their_rows_updated(da
 
 
 def opened(run_id: str, workflow: str, started: datetime, nodes: tuple[str, ...]) -> RunOpenedRow:
-    return ("opened", run_id, workflow, to_micros(started), "elsewhere", os.getpid(), nodes)
+    return ("opened", run_id, workflow, to_micros(started), "elsewhere", os.getpid(), nodes, None)
 
 
 def node_rows(engine: Engine) -> list[Row[Any]]:

@@ -80,6 +80,7 @@ class RunRecord:
     pid: int
     heartbeat_at: datetime | None
     error: str | None
+    workflow_dir: str | None = None  # the directory of its workflow's file
     nodes: list[NodeRecord] = field(default_factory=list)
 
 
@@ -108,26 +109,30 @@ def _run(row: Any) -> RunRecord:
 
 
 def list_runs(
-    engine: Engine, *, workflow: str | None = None, status: str | None = None, limit: int = 20
+    engine: Engine,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+    workflow_dir: str | None = None,
 ) -> list[RunRecord]:
-    """The newest runs first, filtered by workflow and status."""
-    query = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
-    if workflow is not None:
-        query = query.where(runs.c.workflow == workflow)
+    """The newest runs first, filtered by workflow and status (and the workflow's directory, see :func:`get_run`)."""
+    query = _scope(workflow, workflow_dir).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
     if status is not None:
         query = query.where(runs.c.status == status)
     with engine.connect() as connection:
         return [_run(row) for row in connection.execute(query)]
 
 
-def get_run(engine: Engine, run_id: str, *, workflow: str | None = None) -> RunRecord:
+def get_run(engine: Engine, run_id: str, *, workflow: str | None = None, workflow_dir: str | None = None) -> RunRecord:
     """The run ``run_id`` names (see the module's docstring), with its nodes, their artifacts and outputs.
 
-    ``workflow`` looks among that workflow's runs only. :class:`UsageError` naming the
-    candidates if ``run_id`` names no run, or several.
+    ``workflow`` looks among that workflow's runs only; with ``workflow_dir``, among those whose
+    workflow file was in that directory (or not recorded: runs from before wtflow kept it).
+    :class:`UsageError` naming the candidates if ``run_id`` names no run, or several.
     """
     with engine.connect() as connection:
-        run = _run(_find(connection, run_id, workflow))
+        run = _run(_find(connection, run_id, workflow, workflow_dir))
         run.nodes.extend(_nodes(connection, run.id))
     return run
 
@@ -143,10 +148,21 @@ def counts_back(run_id: str) -> bool:
     return _LATEST.fullmatch(run_id) is not None
 
 
-def _find(connection: Connection, run_id: str, workflow: str | None) -> Any:
-    scope = select(runs) if workflow is None else select(runs).where(runs.c.workflow == workflow)
+def _scope(workflow: str | None, workflow_dir: str | None) -> Select[Any]:
+    scope = select(runs)
+    if workflow is not None:
+        scope = scope.where(runs.c.workflow == workflow)
+    if workflow_dir is not None:
+        scope = scope.where(or_(runs.c.workflow_dir == workflow_dir, runs.c.workflow_dir.is_(None)))
+    return scope
+
+
+def _find(connection: Connection, run_id: str, workflow: str | None, workflow_dir: str | None = None) -> Any:
+    scope = _scope(workflow, workflow_dir)
     newest_first = (runs.c.started_at.desc(), runs.c.id.desc())
     among = "" if workflow is None else f" of workflow {workflow!r}"
+    if workflow_dir is not None:
+        among += f" in {workflow_dir}"
     listing = "`wtflow runs list`" if workflow is None else f"`wtflow runs list --workflow {workflow}`"
     latest = _LATEST.fullmatch(run_id)
     if latest is not None:

@@ -19,6 +19,7 @@ RunOpenedRow = tuple[
     str,  # host
     int,  # pid
     tuple[str, ...],  # the workflow's nodes, in order
+    str | None,  # the directory of the workflow's file, resolved
 ]
 NodeStartedRow = tuple[Literal["started"], str, str, int, int]  # node, path, attempt, started_at
 NodeFinishedRow = tuple[

@@ -39,7 +39,8 @@ def message(event: Event) -> Message | None:
     if isinstance(event, RunStarted):
         workflow = event.workflow
         started = to_micros(event.started_at)
-        return ("opened", event.run_id, workflow.name, started, event.host, event.pid, tuple(workflow.nodes))
+        place = str(workflow.base_dir.resolve()) if workflow.base_dir is not None else None
+        return ("opened", event.run_id, workflow.name, started, event.host, event.pid, tuple(workflow.nodes), place)
     if isinstance(event, RunFinished):
         finished = to_micros(event.finished_at)
         return ("closed", event.run_id, str(event.status), event.exit_code, finished, event.error)

@@ -33,7 +33,7 @@ from wtflow.errors import BackendUnavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions (a test checks they agree): known without Alembic.
-HEAD = "0004"
+HEAD = "0005"
 # PostgreSQL serialises processes creating or migrating the schema with this advisory lock.
 LOCK_KEY = 0x777466  # "wtf"
 # The table Alembic keeps its revision in, as Alembic itself creates it: a new database is

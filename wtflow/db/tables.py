@@ -73,6 +73,9 @@ runs = Table(
     Column("pid", Integer, nullable=False),
     Column("heartbeat_at", UTCDateTime),
     Column("error", Text),
+    # The directory of the workflow's file, resolved (none for a workflow built in Python): two
+    # projects sharing a database may each have a workflow of the same name.
+    Column("workflow_dir", Text),
 )
 """One run of a workflow."""
 

@@ -212,7 +212,7 @@ class RowWriter:
         new_runs, run_changes, node_changes = changes.new_runs, changes.run_changes, changes.node_changes
         for message in messages:
             if message[0] == "opened":
-                _, run_id, workflow, started_at, host, pid, nodes = message
+                _, run_id, workflow, started_at, host, pid, nodes, workflow_dir = message
                 self._positions = {name: index for index, name in enumerate(nodes)}
                 self._run_id = run_id
                 started = from_micros(started_at)
@@ -225,6 +225,7 @@ class RowWriter:
                         "host": host,
                         "pid": pid,
                         "heartbeat_at": started,
+                        "workflow_dir": workflow_dir,
                     }
                 )
             elif message[0] == "started":
