@@ -15,7 +15,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -221,3 +221,25 @@ def test_a_stray_hello_announcing_more_than_a_hello_holds_is_closed_unread(tmp_p
             await cluster.aclose()
 
     assert asyncio.run(stray()) == b""
+
+
+class _Recording(_Client):
+    """Runs attempts as _Client does, noting the task keys and the attempts' tokens."""
+
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def map(self, function: Callable[..., Any], assignments: list[Assignment], **options: Any) -> list[_Future]:
+        self.seen.extend(zip(options["key"], [assignment.token for assignment in assignments], strict=True))
+        return super().map(function, assignments, **options)
+
+
+def test_a_task_key_shows_no_part_of_its_attempts_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys show on the cluster's dashboard; a token admits whoever holds it to the attempt's stream."""
+    monkeypatch.setattr(_Recording, "seen", [])
+    monkeypatch.setattr(_StandInCluster, "client", lambda self: _Recording())
+    engine = _run(tmp_path, Node("n", Command("true")))
+    assert engine.result is not None
+    assert engine.result["n"].status == "succeeded"
+    [(key, token)] = _Recording.seen
+    assert key.startswith("wtflow-n-")
+    assert not any(token[start : start + 6] in key for start in range(len(token) - 5))

@@ -260,7 +260,8 @@ class DaskExecutor(BaseExecutor):
                 futures = self._client.map(
                     run_node,
                     [assignment for assignment, _ in attempts],
-                    key=[f"wtflow-{assignment.job.node}-{assignment.token[:12]}" for assignment, _ in attempts],
+                    # Keys show on the cluster's dashboard: a random id of their own, never part of the token.
+                    key=[f"wtflow-{assignment.job.node}-{secrets.token_hex(6)}" for assignment, _ in attempts],
                     resources=dict(group) or None,
                     pure=False,
                 )
