@@ -129,10 +129,10 @@ def _node_dir(record: NodeRecord) -> Path | None:
     return record.artifacts[0].path.parent.parent if record.artifacts else None
 
 
-def earlier_run(url: str | None, run_id: str, workflow: str, workflow_dir: str | None = None) -> RunRecord:
+def earlier_run(url: str | None, run_id: str, workflow: str, base_dir: Path | None = None) -> RunRecord:
     """The run ``run_id`` names among the run history at ``url``, which must be a run of ``workflow``.
 
-    With ``workflow_dir`` (the directory of the workflow's file), a run of a workflow of the same
+    With ``base_dir`` (the directory of the workflow's file), a run of a workflow of the same
     name elsewhere (another project sharing the database) is another workflow's: only runs
     from there, or from before wtflow recorded it, count. :class:`UsageError` when there is no
     history, no such run, it is a run of another workflow, or it is still running; ``latest``
@@ -141,10 +141,11 @@ def earlier_run(url: str | None, run_id: str, workflow: str, workflow_dir: str |
     if not url:
         raise UsageError("--rerun-failed reads the earlier run from the run history: set --db-url or WTFLOW_DB_URL")
     from wtflow.db.history import open_history
+    from wtflow.db.messages import workflow_dir
 
     engine = open_history(url)  # runs whose owner died are marked crashed first: a running one is alive
     try:
-        found = _find_run(engine, run_id, workflow, workflow_dir)
+        found = _find_run(engine, run_id, workflow, workflow_dir(base_dir))
     finally:
         engine.dispose()
     if found.status == RunStatus.RUNNING:

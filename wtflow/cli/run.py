@@ -243,8 +243,7 @@ def _rerun_plan(workflow: Any, config: Config, app: App, run_id: str) -> Plan:
     if config.db.url:
         app.prepare_state_dir(config)  # reading the history opens (and may create) the database
     try:
-        place = str(workflow.base_dir.resolve()) if workflow.base_dir is not None else None
-        earlier = rerun.earlier_run(config.db.url, run_id, workflow.name, place)
+        earlier = rerun.earlier_run(config.db.url, run_id, workflow.name, workflow.base_dir)
     except UsageError as exc:
         if run_id != "latest" and Path(run_id).exists():  # `--rerun-failed ci.yml` took the file for a run id
             raise UsageError(f"{exc}; a bare --rerun-failed goes after the workflow file") from None

@@ -9,6 +9,7 @@ recorder imports it, and the runner does not import SQLAlchemy.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 RunOpenedRow = tuple[
@@ -21,6 +22,13 @@ RunOpenedRow = tuple[
     tuple[str, ...],  # the workflow's nodes, in order
     str | None,  # the directory of the workflow's file, resolved
 ]
+
+
+def workflow_dir(base_dir: Path | None) -> str | None:
+    """The directory of a workflow's file as its runs record it, and as a rerun looks for them: resolved."""
+    return str(base_dir.resolve()) if base_dir is not None else None
+
+
 NodeStartedRow = tuple[Literal["started"], str, str, int, int]  # node, path, attempt, started_at
 NodeFinishedRow = tuple[
     Literal["finished"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from wtflow.db.messages import Message, to_micros
+from wtflow.db.messages import Message, to_micros, workflow_dir
 from wtflow.db.writer_process import WriterProcess
 from wtflow.events import BaseObserver, Event, NodeFinished, NodeStarted, RunFinished, RunStarted
 
@@ -39,7 +39,7 @@ def message(event: Event) -> Message | None:
     if isinstance(event, RunStarted):
         workflow = event.workflow
         started = to_micros(event.started_at)
-        place = str(workflow.base_dir.resolve()) if workflow.base_dir is not None else None
+        place = workflow_dir(workflow.base_dir)
         return ("opened", event.run_id, workflow.name, started, event.host, event.pid, tuple(workflow.nodes), place)
     if isinstance(event, RunFinished):
         finished = to_micros(event.finished_at)
