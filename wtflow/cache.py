@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
+import functools
 import glob
 import json
 import os
@@ -37,7 +39,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,14 +104,36 @@ def expand_sources(cwd: Path, patterns: Sequence[str], *, limit: int | None = No
             continue  # "." is the directory itself
         if parts[-1] == "**":
             parts.append("*")
-        # glob.iglob with root_dir and strings, not Path.glob: a node's sources are found on every check.
-        for match in glob.iglob("/".join(parts), root_dir=root, recursive=True, include_hidden=True):
+        for match, is_file in _matches(root, parts):
             matched += 1
             if limit is not None and matched > limit:
                 raise MustRead(root)  # many matches: a walk for a thread, not for a quick check
-            if os.path.isfile(os.path.join(root, match)):  # noqa: PTH113, PTH118
-                found.add(match.replace(os.sep, "/"))
+            if is_file():
+                found.add(match)
     return sorted(found)
+
+
+def _matches(root: str, parts: list[str]) -> Iterator[tuple[str, Callable[[], bool]]]:
+    """What the glob ``parts`` matches in ``root``: relative POSIX paths, each with a test "is it a file?".
+
+    A glob with wildcards in its last part only (``src/*.c``, the usual sources) is one directory
+    listed and matched by :mod:`fnmatch`, whose entries know their type without a stat; any other
+    goes to :func:`glob.iglob` (with ``root_dir`` and strings, not ``Path.glob``: this runs on
+    every check). Both match hidden names, and an unreadable or missing directory matches nothing.
+    """
+    *folders, last = parts
+    if glob.has_magic(last) and not any(glob.has_magic(part) for part in folders):
+        prefix = "".join(f"{part}/" for part in folders)
+        try:
+            with os.scandir(os.path.join(root, *folders)) as listing:  # noqa: PTH118
+                entries = [entry for entry in listing if fnmatch.fnmatch(entry.name, last)]
+        except OSError:
+            return
+        for entry in entries:
+            yield prefix + entry.name, entry.is_file
+        return
+    for match in glob.iglob("/".join(parts), root_dir=root, recursive=True, include_hidden=True):
+        yield match.replace(os.sep, "/"), functools.partial(os.path.isfile, os.path.join(root, match))  # noqa: PTH118
 
 
 def _open_regular(path: str | Path) -> tuple[IO[bytes], os.stat_result]:
@@ -362,15 +386,25 @@ def _copy(source: str | Path, target: Path) -> Blob:
     return Blob(size, hasher.hexdigest(), stat.S_IMODE(found.st_mode))
 
 
-def _file_matches(path: Path, blob: Blob, digest: Digest, *, quick: bool) -> bool:
-    """Whether ``path`` is a regular file (not a link) holding exactly what ``blob`` describes."""
+def _holds(path: Path, blob: Blob, digest: Digest, *, quick: bool) -> bool:
+    """Whether ``path``, a regular file of ``blob``'s size, holds what ``blob`` describes (``False`` if unreadable)."""
+    if not blob.size:
+        return True  # every empty file holds it: nothing to read
     try:
-        found = os.lstat(path)
-        if not stat.S_ISREG(found.st_mode) or found.st_size != blob.size:
-            return False
         return digest(path, quick=quick).hex() == blob.digest
     except OSError:
         return False
+
+
+def _matching(path: Path, blob: Blob, digest: Digest, *, quick: bool) -> os.stat_result | None:
+    """The lstat of ``path`` if it is a regular file (not a link) holding exactly what ``blob`` describes."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(found.st_mode) and found.st_size == blob.size and _holds(path, blob, digest, quick=quick):
+        return found
+    return None
 
 
 def _digest_file(path: str | os.PathLike[str], *, quick: bool = False) -> bytes:
@@ -522,7 +556,7 @@ class CacheStore:
                 raise _BadEntry(f"{name} is not a regular file")
             if found.st_size != blob.size:
                 raise _BadEntry(f"{name} holds {found.st_size} bytes, not {blob.size} (truncated or altered)")
-            if check_content and not _file_matches(path, blob, self._digest, quick=quick):
+            if check_content and not _holds(path, blob, self._digest, quick=quick):
                 raise _BadEntry(f"the content of {name} differs from what was stored (corrupt or altered)")
             size += blob.size
         return Entry(
@@ -670,8 +704,8 @@ class CacheStore:
         for rel in entry.files:
             blob = entry.blobs[f"files/{rel}"]
             target = cwd / rel
-            matches = _file_matches(target, blob, self._digest, quick=quick)
-            if matches and stat.S_IMODE(target.lstat().st_mode) == blob.mode & 0o777:
+            matches = _matching(target, blob, self._digest, quick=quick)
+            if matches is not None and stat.S_IMODE(matches.st_mode) == blob.mode & 0o777:
                 continue  # nothing to write: where it lies does not matter
             base = base or cwd.resolve()
             # resolve() follows every link on the way, existing or not yet: where the file would really land.
@@ -679,7 +713,7 @@ class CacheStore:
                 raise OSError(errno.EXDEV, f"{rel} would be written outside the working directory {cwd}", str(target))
             if quick:
                 raise MustRead(str(target))
-            if matches:
+            if matches is not None:
                 target.chmod(blob.mode & 0o777)
                 restored.append(rel)
                 continue

@@ -595,7 +595,8 @@ def _write_logs(
         read = shown = 0
         for stream, cap in zip(streams, log_caps(sizes, budget=limit), strict=True):
             try:
-                data, cut = _tail(stream.path, cap, masker)
+                # Most streams of most runs are empty: nothing to open for those.
+                data, cut = _tail(stream.path, cap, masker) if stream.size else (b"", 0)
             except OSError:
                 continue
             text = _plain_script(data)
@@ -614,7 +615,11 @@ def _write_logs(
 
 
 def _href(path: Path, base: Path) -> str:
-    return quote(os.path.relpath(path, base).replace(os.sep, "/"))
+    """The link to ``path`` from a page in ``base`` (an absolute directory)."""
+    text, prefix = str(path), f"{base}{os.sep}"
+    # Most files are below the page (its run's directory): no walk of both paths for those.
+    relative = text[len(prefix) :] if text.startswith(prefix) else os.path.relpath(path, base)
+    return quote(relative.replace(os.sep, "/"))
 
 
 def _round(value: float | None) -> float | None:
@@ -672,7 +677,7 @@ def report_data(
                 for attempt in node.tries
             ],
             "artifacts": [
-                [mask(label), _href(path, out_dir), size, path.is_dir()]
+                [mask(label), _href(path, out_dir), size, label not in STREAMS and path.is_dir()]
                 for label, (path, size) in node.artifacts.items()
             ]
             + [[label, _href(path, out_dir), None, False] for label, path in _attempt_files(node)],

@@ -96,6 +96,19 @@ def test_sources_include_hidden_files(tmp_path: Path) -> None:
     assert expand_sources(tmp_path, ["*"]) == [".env"]
 
 
+@pytest.mark.parametrize(
+    "pattern",
+    ["*.txt", "src/*.c", "src/[ab]*", "src/?.c", "src/.*", "src/*", "src/a.c", "src/none/*.c", "*/*.c", "src/**/*.c"],
+)
+def test_sources_are_what_pathlib_globbing_matches_that_is_a_file(tmp_path: Path, pattern: str) -> None:
+    for name in ("a.txt", "src/a.c", "src/b.c", "src/.hidden.c", "src/c.h", "src/deep/d.c", "lib/e.c"):
+        write(tmp_path / name)
+    (tmp_path / "src" / "dir.c").mkdir()
+    (tmp_path / "src" / "link.c").symlink_to(tmp_path / "src" / "a.c")
+    expected = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.glob(pattern) if path.is_file())
+    assert expand_sources(tmp_path, [pattern]) == expected
+
+
 def test_sources_relative_to_a_relative_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "src" / "a.py")
