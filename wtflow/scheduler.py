@@ -11,7 +11,10 @@ all of that succeeded, and otherwise ends ``skipped``. Failure policy:
   lets the nodes after a failed one run as if it had succeeded (the run still fails);
 - an expansion of a matrix with ``fail_fast`` cancels the other expansions when it fails;
   without, they go on and the matrix's failures count when it ends;
-- a node with ``continue_on_error`` may fail without failing or stopping the run.
+- a node with ``continue_on_error`` may fail without failing or stopping the run;
+- a node that takes an earlier run's result (``reuse``) is taken even after the run stopped,
+  with the groups above it: taking it is not work, and a run that dropped it would have the
+  next ``--rerun-failed`` run it again.
 """
 
 from __future__ import annotations
@@ -138,6 +141,10 @@ class Scheduler:
         self._vars = dict(variables if variables is not None else workflow.vars)
         self._cache = cache
         self._reuse = dict(reuse or {})
+        # What a stop leaves alone: the reused nodes, and the groups they are in, which they need started.
+        self._outlast_stop = {
+            above.name for name in self._reuse for above in _ancestors(workflow, workflow.nodes[name])
+        } | self._reuse.keys()
         self._slots = asyncio.Semaphore(max_parallel)
         self.states = {name: NodeState(node, workflow.path(name)) for name, node in workflow.nodes.items()}
         self._needs = _Needs(self.states)
@@ -254,7 +261,9 @@ class Scheduler:
                 failed = True
             succeeded = succeeded and seen == conditions.SUCCESS
             failed = failed or seen == conditions.FAILURE or (seen == conditions.SKIPPED and dep.upstream_failed)
-        stopped = self.stopping or (gate is not node and gate.name in self._stopped_matrices)
+        stopped = (self.stopping or (gate is not node and gate.name in self._stopped_matrices)) and (
+            node.name not in self._outlast_stop
+        )
         state.upstream_failed = failed
         status = {"success": succeeded and not stopped, "failure": failed, "cancelled": stopped}
         if node.condition is None:
@@ -362,7 +371,9 @@ class Scheduler:
         if self.stopping:
             return
         self.stopping = True
-        self._cancel([name for name in self._tasks if not _survives_stop(self.states[name].node)])
+        self._cancel(
+            [name for name in self._tasks if name not in self._reuse and not _survives_stop(self.states[name].node)]
+        )
 
     def interrupt(self) -> None:
         """Stop the run for a signal: as :meth:`stop`, and nodes still started get the kill grace as their limit."""
@@ -741,6 +752,13 @@ def _close_checked(checking: asyncio.Future[tuple[str, Earlier | None, list[Bina
         files = checking.result()[2]
         if files is not None:
             close_files(files)
+
+
+def _ancestors(workflow: Workflow, node: Node) -> Iterator[Node]:
+    parent = workflow.parents[node.name]
+    while parent is not None:
+        yield parent
+        parent = workflow.parents[parent.name]
 
 
 def _survives_stop(node: Node) -> bool:

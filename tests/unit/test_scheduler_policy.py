@@ -26,10 +26,11 @@ from wtflow import (
     Workflow,
 )
 from wtflow.artifacts import FileStore, OutputWriter
-from wtflow.events import NodeFinished, NodeOutput, NodeRetrying, NodeStarted, RunStarted
+from wtflow.events import Event, NodeFinished, NodeOutput, NodeRetrying, NodeStarted, RunStarted
 from wtflow.executors.base import Job, Outcome, OutputSink
 from wtflow.executors.fake import FakeExecutor, Step
 from wtflow.masking import Masker
+from wtflow.reuse import Earlier
 
 SAFETY = 10  # seconds: only to turn a scheduling bug into a failure instead of a hang
 SECRET = "hunter2-secret"
@@ -366,3 +367,48 @@ def test_node_tasks_are_named_for_their_node(tmp_path: Path, event_log: EventLog
 
     run(make_engine(tmp_path, cmd("a"), Recording(), event_log))
     assert names == ["wtflow node a"]
+
+
+def reused_from(run_id: str) -> Earlier:
+    return Earlier(NodeStatus.REUSED, run_id, stdout=None, stderr=None, result=None, replay=False)
+
+
+def stops_then_reaches(tmp_path: Path, event_log: EventLog, late: Node, reused: str) -> Engine:
+    """A run where ``bad`` fails and stops the run; ``slow`` (``always()``) ends after it, then ``late`` is reached.
+
+    The node ``reused`` takes an earlier run's result.
+    """
+    bad_ended = asyncio.Event()
+    root = Node(
+        "root",
+        parallel=True,
+        children=[cmd("bad"), cmd("slow", condition="${{ always() }}"), late],
+    )
+    fake = FakeExecutor({"bad": Step(exit_code=1), "slow": Step(gate=bad_ended)})
+
+    class OpensTheGate(EventLog):
+        def notify(self, event: Event) -> None:
+            if isinstance(event, NodeFinished) and event.node == "bad":
+                bad_ended.set()
+
+    config = Config(storage=StorageConfig(artifacts_dir=tmp_path))
+    workflow = Workflow(name="wf", root=root)
+    reuse = {reused: reused_from("earlier-run")}
+    return Engine(workflow, config, observers=[event_log, OpensTheGate()], executor=fake, reuse=reuse)
+
+
+def test_a_reused_node_reached_after_the_run_stopped_is_still_taken(tmp_path: Path, event_log: EventLog) -> None:
+    engine = stops_then_reaches(tmp_path, event_log, cmd("late", needs=["slow"]), "late")
+    assert run(engine) == 1
+    assert statuses(engine)["late"] is NodeStatus.REUSED
+    assert finished(event_log, "late").reused_from == "earlier-run"
+
+
+def test_a_group_holding_a_reused_node_starts_after_the_run_stopped_and_its_other_nodes_do_not(
+    tmp_path: Path, event_log: EventLog
+) -> None:
+    late = Node("late", needs=["slow"], children=[cmd("inner"), cmd("fresh")], parallel=True)
+    engine = stops_then_reaches(tmp_path, event_log, late, "inner")
+    assert run(engine) == 1
+    found = statuses(engine)
+    assert (found["inner"], found["fresh"]) == (NodeStatus.REUSED, NodeStatus.SKIPPED)
