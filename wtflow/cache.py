@@ -67,6 +67,8 @@ RACY_NS = 2_000_000_000
 _MAX_STAT_RECORDS = 200_000  # past this, the state file keeps only the files asked about in this run
 _MAX_MANIFEST = 16 << 20  # bytes: far beyond any real manifest; a larger one is not read, the entry is bad
 _KEY = re.compile(r"[0-9a-f]{8,128}")
+# Errors of the machine's limits, not of the file read: an error to report, never a corrupt entry.
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -392,7 +394,9 @@ def _holds(path: Path, blob: Blob, digest: Digest, *, quick: bool) -> bool:
         return True  # every empty file holds it: nothing to read
     try:
         return digest(path, quick=quick).hex() == blob.digest
-    except OSError:
+    except OSError as exc:
+        if exc.errno in _EXHAUSTED:
+            raise
         return False
 
 
@@ -521,6 +525,8 @@ class CacheStore:
                 raise _Missing from None
             raise _BadEntry("its manifest is missing (an incomplete copy?)") from None
         except OSError as exc:
+            if exc.errno in _EXHAUSTED:
+                raise
             raise _BadEntry(f"its manifest cannot be read: {exc.strerror or exc}") from None
         try:
             manifest = msgspec.json.decode(raw, type=_Manifest)

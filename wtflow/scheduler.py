@@ -542,6 +542,8 @@ class Scheduler:
         try:
             return await self._check_cache(state, job, self._cache)
         except (OSError, ValueError) as exc:  # a source file that cannot be read, a bad pattern
+            if isinstance(exc, OSError) and exc.errno in {errno.EMFILE, errno.ENFILE}:
+                return Outcome(exit_code=None, error=f"cannot check the cache: {open_files_advice(exc.errno)}"), None
             return Outcome(exit_code=None, error=f"{exc.strerror if isinstance(exc, OSError) else exc}"), None
 
     async def _check_cache(

@@ -506,6 +506,19 @@ def test_a_file_altered_in_place_makes_the_entry_a_miss(store: CacheStore, node:
     assert "differs" in store.warnings[0]
 
 
+def test_running_out_of_open_files_while_checking_an_entry_is_an_error_not_a_corrupt_entry(
+    tmp_path: Path, node: Node
+) -> None:
+    def no_files_left(path: str | os.PathLike[str], *, quick: bool = False) -> bytes:
+        raise OSError(errno.EMFILE, "Too many open files", os.fspath(path))
+
+    node.put(CacheStore(tmp_path / "cache"), key(1))
+    store = CacheStore(tmp_path / "cache", no_files_left)
+    with pytest.raises(OSError, match="Too many open files"):
+        store.get(key(1))
+    assert store.warnings == []
+
+
 def test_with_a_source_hasher_a_hit_reads_no_entry_file_whose_stat_is_unchanged(
     tmp_path: Path, node: Node, reads: list[str]
 ) -> None:
