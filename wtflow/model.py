@@ -292,17 +292,35 @@ ENV_VALUE_CONTEXTS = expressions.CONTEXTS - {"env"}
 WORKFLOW_ENV_CONTEXTS = frozenset({"vars", "wtflow"})
 
 
+class _Cycle(Exception):
+    """A list or dict met again inside itself, at ``path``."""
+
+    def __init__(self, path: tuple[str | int, ...]) -> None:
+        super().__init__(path)
+        self.path = path
+
+
 def _texts(value: Any, path: tuple[str | int, ...], found: list[tuple[tuple[str | int, ...], str]]) -> None:
-    """Collect every text under ``value`` that holds an expression, with its path."""
-    if isinstance(value, str):
-        if expressions.has_expression(value):
-            found.append((path, value))
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _texts(item, (*path, index), found)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _texts(item, (*path, key), found)
+    """Collect every text under ``value`` that holds an expression, with its path, in order.
+
+    A walk with a stack of its own, not recursion: arguments may nest deeper than Python's
+    recursion limit. :class:`_Cycle` for a list or dict that contains itself.
+    """
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
+    inside: dict[int, int] = {}  # id of each list or dict being walked -> the stack's height below its items
+    while stack:
+        item, where = stack.pop()
+        while inside and len(stack) < next(reversed(inside.values())):
+            inside.popitem()  # every item of the innermost container is done: it is left
+        if isinstance(item, str):
+            if expressions.has_expression(item):
+                found.append((where, item))
+        elif isinstance(item, list | tuple | dict):
+            if id(item) in inside:
+                raise _Cycle(where)
+            inside[id(item)] = len(stack)
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend(reversed([(child, (*where, key)) for key, child in children]))
 
 
 @dataclass(frozen=True)
@@ -509,6 +527,18 @@ class Node:
         if executable is None:
             return
         found: list[tuple[tuple[str | int, ...], str]] = []
+        try:
+            self._collect_texts(executable, found)
+        except _Cycle as cycle:
+            raise WorkflowError(
+                f"{field_name(cycle.path)} contains itself: give the node values without cycles",
+                node=self.name,
+                field=cycle.path,
+            ) from None
+        yield from found
+
+    @staticmethod
+    def _collect_texts(executable: Command | PyFunc, found: list[tuple[tuple[str | int, ...], str]]) -> None:
         if isinstance(executable, Command):
             _texts(executable.cmd if isinstance(executable.cmd, str) else list(executable.cmd), ("command",), found)
             if executable.container is not None:
@@ -522,7 +552,6 @@ class Node:
             _texts(executable.timeout, ("timeout",), found)
         if executable.cwd is not None:
             _texts(str(executable.cwd), ("working_directory",), found)
-        yield from found
 
     def references(self) -> Iterator[tuple[tuple[str | int, ...], expressions.Expression]]:
         """Every expression of the node (its condition first), with the key path it stands at."""

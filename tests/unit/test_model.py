@@ -188,3 +188,26 @@ def test_a_matrix_gives_its_placement_to_every_combination() -> None:
     expansions = workflow.nodes["m"].children
     assert [(child.runs_on, child.resources) for child in expansions] == [("dask", {"GPU": 1})] * 2
     assert (workflow.nodes["m"].runs_on, workflow.nodes["m"].resources) == (None, {})
+
+
+def test_a_function_argument_that_contains_itself_is_refused_naming_where() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(WorkflowError, match=r"args\[1\]\.a\[0\] contains itself") as raised:
+        Node("n", executable=PyFunc(noop, args=[1, {"a": loop}]))
+    assert raised.value.node == "n"
+
+
+def test_a_value_shared_by_two_arguments_is_not_a_cycle() -> None:
+    shared = ["${{ vars.a }}"]
+    node = Node("n", executable=PyFunc(noop, args=[shared, shared], kwargs={"k": [shared]}))
+    assert [path for path, _ in node.expression_texts()] == [("args", 0, 0), ("args", 1, 0), ("kwargs", "k", 0, 0)]
+
+
+def test_arguments_nested_deeper_than_pythons_recursion_limit_are_walked() -> None:
+    deep: object = "${{ vars.a }}"
+    for _ in range(5000):
+        deep = [deep]
+    node = Node("n", executable=PyFunc(noop, args=[deep]))
+    ((path, text),) = node.expression_texts()
+    assert (len(path), text) == (5002, "${{ vars.a }}")
