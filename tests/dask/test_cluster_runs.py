@@ -233,6 +233,30 @@ def test_dask_local_starts_a_cluster_of_worker_processes_here(workdir: Path) -> 
     assert b"Traceback" not in process.stderr
 
 
+def test_ctrl_c_in_a_terminal_stops_a_local_cluster_run_without_a_traceback(workdir: Path) -> None:
+    """A terminal's Ctrl-C goes to the whole foreground process group: the runner and its workers."""
+    _write(workdir, "name: c\nnodes:\n  - {name: a, command: 'echo started; sleep 60'}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wtflow", "run", "--dask-local", "1", "--output", "prefixed"],
+        cwd=workdir,
+        env={**os.environ, "WTFLOW_DB_URL": "", "WTFLOW_LOG_FORMAT": "console"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a group of its own, as a terminal's foreground job has
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"[a] started\n"
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
+    assert run_json(workdir)["nodes"]["a"]["status"] == "cancelled"
+
+
 def test_an_unreachable_scheduler_exits_3_naming_it_before_any_node_runs(workdir: Path) -> None:
     _write(
         workdir,

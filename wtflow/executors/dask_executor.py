@@ -126,6 +126,7 @@ class DaskExecutor(BaseExecutor):
                     dashboard_address=":0",  # any free port: the default one may be taken
                     asynchronous=True,
                     silence_logs=logging.ERROR,
+                    preload=["wtflow.executors.dask_local"],  # Ctrl-C is the runner's: see there
                 )
             except Exception as exc:  # noqa: BLE001 - whatever kept it from starting, the run cannot go on
                 raise BackendUnavailable(
