@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -90,3 +92,28 @@ def test_a_worker_killed_mid_node_is_retried_on_another_worker(
     (events,) = (workdir / ".wtflow" / "artifacts").glob("*/events.jsonl")
     retried = [e for e in map(json.loads, events.read_text().splitlines()) if e["event"] == "node_retrying"]
     assert retried[0]["error"].startswith(f"lost worker {killed.address}")
+
+
+def test_a_worker_shut_down_with_sigterm_stops_its_nodes_processes_first(
+    workdir: Path,
+    cluster: Cluster,
+    spare_workers: Callable[[int], list[DaskProcess]],
+    marker: str,
+    started: list[subprocess.Popen[bytes]],
+) -> None:
+    """As systemd, Kubernetes or an autoscaler stop a worker: the node's processes do not outlive it."""
+    (worker,) = spare_workers(1)
+    quiet = "{name: victim, resources: {SPARE: 1}, command: 'echo started; exec sleep 600'}"
+    (workdir / "wtflow.yml").write_text(f"name: t\nenv: {{MARK: {marker}}}\nnodes:\n  - {quiet}\n")
+    process = start_run(workdir, cluster, started, "--output", "interleaved")
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"started\n"
+    assert processes_with(marker)  # the node's sleep, on the worker
+    os.kill(worker.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr.decode()
+    wait_for(lambda: not worker.alive, seconds=30)
+    assert processes_with(marker) == []
+    node = run_json(workdir)["nodes"]["victim"]
+    assert node["status"] == "failed"
+    assert node["error"] == f"worker {worker.address} was shut down while the node ran"

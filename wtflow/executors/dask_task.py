@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,9 @@ from wtflow.model import STDERR, Command, PyFunc
 CONNECT_TIMEOUT = 30.0
 # A shipped file travels in pieces of this many bytes.
 PIECE = 1 << 18
+# Seconds a closing worker gives its nodes after SIGTERM before it kills them: within the 8 s a
+# nanny gives its worker process to close (``dask worker``'s ``close(timeout=10)``).
+CLOSE_GRACE = 5.0
 # The first file the runner makes in a node's directory: seeing it, the worker sees that directory.
 PROBE = "stdout.log"
 
@@ -71,17 +74,23 @@ def run_node(assignment: Assignment) -> str:
     """
     from distributed import get_worker
 
-    worker: str = get_worker().address
-    _node_host().run(_serve(assignment, worker))
+    found = get_worker()
+    worker: str = found.address
+    _node_host(found).run(_serve(assignment, worker))
     return worker
 
 
 class _NodeHost:
-    """A worker process's event loop for nodes, in a daemon thread, with the executors it keeps."""
+    """A worker process's event loop for nodes, in a daemon thread, with the executors it keeps.
+
+    It knows the attempts running on it, to stop them when the worker closes (:meth:`stop_all`).
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.executors: dict[object, Executor] = {}
+        self.attempts: set[asyncio.Task[Outcome]] = set()  # touched on the host's loop only
+        self.closing: str | None = None  # why the worker stops its nodes, once it does
         self._thread = threading.Thread(target=self.loop.run_forever, name="wtflow-nodes", daemon=True)
         self._thread.start()
 
@@ -89,6 +98,23 @@ class _NodeHost:
         """Run ``coroutine`` on the host's loop; return when it has ended."""
         future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         future.result()
+
+    async def stop_all(self, reason: str, grace: float = CLOSE_GRACE) -> None:
+        """Stop every running attempt, as the runner would: SIGTERM, then SIGKILL after ``grace`` seconds.
+
+        Each ends failed with ``reason``. Runs on the host's loop.
+        """
+        self.closing = reason
+        running = list(self.attempts)
+        for attempt in running:
+            attempt.cancel()
+        if not running:
+            return
+        _, lingering = await asyncio.wait(running, timeout=grace)
+        for attempt in lingering:
+            attempt.cancel()  # a second cancellation kills the process group at once
+        if lingering:
+            await asyncio.wait(lingering, timeout=grace)
 
     def close(self) -> None:
         """Close the executors it keeps (a fork server's process and socket), then its loop.
@@ -108,12 +134,33 @@ _host: _NodeHost | None = None
 _host_lock = threading.Lock()
 
 
-def _node_host() -> _NodeHost:
+def _node_host(worker: Any = None) -> _NodeHost:
+    """The worker process's node host, started by its first node, which gives it to ``worker`` to stop at close."""
     global _host  # noqa: PLW0603 - one per worker process, started by its first node
     with _host_lock:
         if _host is None:
             _host = _NodeHost()
+            if worker is not None:
+                # Added on the worker's loop; SIGTERM to a worker (systemd, Kubernetes, an
+                # autoscaler) closes it, and its plugins' teardown with it.
+                worker.loop.add_callback(worker.plugin_add, plugin=_stop_nodes_at_close(_host), name=_PLUGIN)
         return _host
+
+
+_PLUGIN = "wtflow-stop-nodes"
+
+
+def _stop_nodes_at_close(host: _NodeHost) -> Any:
+    """A Dask worker plugin: when the worker closes, ``host``'s nodes stop (their processes would outlive it)."""
+    from distributed import WorkerPlugin
+
+    class StopNodesAtClose(WorkerPlugin):
+        def teardown(self, worker: Any) -> Awaitable[None]:
+            """Stop the running attempts; the worker's close waits for them (at most twice :data:`CLOSE_GRACE`)."""
+            reason = f"worker {worker.address} was shut down while the node ran"
+            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(host.stop_all(reason), host.loop))
+
+    return StopNodesAtClose()
 
 
 def _executor(assignment: Assignment) -> Executor:
@@ -197,6 +244,9 @@ async def _attempt(
     """Run the attempt while the runner's connection may stop it; then send the files it needs and how it ended."""
     job, private = _visible(assignment.job)
     running = asyncio.create_task(_execute(assignment, job, worker, _Sink(writer)))
+    host = _node_host()
+    host.attempts.add(running)
+    running.add_done_callback(host.attempts.discard)
     control = asyncio.create_task(_control(reader, running))
     try:
         try:
@@ -205,7 +255,8 @@ async def _attempt(
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
-            outcome = Outcome(exit_code=None, error="stopped")  # by the runner, which is cancelled itself
+            # By the runner, which is cancelled itself; or by this worker, closing.
+            outcome = Outcome(exit_code=None, error=host.closing or "stopped")
         except WtflowError as exc:  # the docker engine of the worker is unavailable, say
             outcome = Outcome(exit_code=None, error=f"on worker {worker}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a failure of wtflow on the worker fails the node, and says why
