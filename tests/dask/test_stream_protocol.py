@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.dask import funcs
-from wtflow import Command, Config, Engine, Node, PyFunc, StorageConfig, Workflow
+from wtflow import Command, Config, Engine, Node, PyFunc, StorageConfig, Workflow, __version__
 from wtflow.config import DaskConfig
 from wtflow.executors import dask_task, forkserver
 from wtflow.executors.dask_executor import DaskExecutor
-from wtflow.executors.dask_wire import DONE, FILE, HELLO, STDOUT, Assignment, frame
+from wtflow.executors.dask_wire import DONE, FILE, HELLO, PROTOCOL, STDOUT, Assignment, frame
 from wtflow.executors.dispatch import PlacingExecutor
 
 WORKER = "tcp://stand-in-worker:1"
@@ -163,16 +163,18 @@ def test_closing_the_node_host_ends_the_fork_server_it_kept(tmp_path: Path) -> N
 
 
 class _Garbling(_Client):
-    """A stand-in worker that says hello as a worker does, then sends ``frames``, whatever they hold."""
+    """A stand-in worker that says hello (``hello``: as a worker of this wtflow does), then sends ``frames``."""
 
-    def __init__(self, frames: bytes) -> None:
+    def __init__(self, frames: bytes, hello: dict[str, Any] | None = None) -> None:
         self.frames = frames
+        self.hello = {"worker": WORKER, "protocol": PROTOCOL, "wtflow": __version__} if hello is None else hello
+        self.told: list[bytes] = []  # what the runner answered the hello with
 
     def submit(self, function: Callable[..., Any], assignment: Assignment) -> _Future:
         def task() -> None:
             with socket.create_connection(assignment.runner) as sock:
-                sock.sendall(frame(HELLO, json.dumps({"token": assignment.token, "worker": WORKER}).encode()))
-                sock.recv(5)  # GO
+                sock.sendall(frame(HELLO, json.dumps({"token": assignment.token, **self.hello}).encode()))
+                self.told.append(sock.recv(5))  # GO, or nothing: the connection closed
                 sock.sendall(self.frames)
                 while sock.recv(4096):  # until the runner is done with the connection
                     pass
@@ -204,6 +206,30 @@ def test_a_worker_sending_what_the_protocol_does_not_say_fails_its_node_not_the_
     assert garbled.error is not None
     assert garbled.error.startswith(f"worker {WORKER} sent what this wtflow cannot read (")
     assert garbled.error.endswith("): does it run the same wtflow version?")
+
+
+@pytest.mark.parametrize(
+    ("hello", "theirs"),
+    [
+        ({"worker": WORKER}, "an older wtflow"),
+        ({"worker": WORKER, "protocol": PROTOCOL + 1, "wtflow": "9.9.9"}, "wtflow 9.9.9"),
+    ],
+    ids=["without-a-protocol", "a-newer-protocol"],
+)
+def test_a_worker_of_another_protocol_is_refused_before_the_node_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hello: dict[str, Any], theirs: str
+) -> None:
+    client = _Garbling(b"", hello)
+    monkeypatch.setattr(_StandInCluster, "client", lambda self: client)
+    engine = _run(tmp_path, Node("n", Command("true")))
+    assert engine.result is not None
+    node = engine.result["n"]
+    assert node.status == "failed"
+    assert node.error == (
+        f"worker {WORKER} runs {theirs}, which speaks another worker protocol than this runner's wtflow "
+        f"{__version__} (protocol {PROTOCOL}): install the same wtflow version on the runner and the workers"
+    )
+    assert client.told == [b""]  # never told to go
 
 
 def test_a_stray_hello_announcing_more_than_a_hello_holds_is_closed_unread(tmp_path: Path) -> None:

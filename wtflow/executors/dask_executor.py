@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wtflow import __version__
 from wtflow.config import WILDCARD_HOSTS, DaskConfig, parse_listen
 from wtflow.errors import BackendUnavailable
 from wtflow.executors.base import BaseExecutor, Job, Outcome, OutputSink
@@ -45,6 +46,7 @@ from wtflow.executors.dask_wire import (
     ProtocolError,
     host_port,
     keep_alive,
+    mismatch,
     receive,
     send,
     split_file_payload,
@@ -181,6 +183,10 @@ class DaskExecutor(BaseExecutor):
                 waiter = None
             if waiter is None or waiter.done():  # no such attempt, or it ended meanwhile
                 return
+            problem = mismatch(hello, __version__)
+            if problem is not None:  # its frames may not mean what ours do: it never starts the node
+                waiter.set_exception(ProtocolError(problem))
+                return
             keep_alive(writer)  # a worker lost without a word (its machine gone) fails its node too
             waiter.set_result(_Connection(reader, writer, str(hello.get("worker"))))
             handed = True
@@ -214,7 +220,7 @@ class DaskExecutor(BaseExecutor):
             self._waiting.pop(assignment.token, None)
             if not waiter.done():
                 waiter.cancel()
-            elif not waiter.cancelled() and not isinstance(connection, _Connection):
+            elif not waiter.cancelled() and waiter.exception() is None and not isinstance(connection, _Connection):
                 waiter.result().writer.close()  # connected once the attempt was over: never told to go
             if future is None:  # cancelled before its submission came back: release it when it does
                 submitted.add_done_callback(_release)
@@ -298,7 +304,10 @@ class DaskExecutor(BaseExecutor):
             while True:
                 await asyncio.wait({waiter, finished}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 if waiter.done():
-                    return waiter.result()
+                    try:
+                        return waiter.result()
+                    except ProtocolError as exc:
+                        return Outcome(exit_code=None, error=str(exc))
                 if finished.done():
                     error = finished.exception()
                     if error is None:  # the task ended without reaching this process

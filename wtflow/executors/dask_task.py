@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from wtflow import __version__
 from wtflow.errors import WtflowError
 from wtflow.executors.base import Executor, Job, Outcome
 from wtflow.executors.dask_wire import (
@@ -37,6 +38,7 @@ from wtflow.executors.dask_wire import (
     GO,
     HELLO,
     KILL,
+    PROTOCOL,
     SHIPPED_FILES,
     STOP,
     STREAM_FRAMES,
@@ -223,7 +225,8 @@ async def _serve(assignment: Assignment, worker: str) -> None:
         ) from None
     try:
         keep_alive(writer, WORKER_SEND_TIMEOUT)  # a runner lost without a word stops the node too
-        await send(writer, HELLO, json.dumps({"token": assignment.token, "worker": worker}).encode())
+        hello = {"token": assignment.token, "worker": worker, "protocol": PROTOCOL, "wtflow": __version__}
+        await send(writer, HELLO, json.dumps(hello).encode())
         try:
             kind, _ = await receive(reader)
         except (EOFError, OSError):

@@ -7,7 +7,8 @@ flow control is the backpressure: a runner that writes output more slowly than t
 it stops reading, the worker's writes wait, the worker stops reading the node's pipes, and the
 node waits on its next write. Neither side holds more than a few chunks of a node's output.
 
-Worker to runner: ``HELLO`` (the attempt's token and the worker's address), output chunks
+Worker to runner: ``HELLO`` (the attempt's token, the worker's address, the :data:`PROTOCOL` it
+speaks and its wtflow version: a runner speaking another protocol refuses it), output chunks
 (``STDOUT``, ``STDERR``), files the node wrote that the runner cannot see (``FILE``), and
 ``DONE`` with how the attempt ended. Runner to worker: ``GO`` (start the node's process),
 ``STOP`` (stop it: SIGTERM to its process group, SIGKILL after the grace period) and ``KILL``
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 
 from wtflow.executors.base import Job
 
+# This protocol's version: raised whenever a frame or a field changes what it means.
+PROTOCOL = 1
 HELLO = 0
 STDOUT = 1
 STDERR = 2
@@ -110,6 +113,17 @@ async def send(writer: asyncio.StreamWriter, kind: int, payload: bytes = b"") ->
 
 class ProtocolError(ValueError):
     """What the other side sent is not this protocol (another wtflow version, or not a wtflow at all)."""
+
+
+def mismatch(hello: Mapping[str, object], ours: str) -> str | None:
+    """Why a worker whose ``HELLO`` said ``hello`` cannot serve a runner of wtflow ``ours``; ``None`` if it can."""
+    if hello.get("protocol") == PROTOCOL:
+        return None
+    theirs = f"wtflow {hello['wtflow']}" if isinstance(hello.get("wtflow"), str) else "an older wtflow"
+    return (
+        f"worker {hello.get('worker')} runs {theirs}, which speaks another worker protocol than this "
+        f"runner's wtflow {ours} (protocol {PROTOCOL}): install the same wtflow version on the runner and the workers"
+    )
 
 
 async def receive(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> tuple[int, bytes]:
