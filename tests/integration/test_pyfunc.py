@@ -257,3 +257,49 @@ def test_each_function_sees_its_own_nodes_environment(run_workflow: Runner, monk
         )
     )
     assert [result_of(run_workflow, n) for n in ("red", "blue", "plain", "named")] == ["red", "blue", "outer", "named"]
+
+
+_SILENT_SERVER = """
+import os, socket, sys
+from wtflow.executors import forkserver_main as server
+sock = socket.socket(fileno=int(sys.argv[1]))
+header, fds = server._receive(sock)
+for fd in fds:
+    os.close(fd)
+server._send(sock, ("loaded", 0, None))
+while True:  # takes jobs, forks nothing, answers nothing
+    job, fds = server._receive(sock)
+"""
+
+
+def test_a_fork_server_that_stops_answering_is_killed_and_the_function_runs_the_slow_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wtflow import Config, Engine, StorageConfig, Workflow
+    from wtflow.executors import forkserver
+    from wtflow.executors.pyfunc import PyFuncExecutor
+
+    silent = tmp_path / "silent_server.py"
+    silent.write_text(_SILENT_SERVER)
+    monkeypatch.setattr(forkserver, "SERVER", str(silent))
+    monkeypatch.setattr(forkserver, "REPLY_TIMEOUT", 0.5)
+    before = _forkservers()
+    workflow = Workflow("wf", Node("f", executable=PyFunc(pyfuncs.hello)))
+    engine = Engine(workflow, Config(storage=StorageConfig(tmp_path / "runs")), observers=[], executor=PyFuncExecutor())
+    assert engine.run() == 0
+    assert engine.result is not None
+    assert engine.result["f"].artifacts["stdout"].data == b"hello from a function\n"
+    assert not [pid for pid in _silent_servers(silent) if process_alive(pid)]
+    assert _forkservers() == before
+
+
+def _silent_servers(script: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(script).encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found

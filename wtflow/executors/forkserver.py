@@ -19,6 +19,10 @@ from wtflow.executors.child import Child, signal_group
 from wtflow.executors.pipes import CHUNK, PipeReader
 
 SERVER = str(Path(__file__).with_name("forkserver_main.py"))
+# Seconds a server that has loaded the main module may take to say it forked a job's child. It
+# takes milliseconds; one that has not answered by then is stuck, and is killed (its jobs then
+# start the slow way) rather than left to hang the run.
+REPLY_TIMEOUT = 30.0
 _LENGTH = struct.Struct("!I")
 _T = TypeVar("_T")
 
@@ -184,7 +188,7 @@ class ForkServer:
             os.close(out_write)
             os.close(err_write)
         try:
-            pid = await asyncio.shield(started)
+            pid = await self._answer(started)
         except BaseException:
             # Cancelled, or out of time: the server may fork the child still, which no one would watch.
             started.add_done_callback(_kill_when_started)
@@ -193,6 +197,20 @@ class ForkServer:
             os.close(err_read)
             raise
         return ForkedChild(pid, (PipeReader(out_read, self._loop), PipeReader(err_read, self._loop)), exited)
+
+    async def _answer(self, started: asyncio.Future[int]) -> int:
+        """The pid the server reports for a job; :class:`ConnectionError` if it ended or is stuck.
+
+        Loading the main module takes as long as its imports: only then does the wait start.
+        """
+        if not await self.loaded():
+            return await asyncio.shield(started)  # failed by the reader: the server ended
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                return await asyncio.shield(started)
+        except TimeoutError:
+            self.kill()  # its reader then ends, failing every job still waiting on it
+            raise ConnectionError(f"the fork server did not answer within {REPLY_TIMEOUT:g}s") from None
 
     def _send(self, message: object, fds: list[int]) -> None:
         assert self._sock is not None
