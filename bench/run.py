@@ -8,7 +8,8 @@ Each repetition runs every contender of every workload once, in turn, so machine
 all of them alike. W7, whose target is an absolute time, also runs bench/floor.py: the least a
 Python runner that keeps the output can do, so each run shows what the machine allows. Floors
 of the same kind: W8's bench/database_floor.py (the reference, after waiting for wtflow's
-database writer as any run must) and W9's bench/record_floor.py (the files a run keeps per node).
+database writer as any run must), with wtflow run without a database beside it (what is left is
+the runner's own start), and W9's bench/record_floor.py (the files a run keeps per node).
 Before each measure, what earlier ones wrote is synced to disk.
 pypyr and doit join W1 and W2 as further baselines when they are installed
 (``pip install -e '.[bench]'``), doit and Task (go-task-bin) W9. W9 and W10, the cache of
@@ -266,7 +267,11 @@ def workloads(folder: Path, quick: bool) -> list[Workload]:
             Contender("wtflow", wtflow(w8, "--output", "prefixed"), check=w8_check(10_000, 100)),
             Contender("reference", reference([printer] * 100, 8, folder)),
             Contender("database floor", reference([printer] * 100, 8, folder, HERE / "database_floor.py")),
-        ], [("wtflow", "reference", 1.5), ("database floor", "reference", None)]),
+            # No database at all: what is left of the gap is the runner's own start.
+            Contender("wtflow, no database", lambda s: [*wtflow(w8, "--output", "prefixed")(s), "--db-url", ""],
+                      check=w8_check(10_000, 100)),
+        ], [("wtflow", "reference", 1.5), ("database floor", "reference", None),
+            ("wtflow, no database", "reference", None)]),
         # Not one of the issue's workloads: guards the JSON-logs path, where every output line is a
         # log event (it took 27 x W8's time before eb3278d).
         Workload("W8j", "W8 with --log-format json: each line a JSON log event", "<= 3 x W8 with console output", [
