@@ -69,6 +69,7 @@ _MAX_MANIFEST = 16 << 20  # bytes: far beyond any real manifest; a larger one is
 _KEY = re.compile(r"[0-9a-f]{8,128}")
 # Errors of the machine's limits, not of the file read: an error to report, never a corrupt entry.
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+_EMPTY_DIGEST = blake3(b"").hexdigest()
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -129,13 +130,23 @@ def _matches(root: str, parts: list[str]) -> Iterator[tuple[str, Callable[[], bo
         try:
             with os.scandir(os.path.join(root, *folders)) as listing:  # noqa: PTH118
                 entries = [entry for entry in listing if fnmatch.fnmatch(entry.name, last)]
-        except OSError:
+        except OSError as exc:
+            if exc.errno in _EXHAUSTED:
+                raise
             return
         for entry in entries:
-            yield prefix + entry.name, entry.is_file
+            yield prefix + entry.name, functools.partial(_is_file, entry)
         return
     for match in glob.iglob("/".join(parts), root_dir=root, recursive=True, include_hidden=True):
         yield match.replace(os.sep, "/"), functools.partial(os.path.isfile, os.path.join(root, match))  # noqa: PTH118
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """Whether the entry is a file or a link to one, as ``os.path.isfile`` says (a link loop is not)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _open_regular(path: str | Path) -> tuple[IO[bytes], os.stat_result]:
@@ -391,7 +402,7 @@ def _copy(source: str | Path, target: Path) -> Blob:
 def _holds(path: Path, blob: Blob, digest: Digest, *, quick: bool) -> bool:
     """Whether ``path``, a regular file of ``blob``'s size, holds what ``blob`` describes (``False`` if unreadable)."""
     if not blob.size:
-        return True  # every empty file holds it: nothing to read
+        return blob.digest == _EMPTY_DIGEST  # every empty file holds it: nothing to read
     try:
         return digest(path, quick=quick).hex() == blob.digest
     except OSError as exc:

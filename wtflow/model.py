@@ -292,19 +292,25 @@ ENV_VALUE_CONTEXTS = expressions.CONTEXTS - {"env"}
 WORKFLOW_ENV_CONTEXTS = frozenset({"vars", "wtflow"})
 
 
-class _Cycle(Exception):
-    """A list or dict met again inside itself, at ``path``."""
+# Lists and dicts nested deeper than this in a node's values are refused: a run walks them
+# (expressions, artifacts, the cache key, pickling) and Python's recursion limit is near.
+MAX_NESTING = 100
 
-    def __init__(self, path: tuple[str | int, ...]) -> None:
-        super().__init__(path)
+
+class _Unwalkable(Exception):
+    """A value that cannot be walked: ``why``, at ``path``."""
+
+    def __init__(self, path: tuple[str | int, ...], why: str) -> None:
+        super().__init__(path, why)
         self.path = path
+        self.why = why
 
 
 def _texts(value: Any, path: tuple[str | int, ...], found: list[tuple[tuple[str | int, ...], str]]) -> None:
     """Collect every text under ``value`` that holds an expression, with its path, in order.
 
-    A walk with a stack of its own, not recursion: arguments may nest deeper than Python's
-    recursion limit. :class:`_Cycle` for a list or dict that contains itself.
+    A walk with a stack of its own, not recursion. :class:`_Unwalkable` for a list or dict that
+    contains itself, or one nested deeper than :data:`MAX_NESTING`.
     """
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
     inside: dict[int, int] = {}  # id of each list or dict being walked -> the stack's height below its items
@@ -317,7 +323,9 @@ def _texts(value: Any, path: tuple[str | int, ...], found: list[tuple[tuple[str 
                 found.append((where, item))
         elif isinstance(item, list | tuple | dict):
             if id(item) in inside:
-                raise _Cycle(where)
+                raise _Unwalkable(where, "contains itself")
+            if len(inside) >= MAX_NESTING:
+                raise _Unwalkable(where, f"is nested more than {MAX_NESTING} levels deep")
             inside[id(item)] = len(stack)
             children = item.items() if isinstance(item, dict) else enumerate(item)
             stack.extend(reversed([(child, (*where, key)) for key, child in children]))
@@ -529,11 +537,11 @@ class Node:
         found: list[tuple[tuple[str | int, ...], str]] = []
         try:
             self._collect_texts(executable, found)
-        except _Cycle as cycle:
+        except _Unwalkable as bad:
             raise WorkflowError(
-                f"{field_name(cycle.path)} contains itself: give the node values without cycles",
+                f"{field_name(bad.path)} {bad.why}: give the node plain values (lists, dicts, texts, numbers)",
                 node=self.name,
-                field=cycle.path,
+                field=bad.path,
             ) from None
         yield from found
 

@@ -12,9 +12,10 @@ all of that succeeded, and otherwise ends ``skipped``. Failure policy:
 - an expansion of a matrix with ``fail_fast`` cancels the other expansions when it fails;
   without, they go on and the matrix's failures count when it ends;
 - a node with ``continue_on_error`` may fail without failing or stopping the run;
-- a node that takes an earlier run's result (``reuse``) is taken even after the run stopped,
-  with the groups above it: taking it is not work, and a run that dropped it would have the
-  next ``--rerun-failed`` run it again.
+- a node that takes an earlier run's result (``reuse``) is taken after the run stopped too, if
+  it would have been without the stop, even in a group the stop skipped (whose other nodes stay
+  skipped): taking it is not work, and a run that dropped it would have the next
+  ``--rerun-failed`` run it again.
 """
 
 from __future__ import annotations
@@ -141,10 +142,12 @@ class Scheduler:
         self._vars = dict(variables if variables is not None else workflow.vars)
         self._cache = cache
         self._reuse = dict(reuse or {})
-        # What a stop leaves alone: the reused nodes, and the groups they are in, which they need started.
-        self._outlast_stop = {
+        # The groups holding reused nodes, and of those the ones skipped only because the run stopped:
+        # the reused nodes in them are still taken.
+        self._holding_reused = {
             above.name for name in self._reuse for above in _ancestors(workflow, workflow.nodes[name])
-        } | self._reuse.keys()
+        }
+        self._skipped_by_stop: set[str] = set()
         self._slots = asyncio.Semaphore(max_parallel)
         self.states = {name: NodeState(node, workflow.path(name)) for name, node in workflow.nodes.items()}
         self._needs = _Needs(self.states)
@@ -196,6 +199,8 @@ class Scheduler:
                 self._finish(state, NodeStatus.SKIPPED if state.error is None else NodeStatus.FAILED)
                 if state.error is not None:
                     self._failed(state)
+                elif name in self._holding_reused and self._decide(state, ignore_stop=True):
+                    self._skipped_by_stop.add(name)
             elif state.node.executable is not None:
                 assert self._task_group is not None
                 self._tasks[name] = self._task_group.create_task(self._run_node(state), name=f"wtflow node {name}")
@@ -226,21 +231,31 @@ class Scheduler:
         own = conditions.effective(state.status, allowed_to_fail=state.node.continue_on_error)
         state.tree = conditions.worst(own, below)
 
-    def _decide(self, state: NodeState) -> bool:
-        """Whether the node runs, now that what it waits for is done (``state.error`` if its condition fails)."""
+    def _decide(self, state: NodeState, *, ignore_stop: bool = False) -> bool:
+        """Whether the node runs, now that what it waits for is done (``state.error`` if its condition fails).
+
+        ``ignore_stop``: whether it would if the run had not stopped.
+        """
         node = state.node
         parent = self.workflow.parents[node.name]
         if parent is not None and self.states[parent.name].status is NodeStatus.SKIPPED:
-            state.upstream_failed = self.states[parent.name].upstream_failed
-            return False  # a skipped node's whole subtree is skipped
+            reached = parent.name in self._skipped_by_stop and (
+                node.name in self._reuse or node.name in self._holding_reused
+            )
+            if not reached:
+                state.upstream_failed = self.states[parent.name].upstream_failed
+                return False  # a skipped node's whole subtree is skipped, but for what it takes from a rerun's run
         if self.killed:
             return False
         if node.matrix is not None and node.executable is None:  # a matrix runs if any expansion would
-            return any(self._holds(self.states[child.name]) for child in node.children)
-        return self._holds(state)
+            return any(self._holds(self.states[child.name], ignore_stop=ignore_stop) for child in node.children)
+        if node.name in self._reuse and not ignore_stop and (self.stopping or self._matrix_stopped(state)):
+            # Taken if it would be either way: what it takes was made, and taking it is not work.
+            return self._holds(state) or self._holds(state, ignore_stop=True)
+        return self._holds(state, ignore_stop=ignore_stop)
 
-    def _holds(self, state: NodeState) -> bool:
-        """The node's condition, with the status functions seen from what it waits for."""
+    def _holds(self, state: NodeState, *, ignore_stop: bool = False) -> bool:
+        """The node's condition, with the status functions seen from what it waits for (as if not stopped, if asked)."""
         node = state.node
         # An expansion sees what its matrix waits for; the matrix's parent is the one that started it.
         gate = self.workflow.parents[node.name] if node.matrix_values is not None else node
@@ -261,9 +276,7 @@ class Scheduler:
                 failed = True
             succeeded = succeeded and seen == conditions.SUCCESS
             failed = failed or seen == conditions.FAILURE or (seen == conditions.SKIPPED and dep.upstream_failed)
-        stopped = (self.stopping or (gate is not node and gate.name in self._stopped_matrices)) and (
-            node.name not in self._outlast_stop
-        )
+        stopped = not ignore_stop and (self.stopping or (gate is not node and gate.name in self._stopped_matrices))
         state.upstream_failed = failed
         status = {"success": succeeded and not stopped, "failure": failed, "cancelled": stopped}
         if node.condition is None:
@@ -348,7 +361,7 @@ class Scheduler:
             if not matrix.matrix.fail_fast:
                 return  # the others go on; counted when the matrix ends
             self._stopped_matrices.add(matrix.name)
-            self._cancel(child.name for child in matrix.children)
+            self._cancel(child.name for child in matrix.children if child.name not in self._reuse)
         self._count_failures(1)
 
     def _count_failures(self, count: int) -> None:

@@ -105,8 +105,22 @@ def test_sources_are_what_pathlib_globbing_matches_that_is_a_file(tmp_path: Path
         write(tmp_path / name)
     (tmp_path / "src" / "dir.c").mkdir()
     (tmp_path / "src" / "link.c").symlink_to(tmp_path / "src" / "a.c")
+    (tmp_path / "src" / "loop.c").symlink_to("loop.c")  # stat says ELOOP: not a file
+    (tmp_path / "src" / "gone.c").symlink_to("nowhere.c")
     expected = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.glob(pattern) if path.is_file())
     assert expand_sources(tmp_path, [pattern]) == expected
+
+
+def test_running_out_of_open_files_while_listing_sources_is_an_error_not_an_empty_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_files_left(path: str) -> object:
+        raise OSError(errno.EMFILE, "Too many open files", path)
+
+    write(tmp_path / "src" / "a.c")
+    monkeypatch.setattr(cache.os, "scandir", no_files_left)
+    with pytest.raises(OSError, match="Too many open files"):
+        expand_sources(tmp_path, ["src/*.c"])
 
 
 def test_sources_relative_to_a_relative_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

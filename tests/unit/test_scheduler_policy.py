@@ -373,7 +373,7 @@ def reused_from(run_id: str) -> Earlier:
     return Earlier(NodeStatus.REUSED, run_id, stdout=None, stderr=None, result=None, replay=False)
 
 
-def stops_then_reaches(tmp_path: Path, event_log: EventLog, late: Node, reused: str) -> Engine:
+def stops_then_reaches(tmp_path: Path, event_log: EventLog, late: Node, reused: str) -> tuple[Engine, FakeExecutor]:
     """A run where ``bad`` fails and stops the run; ``slow`` (``always()``) ends after it, then ``late`` is reached.
 
     The node ``reused`` takes an earlier run's result.
@@ -394,21 +394,35 @@ def stops_then_reaches(tmp_path: Path, event_log: EventLog, late: Node, reused: 
     config = Config(storage=StorageConfig(artifacts_dir=tmp_path))
     workflow = Workflow(name="wf", root=root)
     reuse = {reused: reused_from("earlier-run")}
-    return Engine(workflow, config, observers=[event_log, OpensTheGate()], executor=fake, reuse=reuse)
+    return Engine(workflow, config, observers=[event_log, OpensTheGate()], executor=fake, reuse=reuse), fake
 
 
 def test_a_reused_node_reached_after_the_run_stopped_is_still_taken(tmp_path: Path, event_log: EventLog) -> None:
-    engine = stops_then_reaches(tmp_path, event_log, cmd("late", needs=["slow"]), "late")
+    engine, _ = stops_then_reaches(tmp_path, event_log, cmd("late", needs=["slow"]), "late")
     assert run(engine) == 1
     assert statuses(engine)["late"] is NodeStatus.REUSED
     assert finished(event_log, "late").reused_from == "earlier-run"
 
 
-def test_a_group_holding_a_reused_node_starts_after_the_run_stopped_and_its_other_nodes_do_not(
+def test_a_reused_node_that_runs_only_when_cancelled_is_taken_after_a_stop(tmp_path: Path, event_log: EventLog) -> None:
+    late = cmd("late", needs=["slow"], condition="${{ cancelled() }}")
+    engine, _ = stops_then_reaches(tmp_path, event_log, late, "late")
+    assert run(engine) == 1
+    assert statuses(engine)["late"] is NodeStatus.REUSED
+
+
+def test_a_reused_node_in_a_group_the_stop_skipped_is_taken_and_nothing_else_there_runs(
     tmp_path: Path, event_log: EventLog
 ) -> None:
-    late = Node("late", needs=["slow"], children=[cmd("inner"), cmd("fresh")], parallel=True)
-    engine = stops_then_reaches(tmp_path, event_log, late, "inner")
+    cleanup = cmd("cleanup", condition="${{ always() }}")
+    late = Node("late", needs=["slow"], children=[cmd("inner"), cmd("fresh"), cleanup], parallel=True)
+    engine, fake = stops_then_reaches(tmp_path, event_log, late, "inner")
     assert run(engine) == 1
     found = statuses(engine)
-    assert (found["inner"], found["fresh"]) == (NodeStatus.REUSED, NodeStatus.SKIPPED)
+    assert (found["late"], found["inner"], found["fresh"], found["cleanup"]) == (
+        NodeStatus.SKIPPED,
+        NodeStatus.REUSED,
+        NodeStatus.SKIPPED,
+        NodeStatus.SKIPPED,
+    )
+    assert sorted(fake.started) == ["bad", "slow"]
