@@ -257,6 +257,29 @@ def test_ctrl_c_in_a_terminal_stops_a_local_cluster_run_without_a_traceback(work
     assert run_json(workdir)["nodes"]["a"]["status"] == "cancelled"
 
 
+def test_dask_local_workers_also_run_the_preloads_the_users_dask_configuration_names(workdir: Path) -> None:
+    (workdir / "userpre.py").write_text(
+        "import os\n\ndef dask_setup(worker):\n    open(os.environ['PRELOAD_MARK'], 'a').write('loaded\\n')\n"
+    )
+    _write(workdir, "name: p\nnodes:\n  - {name: a, command: 'true'}\n")
+    process = subprocess.run(
+        [sys.executable, "-m", "wtflow", "run", "--dask-local", "1"],
+        cwd=workdir,
+        env={
+            **os.environ,
+            "WTFLOW_DB_URL": "",
+            "PRELOAD_MARK": str(workdir / "preloaded"),
+            "DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([str(workdir / "userpre.py")]),
+            "DASK_DISTRIBUTED__WORKER__PRELOAD_ARGV": "[[]]",
+        },
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr.decode()
+    assert (workdir / "preloaded").read_text() == "loaded\n"
+
+
 def test_an_unreachable_scheduler_exits_3_naming_it_before_any_node_runs(workdir: Path) -> None:
     _write(
         workdir,

@@ -232,6 +232,24 @@ def test_a_worker_of_another_protocol_is_refused_before_the_node_starts(
     assert client.told == [b""]  # never told to go
 
 
+def test_a_worker_told_to_go_by_a_runner_of_another_protocol_does_not_start_the_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wtflow.executors import dask_executor
+
+    other = json.dumps({"protocol": PROTOCOL + 1, "wtflow": "9.9.9"}).encode()
+    monkeypatch.setattr(dask_executor, "go_payload", lambda ours: other)
+    engine = _run(tmp_path, Node("n", Command("touch ran")))
+    assert engine.result is not None
+    node = engine.result["n"]
+    assert node.status == "failed"
+    assert node.error == (
+        f"the runner (wtflow 9.9.9) speaks another worker protocol than worker {WORKER}'s wtflow {__version__} "
+        f"(protocol {PROTOCOL}): install the same wtflow version on the runner and the workers"
+    )
+    assert not (tmp_path / "ran").exists()
+
+
 def test_a_stray_hello_announcing_more_than_a_hello_holds_is_closed_unread(tmp_path: Path) -> None:
     async def stray() -> bytes:
         cluster = _StandInCluster(DaskConfig(scheduler="tcp://unused:1"))

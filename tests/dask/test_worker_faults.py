@@ -117,3 +117,26 @@ def test_a_worker_shut_down_with_sigterm_stops_its_nodes_processes_first(
     node = run_json(workdir)["nodes"]["victim"]
     assert node["status"] == "failed"
     assert node["error"] == f"worker {worker.address} was shut down while the node ran"
+
+
+def test_a_worker_under_its_nanny_shut_down_with_sigterm_kills_a_node_that_ignores_sigterm(
+    workdir: Path, cluster: Cluster, marker: str, started: list[subprocess.Popen[bytes]]
+) -> None:
+    """``dask worker``'s default: a nanny, which gives its worker process 8 s to close."""
+    worker = cluster.start_worker("nannied", "--nthreads", "1", "--resources", "NANNIED=1")
+    try:
+        cluster.wait_for_workers(worker)
+        stubborn = "{name: victim, resources: {NANNIED: 1}, command: 'trap \"\" TERM; echo started; sleep 600'}"
+        (workdir / "wtflow.yml").write_text(f"name: t\nenv: {{MARK: {marker}}}\nnodes:\n  - {stubborn}\n")
+        process = start_run(workdir, cluster, started, "--output", "interleaved")
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"started\n"
+        os.kill(worker.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 1, stderr.decode()
+        wait_for(lambda: not worker.alive, seconds=30)
+        assert processes_with(marker) == []
+        node = run_json(workdir)["nodes"]["victim"]
+        assert node["error"] == f"worker {worker.address} was shut down while the node ran"
+    finally:
+        worker.stop()

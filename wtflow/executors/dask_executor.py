@@ -44,6 +44,7 @@ from wtflow.executors.dask_wire import (
     STREAMS,
     Assignment,
     ProtocolError,
+    go_payload,
     host_port,
     keep_alive,
     mismatch,
@@ -128,7 +129,7 @@ class DaskExecutor(BaseExecutor):
                     dashboard_address=":0",  # any free port: the default one may be taken
                     asynchronous=True,
                     silence_logs=logging.ERROR,
-                    preload=["wtflow.executors.dask_local"],  # Ctrl-C is the runner's: see there
+                    **_with_local_preload(),  # Ctrl-C is the runner's: see dask_local
                 )
             except Exception as exc:  # noqa: BLE001 - whatever kept it from starting, the run cannot go on
                 raise BackendUnavailable(
@@ -185,7 +186,7 @@ class DaskExecutor(BaseExecutor):
                 return
             problem = mismatch(hello, __version__)
             if problem is not None:  # its frames may not mean what ours do: it never starts the node
-                waiter.set_exception(ProtocolError(problem))
+                waiter.set_exception(ProtocolError(problem, str(hello.get("worker"))))
                 return
             keep_alive(writer)  # a worker lost without a word (its machine gone) fails its node too
             waiter.set_result(_Connection(reader, writer, str(hello.get("worker"))))
@@ -307,7 +308,7 @@ class DaskExecutor(BaseExecutor):
                     try:
                         return waiter.result()
                     except ProtocolError as exc:
-                        return Outcome(exit_code=None, error=str(exc))
+                        return Outcome(exit_code=None, error=str(exc), worker=exc.worker)
                 if finished.done():
                     error = finished.exception()
                     if error is None:  # the task ended without reaching this process
@@ -360,7 +361,7 @@ class DaskExecutor(BaseExecutor):
         outcome: Outcome | None = None
         try:
             try:
-                await send(connection.writer, GO)
+                await send(connection.writer, GO, go_payload(__version__))
             except OSError as exc:  # the worker went away before it was told to start
                 return _lost(connection.worker, exc)
             while outcome is None:
@@ -528,6 +529,23 @@ def _write_piece(path: Path, piece: bytes, *, first: bool) -> None:
         return
     with path.open("wb" if first else "ab") as handle:
         handle.write(piece)
+
+
+def _with_local_preload() -> dict[str, list[Any]]:
+    """The worker preloads the user's Dask configuration asks for, and ours, with an argv list for each.
+
+    Given ``preload=``, Dask's workers no longer read the configuration's: ours is added to it.
+    """
+    import dask
+
+    preload = dask.config.get("distributed.worker.preload", None) or []
+    preload = [preload] if isinstance(preload, str) else list(preload)
+    argv = dask.config.get("distributed.worker.preload-argv", None) or []
+    if argv and isinstance(argv[0], str):  # one argv for every preload, as Dask reads it
+        argv = [list(argv)] * len(preload)
+    elif not argv:
+        argv = [[] for _ in preload]
+    return {"preload": [*preload, "wtflow.executors.dask_local"], "preload_argv": [*argv, []]}
 
 
 def _release(submitted: asyncio.Future[Any]) -> None:

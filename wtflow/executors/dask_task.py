@@ -48,6 +48,7 @@ from wtflow.executors.dask_wire import (
     host_port,
     keep_alive,
     receive,
+    refusal,
     send,
 )
 from wtflow.model import STDERR, Command, PyFunc
@@ -56,9 +57,11 @@ from wtflow.model import STDERR, Command, PyFunc
 CONNECT_TIMEOUT = 30.0
 # A shipped file travels in pieces of this many bytes.
 PIECE = 1 << 18
-# Seconds a closing worker gives its nodes after SIGTERM before it kills them: within the 8 s a
-# nanny gives its worker process to close (``dask worker``'s ``close(timeout=10)``).
-CLOSE_GRACE = 5.0
+# A closing worker stops its nodes within the 8 s a nanny gives its worker process to close
+# (``dask worker``'s ``close(timeout=10)``): SIGTERM, SIGKILL this many seconds later, and no
+# longer than CLOSE_DEADLINE in all for their ends to be reported.
+CLOSE_GRACE = 3.0
+CLOSE_DEADLINE = 6.0
 # The first file the runner makes in a node's directory: seeing it, the worker sees that directory.
 PROBE = "stdout.log"
 
@@ -78,7 +81,10 @@ def run_node(assignment: Assignment) -> str:
 
     found = get_worker()
     worker: str = found.address
-    _node_host(found).run(_serve(assignment, worker))
+    host = _node_host(found)
+    if host.closing is not None:
+        raise RuntimeError(f"worker {worker} is shutting down")  # the runner fails the attempt with this
+    host.run(_serve(assignment, worker))
     return worker
 
 
@@ -91,7 +97,9 @@ class _NodeHost:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.executors: dict[object, Executor] = {}
-        self.attempts: set[asyncio.Task[Outcome]] = set()  # touched on the host's loop only
+        # Touched on the host's loop only: the attempts running, and every connection to a runner.
+        self.attempts: set[asyncio.Task[Outcome]] = set()
+        self.serving: set[asyncio.Task[Any]] = set()
         self.closing: str | None = None  # why the worker stops its nodes, once it does
         self._thread = threading.Thread(target=self.loop.run_forever, name="wtflow-nodes", daemon=True)
         self._thread.start()
@@ -101,22 +109,25 @@ class _NodeHost:
         future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         future.result()
 
-    async def stop_all(self, reason: str, grace: float = CLOSE_GRACE) -> None:
-        """Stop every running attempt, as the runner would: SIGTERM, then SIGKILL after ``grace`` seconds.
+    async def stop_all(self, reason: str) -> None:
+        """Stop every attempt, as the runner would: SIGTERM, SIGKILL :data:`CLOSE_GRACE` seconds later.
 
-        Each ends failed with ``reason``. Runs on the host's loop.
+        Each ends failed with ``reason``, and so does one the runner tells to go from now on.
+        Returns once each has told its runner, or after :data:`CLOSE_DEADLINE` seconds. Runs on
+        the host's loop.
         """
         self.closing = reason
+        deadline = asyncio.get_running_loop().time() + CLOSE_DEADLINE
         running = list(self.attempts)
         for attempt in running:
             attempt.cancel()
-        if not running:
-            return
-        _, lingering = await asyncio.wait(running, timeout=grace)
-        for attempt in lingering:
-            attempt.cancel()  # a second cancellation kills the process group at once
-        if lingering:
-            await asyncio.wait(lingering, timeout=grace)
+        if running:
+            _, lingering = await asyncio.wait(running, timeout=CLOSE_GRACE)
+            for attempt in lingering:
+                attempt.cancel()  # a second cancellation kills the process group at once
+        serving = list(self.serving)
+        if serving:
+            await asyncio.wait(serving, timeout=max(deadline - asyncio.get_running_loop().time(), 0.1))
 
     def close(self) -> None:
         """Close the executors it keeps (a fork server's process and socket), then its loop.
@@ -141,11 +152,13 @@ def _node_host(worker: Any = None) -> _NodeHost:
     global _host  # noqa: PLW0603 - one per worker process, started by its first node
     with _host_lock:
         if _host is None:
-            _host = _NodeHost()
+            host = _NodeHost()
             if worker is not None:
-                # Added on the worker's loop; SIGTERM to a worker (systemd, Kubernetes, an
-                # autoscaler) closes it, and its plugins' teardown with it.
-                worker.loop.add_callback(worker.plugin_add, plugin=_stop_nodes_at_close(_host), name=_PLUGIN)
+                # SIGTERM to a worker (systemd, Kubernetes, an autoscaler) closes it, and its
+                # plugins' teardown with it. Added before any node starts: none escapes it.
+                added = worker.plugin_add(plugin=_stop_nodes_at_close(host), name=_PLUGIN)
+                asyncio.run_coroutine_threadsafe(added, worker.loop.asyncio_loop).result()
+            _host = host
         return _host
 
 
@@ -158,7 +171,7 @@ def _stop_nodes_at_close(host: _NodeHost) -> Any:
 
     class StopNodesAtClose(WorkerPlugin):
         def teardown(self, worker: Any) -> Awaitable[None]:
-            """Stop the running attempts; the worker's close waits for them (at most twice :data:`CLOSE_GRACE`)."""
+            """Stop the running attempts; the worker's close waits for them (at most :data:`CLOSE_DEADLINE`)."""
             reason = f"worker {worker.address} was shut down while the node ran"
             return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(host.stop_all(reason), host.loop))
 
@@ -213,6 +226,10 @@ class _Sink:
 
 
 async def _serve(assignment: Assignment, worker: str) -> None:
+    serving = asyncio.current_task()
+    assert serving is not None
+    _node_host().serving.add(serving)
+    serving.add_done_callback(_node_host().serving.discard)
     host, port = assignment.runner
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -228,11 +245,16 @@ async def _serve(assignment: Assignment, worker: str) -> None:
         hello = {"token": assignment.token, "worker": worker, "protocol": PROTOCOL, "wtflow": __version__}
         await send(writer, HELLO, json.dumps(hello).encode())
         try:
-            kind, _ = await receive(reader)
+            kind, go = await receive(reader)
         except (EOFError, OSError):
             return  # the runner no longer wants this attempt (stopped, or given up on)
-        if kind == GO:
-            await _attempt(assignment, worker, reader, writer)
+        if kind != GO:
+            return
+        problem = refusal(go, worker, __version__)
+        if problem is not None:  # what the runner sends next may not mean what it would to us
+            await send(writer, DONE, json.dumps({"exit_code": None, "timed_out": False, "error": problem}).encode())
+            return
+        await _attempt(assignment, worker, reader, writer)
     except OSError:  # the runner went away: the attempt was stopped, nobody is left to tell
         pass
     finally:
@@ -245,9 +267,12 @@ async def _attempt(
     assignment: Assignment, worker: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """Run the attempt while the runner's connection may stop it; then send the files it needs and how it ended."""
+    host = _node_host()
+    if host.closing is not None:  # told to go after the worker began to close: it never starts
+        await send(writer, DONE, json.dumps({"exit_code": None, "timed_out": False, "error": host.closing}).encode())
+        return
     job, private = _visible(assignment.job)
     running = asyncio.create_task(_execute(assignment, job, worker, _Sink(writer)))
-    host = _node_host()
     host.attempts.add(running)
     running.add_done_callback(host.attempts.discard)
     control = asyncio.create_task(_control(reader, running))

@@ -10,7 +10,8 @@ node waits on its next write. Neither side holds more than a few chunks of a nod
 Worker to runner: ``HELLO`` (the attempt's token, the worker's address, the :data:`PROTOCOL` it
 speaks and its wtflow version: a runner speaking another protocol refuses it), output chunks
 (``STDOUT``, ``STDERR``), files the node wrote that the runner cannot see (``FILE``), and
-``DONE`` with how the attempt ended. Runner to worker: ``GO`` (start the node's process),
+``DONE`` with how the attempt ended. Runner to worker: ``GO`` (start the node's process; it holds
+the runner's protocol and version, and a worker speaking another says so in ``DONE`` instead),
 ``STOP`` (stop it: SIGTERM to its process group, SIGKILL after the grace period) and ``KILL``
 (SIGKILL now). A connection that closes means the other side is gone: the worker stops the
 node, the runner fails the attempt naming the worker.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import struct
 from collections.abc import Mapping
@@ -112,17 +114,50 @@ async def send(writer: asyncio.StreamWriter, kind: int, payload: bytes = b"") ->
 
 
 class ProtocolError(ValueError):
-    """What the other side sent is not this protocol (another wtflow version, or not a wtflow at all)."""
+    """What the other side sent is not this protocol (another wtflow version, or not a wtflow at all).
+
+    ``worker``: the worker that sent it, when known.
+    """
+
+    def __init__(self, message: str, worker: str | None = None) -> None:
+        super().__init__(message)
+        self.worker = worker
+
+
+def speaks_ours(said: Mapping[str, object]) -> bool:
+    """Whether the other side's ``HELLO`` or ``GO`` says it speaks this :data:`PROTOCOL`."""
+    protocol = said.get("protocol")
+    return type(protocol) is int and protocol == PROTOCOL
 
 
 def mismatch(hello: Mapping[str, object], ours: str) -> str | None:
     """Why a worker whose ``HELLO`` said ``hello`` cannot serve a runner of wtflow ``ours``; ``None`` if it can."""
-    if hello.get("protocol") == PROTOCOL:
+    if speaks_ours(hello):
         return None
     theirs = f"wtflow {hello['wtflow']}" if isinstance(hello.get("wtflow"), str) else "an older wtflow"
     return (
         f"worker {hello.get('worker')} runs {theirs}, which speaks another worker protocol than this "
         f"runner's wtflow {ours} (protocol {PROTOCOL}): install the same wtflow version on the runner and the workers"
+    )
+
+
+def go_payload(ours: str) -> bytes:
+    """What ``GO`` holds: the runner's protocol and wtflow version, which the worker checks in turn."""
+    return json.dumps({"protocol": PROTOCOL, "wtflow": ours}).encode()
+
+
+def refusal(go: bytes, worker: str, ours: str) -> str | None:
+    """Why a worker of wtflow ``ours`` does not start a node told to go with ``go``; ``None`` if it does."""
+    try:
+        said = json.loads(go) if go else {}
+    except ValueError:
+        said = {}
+    if isinstance(said, dict) and speaks_ours(said):
+        return None
+    theirs = f"wtflow {said['wtflow']}" if isinstance(said, dict) and isinstance(said.get("wtflow"), str) else None
+    return (
+        f"the runner ({theirs or 'an older wtflow'}) speaks another worker protocol than worker {worker}'s "
+        f"wtflow {ours} (protocol {PROTOCOL}): install the same wtflow version on the runner and the workers"
     )
 
 
