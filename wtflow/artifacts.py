@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -188,6 +188,13 @@ class ArtifactStore(Protocol):
         """Make the node's first attempt's output files now (blocking: from a thread already at work for it)."""
         ...
 
+    def link_streams(self, node: str, sources: Mapping[str, Path]) -> bool:
+        """Make files that never change the node's first attempt's streams (by stream), without copying them.
+
+        Whether it did: ``False`` (nothing made) where it cannot, and the caller writes them instead.
+        """
+        ...
+
     async def collect(self, node: Node, cwd: Path | None) -> list[str]:
         """Keep the node's declared file artifacts (globs in its working directory ``cwd``); warnings.
 
@@ -268,6 +275,25 @@ class FileStore:
         """Make the node's directory and its first attempt's output files now (blocking)."""
         self.node_dir(node).mkdir(parents=True, exist_ok=True)
         return _open_files((self.path(node, STDOUT), self.path(node, STDERR)))
+
+    def link_streams(self, node: str, sources: Mapping[str, Path]) -> bool:
+        """Hard-link each source as the node's stream: a new name costs far less than a new file.
+
+        Its content is then the source's own: only for files that are never written again (a
+        cache entry's). ``False`` on another file system or where links are refused.
+        """
+        self.node_dir(node).mkdir(parents=True, exist_ok=True)
+        made: list[Path] = []
+        try:
+            for stream, source in sources.items():
+                target = self.path(node, stream)
+                os.link(source, target)
+                made.append(target)
+        except OSError:
+            for target in made:
+                target.unlink(missing_ok=True)
+            return False
+        return True
 
     async def collect(self, node: Node, cwd: Path | None) -> list[str]:
         """Copy the node's declared file artifacts into its ``files/`` directory; what was skipped, and why.
@@ -481,6 +507,10 @@ class MemoryStore:
     def open_output(self, node: str) -> list[BinaryIO]:
         """The node's memory files."""
         return [self._files.setdefault((node, stream), _Kept()) for stream in (STDOUT, STDERR)]
+
+    def link_streams(self, node: str, sources: Mapping[str, Path]) -> bool:
+        """Memory holds no links: the caller writes the streams."""
+        return False
 
     async def collect(self, node: Node, cwd: Path | None) -> list[str]:
         """Note that the node's files would have been collected."""

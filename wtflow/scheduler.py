@@ -640,6 +640,9 @@ class Scheduler:
             if earlier.replay:
                 self._emit(NodeOutput(self.run_id, node.name, stream, lines, replayed=True))
 
+        empty = _empty_cached_streams(earlier) if files is None else None
+        if empty is not None and self.store.link_streams(node.name, empty):
+            return await self._took(state, job, earlier)
         sink = self.store.output(node.name, 1, forward, files)
         try:
             for stream, path in ((STDOUT, earlier.stdout), (STDERR, earlier.stderr)):
@@ -652,6 +655,11 @@ class Scheduler:
                             await sink.write(stream, chunk)
         finally:
             await sink.aclose()
+        return await self._took(state, job, earlier)
+
+    async def _took(self, state: NodeState, job: Job, earlier: Earlier) -> Outcome:
+        """The rest of taking ``earlier`` once its streams are in place: its result, files and outputs."""
+        node = state.node
         if earlier.result is not None or earlier.files is not None:
             await asyncio.to_thread(self._copy_earlier, node, earlier)
         if earlier.files is None:  # files restored into the working directory: kept as on a run
@@ -767,6 +775,18 @@ def _close_checked(checking: asyncio.Future[tuple[str, Earlier | None, list[Bina
         files = checking.result()[2]
         if files is not None:
             close_files(files)
+
+
+def _empty_cached_streams(earlier: Earlier) -> dict[str, Path] | None:
+    """A cache hit's stream files, by stream, when both are empty: nothing to show, mask or scan in them.
+
+    The cache never writes its files again: they can be the run's own too (linked, not copied).
+    """
+    if earlier.status is not NodeStatus.CACHED or earlier.stdout is None or earlier.stderr is None:
+        return None
+    if earlier.data.get(STDOUT) != b"" or earlier.data.get(STDERR) != b"":
+        return None
+    return {STDOUT: earlier.stdout, STDERR: earlier.stderr}
 
 
 def _ancestors(workflow: Workflow, node: Node) -> Iterator[Node]:

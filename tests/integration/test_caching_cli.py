@@ -155,6 +155,34 @@ def test_a_hit_keeps_the_replayed_output_as_this_runs_artifacts(build: Path) -> 
     assert Path(node["artifacts"]["stderr"]["path"]).read_text() == "compiler warning\n"
 
 
+QUIET = "name: quiet\nnodes:\n  - {name: q, sources: [src/*], command: 'echo ran >> q.marker'}\n"
+
+
+@pytest.mark.parametrize("artifacts_dir", [".wtflow/artifacts", "/dev/shm"], ids=["beside-the-cache", "elsewhere"])
+def test_a_hit_of_a_node_that_printed_nothing_keeps_empty_streams_as_this_runs_artifacts(
+    project: Path, artifacts_dir: str
+) -> None:
+    """Another file system than the cache's (tmpfs under /dev/shm) takes copies: no link crosses them."""
+    if not Path(artifacts_dir).is_absolute():
+        artifacts_dir = str(project / artifacts_dir)
+    elif not Path(artifacts_dir).is_dir() or Path(artifacts_dir).stat().st_dev == project.stat().st_dev:
+        pytest.skip(f"{artifacts_dir} is not another file system here")
+    write(project / "wtflow.yml", QUIET)
+    write(project / "src" / "a.txt", "alpha\n")
+    artifacts = Path(artifacts_dir) / f"wtflow-test-{project.name}"
+    assert_clean_exit(run("--artifacts-dir", str(artifacts)), 0)
+    try:
+        assert_clean_exit(run("--artifacts-dir", str(artifacts)), 0)
+        (_first, second) = sorted(artifacts.iterdir())
+        record = json.loads((second / "run.json").read_text())["nodes"]["q"]
+        assert (record["status"], times_ran(project, "q")) == ("cached", 1)
+        for stream in ("stdout", "stderr"):
+            assert record["artifacts"][stream]["size"] == 0
+            assert (second / "q" / f"{stream}.log").read_bytes() == b""
+    finally:
+        shutil.rmtree(artifacts, ignore_errors=True)
+
+
 def test_a_hit_gives_later_nodes_the_outputs_of_the_run_that_filled_the_cache(project: Path) -> None:
     write(
         project / "wtflow.yml",
