@@ -64,6 +64,9 @@ STALE_TEMP = 3600.0  # seconds after which a directory in tmp/ is a leftover: no
 # write within the file system's timestamp granularity (up to 2 s on FAT) would keep the same
 # stamps. Git calls these entries "racily clean".
 RACY_NS = 2_000_000_000
+# How close an entry's "last used" (its directory's mtime) is kept to the truth: a hit within this
+# many seconds of the last one leaves it.
+USED_RESOLUTION = 3600.0
 _MAX_STAT_RECORDS = 200_000  # past this, the state file keeps only the files asked about in this run
 _MAX_MANIFEST = 16 << 20  # bytes: far beyond any real manifest; a larger one is not read, the entry is bad
 _KEY = re.compile(r"[0-9a-f]{8,128}")
@@ -484,9 +487,9 @@ class CacheStore:
     def get(self, key: str, *, quick: bool = False) -> Entry | None:
         """The entry of ``key`` once its files match its manifest (sizes and content); ``None`` on a miss.
 
-        A hit marks the entry as used now, for :meth:`prune`. Raises :class:`ValueError` for a
-        key that is not lowercase hex, and with ``quick`` :class:`MustRead` where a file over
-        :data:`QUICK_READ` bytes would have to be read.
+        A hit marks the entry as used now (to within :data:`USED_RESOLUTION`), for :meth:`prune`.
+        Raises :class:`ValueError` for a key that is not lowercase hex, and with ``quick``
+        :class:`MustRead` where a file over :data:`QUICK_READ` bytes would have to be read.
         """
         directory = self._entry_dir(key)
         try:
@@ -497,7 +500,8 @@ class CacheStore:
             self._warn(key, exc)
             return None
         with contextlib.suppress(OSError):  # a read-only cache still serves hits
-            os.utime(directory)
+            if time.time() - directory.stat().st_mtime > USED_RESOLUTION:
+                os.utime(directory)  # a write per hit otherwise, for a date prune counts in days
         return entry
 
     def entries(self) -> list[Entry]:

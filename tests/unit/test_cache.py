@@ -996,6 +996,14 @@ def test_a_hit_counts_as_a_use(store: CacheStore, node: Node) -> None:
     assert time.time() - entry.path.stat().st_mtime < HOUR
 
 
+def test_a_hit_soon_after_the_last_one_writes_nothing(store: CacheStore, node: Node) -> None:
+    entry = node.put(store, key(1))
+    used(entry, hours_ago=0.5)
+    before = entry.path.stat().st_mtime_ns
+    store.get(key(1))
+    assert entry.path.stat().st_mtime_ns == before
+
+
 def test_prune_by_size_keeps_the_most_recently_used(store: CacheStore, node: Node) -> None:
     entries = [node.put(store, key(n)) for n in range(4)]
     for n, entry in enumerate(entries):
