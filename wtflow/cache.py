@@ -65,8 +65,8 @@ STALE_TEMP = 3600.0  # seconds after which a directory in tmp/ is a leftover: no
 # stamps. Git calls these entries "racily clean".
 RACY_NS = 2_000_000_000
 # How close an entry's "last used" (its directory's mtime) is kept to the truth: a hit within this
-# many seconds of the last one leaves it.
-USED_RESOLUTION = 3600.0
+# many seconds of the last one leaves it (prune allows for it).
+USED_RESOLUTION = 60.0
 _MAX_STAT_RECORDS = 200_000  # past this, the state file keeps only the files asked about in this run
 _MAX_MANIFEST = 16 << 20  # bytes: far beyond any real manifest; a larger one is not read, the entry is bad
 _KEY = re.compile(r"[0-9a-f]{8,128}")
@@ -635,6 +635,8 @@ class CacheStore:
         temp.mkdir()
         try:
             blobs = {STDOUT: _copy(stdout, temp / STDOUT), STDERR: _copy(stderr, temp / STDERR)}
+            for stream in (STDOUT, STDERR):  # a hit's run may link them as its own logs: never written
+                (temp / stream).chmod(0o444)
             if result is not None:
                 blobs[RESULT] = _copy(result, temp / RESULT)
             for rel in rels:
@@ -756,7 +758,8 @@ class CacheStore:
         """Remove entries; ``(entries removed, bytes freed)``.
 
         First bad entries (with a warning) and those not used for more than ``older_than``
-        seconds, then the least recently used until the entries take at most ``max_size``
+        seconds (give or take :data:`USED_RESOLUTION`: a use is never missed), then the least
+        recently used until the entries take at most ``max_size``
         bytes; also leftovers in ``tmp/`` (and the state file's temporary files) older than
         :data:`STALE_TEMP`, whose bytes count as freed but which are no entries.
         """
@@ -775,7 +778,7 @@ class CacheStore:
                 if self._discard(directory):
                     removed, freed = removed + 1, freed + size
                 continue
-            if older_than is not None and now - last_used > older_than:
+            if older_than is not None and now - last_used > older_than + USED_RESOLUTION:
                 if self._discard(directory):
                     removed, freed = removed + 1, freed + entry.size
             else:

@@ -176,9 +176,13 @@ def test_a_hit_of_a_node_that_printed_nothing_keeps_empty_streams_as_this_runs_a
         (_first, second) = sorted(artifacts.iterdir())
         record = json.loads((second / "run.json").read_text())["nodes"]["q"]
         assert (record["status"], times_ran(project, "q")) == ("cached", 1)
-        for stream in ("stdout", "stderr"):
+        (entry,) = entries()
+        for stream, cached in (("stdout", entry.stdout), ("stderr", entry.stderr)):
             assert record["artifacts"][stream]["size"] == 0
-            assert (second / "q" / f"{stream}.log").read_bytes() == b""
+            kept = second / "q" / f"{stream}.log"
+            assert kept.read_bytes() == b""
+            # Beside the cache, the run's file is the cache's own (a link: no new file made).
+            assert kept.samefile(cached) == (kept.stat().st_dev == cached.stat().st_dev)
     finally:
         shutil.rmtree(artifacts, ignore_errors=True)
 
@@ -714,6 +718,7 @@ def test_a_cancelled_node_does_not_fill_the_cache(project: Path) -> None:
 
 
 def _truncate_stdout(entry: Entry) -> None:
+    entry.stdout.chmod(0o644)  # read-only in the cache (root writes anyway)
     entry.stdout.write_bytes(entry.stdout.read_bytes()[:3])
 
 

@@ -503,6 +503,7 @@ def test_a_key_that_is_not_lowercase_hex_is_refused(store: CacheStore, bad: str)
 
 def test_a_truncated_file_makes_the_entry_a_miss_with_one_warning(store: CacheStore, node: Node) -> None:
     entry = node.put(store, key(1))
+    entry.stdout.chmod(0o644)  # read-only in the cache (root writes anyway)
     with entry.stdout.open("r+b") as file:
         file.truncate(3)
     assert store.get(key(1)) is None
@@ -514,6 +515,7 @@ def test_a_truncated_file_makes_the_entry_a_miss_with_one_warning(store: CacheSt
 
 def test_a_file_altered_in_place_makes_the_entry_a_miss(store: CacheStore, node: Node) -> None:
     entry = node.put(store, key(1))
+    entry.stderr.chmod(0o644)  # read-only in the cache (root writes anyway)
     entry.stderr.write_text("BUILD err\n")  # the same size
     assert store.get(key(1)) is None
     assert len(store.warnings) == 1
@@ -555,6 +557,7 @@ def test_with_a_source_hasher_a_file_altered_in_place_is_still_a_miss(tmp_path: 
     assert store.get(key(1)) is not None
     stamp = entry.stderr.stat()
     after_tick(stamp.st_ctime_ns, tmp_path / "probe")
+    entry.stderr.chmod(0o644)  # read-only in the cache (root writes anyway)
     entry.stderr.write_text("BUILD err\n")  # the same size
     os.utime(entry.stderr, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     assert store.get(key(1)) is None
@@ -621,6 +624,7 @@ def test_quick_a_hit_whose_files_are_as_they_were_needs_no_read(tmp_path: Path, 
 def test_quick_an_altered_small_entry_file_is_read_and_judged_at_once(tmp_path: Path, node: Node) -> None:
     store, entry = known_store(tmp_path, node)
     after_tick(entry.stderr.stat().st_ctime_ns, tmp_path / "probe")
+    entry.stderr.chmod(0o644)  # read-only in the cache (root writes anyway)
     entry.stderr.write_text("BUILD err\n")  # the same size
     assert store.get(key(1), quick=True) is None
     assert "differs" in store.warnings[0]
@@ -631,6 +635,7 @@ def test_quick_an_altered_large_entry_file_must_be_read_before_it_is_judged(
 ) -> None:
     store, entry = known_store(tmp_path, node)
     after_tick(entry.stderr.stat().st_ctime_ns, tmp_path / "probe")
+    entry.stderr.chmod(0o644)  # read-only in the cache (root writes anyway)
     entry.stderr.write_text("BUILD err\n")  # the same size
     monkeypatch.setattr(cache, "QUICK_READ", 4)  # every stream of the entry is larger
     with pytest.raises(MustRead):
@@ -828,6 +833,7 @@ def test_putting_a_key_already_kept_keeps_the_first_entry(store: CacheStore, nod
 
 def test_putting_a_key_whose_entry_is_bad_replaces_it(store: CacheStore, node: Node) -> None:
     entry = node.put(store, key(1))
+    entry.stdout.chmod(0o644)  # read-only in the cache (root writes anyway)
     entry.stdout.write_text("")
     write(node.stdout, "fresh output\n")
     node.put(store, key(1))
@@ -998,10 +1004,26 @@ def test_a_hit_counts_as_a_use(store: CacheStore, node: Node) -> None:
 
 def test_a_hit_soon_after_the_last_one_writes_nothing(store: CacheStore, node: Node) -> None:
     entry = node.put(store, key(1))
-    used(entry, hours_ago=0.5)
+    used(entry, hours_ago=cache.USED_RESOLUTION / HOUR / 2)
     before = entry.path.stat().st_mtime_ns
     store.get(key(1))
     assert entry.path.stat().st_mtime_ns == before
+
+
+def test_prune_keeps_an_entry_hit_just_under_the_age_given_though_its_mark_is_older(
+    store: CacheStore, node: Node
+) -> None:
+    entry = node.put(store, key(1))
+    used(entry, hours_ago=(HOUR - cache.USED_RESOLUTION / 2) / HOUR)
+    assert store.get(key(1)) is not None  # a use, not written: the mark is recent enough
+    assert store.prune(older_than=HOUR - cache.USED_RESOLUTION) == (0, 0)
+    assert store.get(key(1)) is not None
+
+
+def test_a_cache_entrys_output_files_are_read_only(store: CacheStore, node: Node) -> None:
+    """A hit's run may link them as its own logs: a write through one would change them all."""
+    entry = node.put(store, key(1))
+    assert [stat.S_IMODE(path.stat().st_mode) for path in (entry.stdout, entry.stderr)] == [0o444, 0o444]
 
 
 def test_prune_by_size_keeps_the_most_recently_used(store: CacheStore, node: Node) -> None:
@@ -1034,6 +1056,7 @@ def test_prune_by_age_removes_entries_unused_for_longer(store: CacheStore, node:
 
 def test_prune_removes_bad_entries_with_a_warning(store: CacheStore, node: Node) -> None:
     entry = node.put(store, key(1))
+    entry.stdout.chmod(0o644)  # read-only in the cache (root writes anyway)
     entry.stdout.write_text("")
     assert store.prune()[0] == 1
     assert not entry.path.exists()
