@@ -75,15 +75,16 @@ def run_node(assignment: Assignment) -> str:
     """The Dask task of one node attempt: run it on this worker, streaming to the runner; the worker's address.
 
     ``ConnectionError`` if the runner cannot be reached. The attempt's outcome itself goes to the
-    runner over the connection.
+    runner over the connection. A worker that is closing hands the task back to the scheduler.
     """
-    from distributed import get_worker
+    from distributed import Reschedule, get_worker
+    from distributed.core import Status
 
     found = get_worker()
     worker: str = found.address
-    host = _node_host(found)
-    if host.closing is not None:
-        raise RuntimeError(f"worker {worker} is shutting down")  # the runner fails the attempt with this
+    host = _node_host()
+    if found.status not in {Status.running, Status.paused} or not _watch(found, host) or worker in host.closing:
+        raise Reschedule  # another worker runs it
     host.run(_serve(assignment, worker))
     return worker
 
@@ -91,16 +92,18 @@ def run_node(assignment: Assignment) -> str:
 class _NodeHost:
     """A worker process's event loop for nodes, in a daemon thread, with the executors it keeps.
 
-    It knows the attempts running on it, to stop them when the worker closes (:meth:`stop_all`).
+    It knows the attempts running on it, by worker (a process may hold several), to stop a
+    worker's when it closes (:meth:`stop_all`).
     """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.executors: dict[object, Executor] = {}
-        # Touched on the host's loop only: the attempts running, and every connection to a runner.
-        self.attempts: set[asyncio.Task[Outcome]] = set()
-        self.serving: set[asyncio.Task[Any]] = set()
-        self.closing: str | None = None  # why the worker stops its nodes, once it does
+        # Touched on the host's loop only, by worker: the attempts running, the connections to
+        # runners, and why the worker stops its nodes, once it does.
+        self.attempts: dict[str, set[asyncio.Task[Outcome]]] = {}
+        self.serving: dict[str, set[asyncio.Task[Any]]] = {}
+        self.closing: dict[str, str] = {}
         self._thread = threading.Thread(target=self.loop.run_forever, name="wtflow-nodes", daemon=True)
         self._thread.start()
 
@@ -109,23 +112,23 @@ class _NodeHost:
         future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         future.result()
 
-    async def stop_all(self, reason: str) -> None:
-        """Stop every attempt, as the runner would: SIGTERM, SIGKILL :data:`CLOSE_GRACE` seconds later.
+    async def stop_all(self, worker: str, reason: str) -> None:
+        """Stop the worker's attempts, as the runner would: SIGTERM, SIGKILL :data:`CLOSE_GRACE` seconds later.
 
         Each ends failed with ``reason``, and so does one the runner tells to go from now on.
         Returns once each has told its runner, or after :data:`CLOSE_DEADLINE` seconds. Runs on
         the host's loop.
         """
-        self.closing = reason
+        self.closing[worker] = reason
         deadline = asyncio.get_running_loop().time() + CLOSE_DEADLINE
-        running = list(self.attempts)
+        running = list(self.attempts.get(worker, ()))
         for attempt in running:
             attempt.cancel()
         if running:
             _, lingering = await asyncio.wait(running, timeout=CLOSE_GRACE)
             for attempt in lingering:
                 attempt.cancel()  # a second cancellation kills the process group at once
-        serving = list(self.serving)
+        serving = list(self.serving.get(worker, ()))
         if serving:
             await asyncio.wait(serving, timeout=max(deadline - asyncio.get_running_loop().time(), 0.1))
 
@@ -145,35 +148,53 @@ class _NodeHost:
 
 _host: _NodeHost | None = None
 _host_lock = threading.Lock()
+_PLUGIN = "wtflow-stop-nodes"
+# Seconds a worker's first node waits for the worker to take the plugin that stops nodes at its close.
+PLUGIN_TIMEOUT = 10.0
 
 
-def _node_host(worker: Any = None) -> _NodeHost:
-    """The worker process's node host, started by its first node, which gives it to ``worker`` to stop at close."""
+def _node_host() -> _NodeHost:
+    """The worker process's node host, started by its first node."""
     global _host  # noqa: PLW0603 - one per worker process, started by its first node
     with _host_lock:
         if _host is None:
-            host = _NodeHost()
-            if worker is not None:
-                # SIGTERM to a worker (systemd, Kubernetes, an autoscaler) closes it, and its
-                # plugins' teardown with it. Added before any node starts: none escapes it.
-                added = worker.plugin_add(plugin=_stop_nodes_at_close(host), name=_PLUGIN)
-                asyncio.run_coroutine_threadsafe(added, worker.loop.asyncio_loop).result()
-            _host = host
+            _host = _NodeHost()
         return _host
 
 
-_PLUGIN = "wtflow-stop-nodes"
+def _watch(worker: Any, host: _NodeHost) -> bool:
+    """Make sure ``worker`` stops its nodes when it closes; ``False`` if it no longer takes plugins (closing).
+
+    SIGTERM to a worker (systemd, Kubernetes, an autoscaler) closes it, and its plugins'
+    teardown with it. The plugin is added before the worker's first node starts: none escapes it.
+    """
+    with _host_lock:
+        if _PLUGIN in worker.plugins:
+            return True
+        added = worker.plugin_add(plugin=_stop_nodes_at_close(host), name=_PLUGIN)
+        try:
+            adding = asyncio.run_coroutine_threadsafe(added, worker.loop.asyncio_loop)
+        except RuntimeError:  # its loop is closed: the worker is gone
+            added.close()
+            return False
+        try:
+            adding.result(PLUGIN_TIMEOUT)
+        except concurrent.futures.TimeoutError:  # its loop is stuck or stopped: the worker is going
+            adding.cancel()
+            return False
+        return _PLUGIN in worker.plugins
 
 
 def _stop_nodes_at_close(host: _NodeHost) -> Any:
-    """A Dask worker plugin: when the worker closes, ``host``'s nodes stop (their processes would outlive it)."""
+    """A Dask worker plugin: when the worker closes, its nodes on ``host`` stop (their processes would outlive it)."""
     from distributed import WorkerPlugin
 
     class StopNodesAtClose(WorkerPlugin):
         def teardown(self, worker: Any) -> Awaitable[None]:
-            """Stop the running attempts; the worker's close waits for them (at most :data:`CLOSE_DEADLINE`)."""
+            """Stop the worker's attempts; its close waits for them (at most :data:`CLOSE_DEADLINE`)."""
             reason = f"worker {worker.address} was shut down while the node ran"
-            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(host.stop_all(reason), host.loop))
+            stopping = host.stop_all(worker.address, reason)
+            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(stopping, host.loop))
 
     return StopNodesAtClose()
 
@@ -228,8 +249,9 @@ class _Sink:
 async def _serve(assignment: Assignment, worker: str) -> None:
     serving = asyncio.current_task()
     assert serving is not None
-    _node_host().serving.add(serving)
-    serving.add_done_callback(_node_host().serving.discard)
+    connections = _node_host().serving.setdefault(worker, set())
+    connections.add(serving)
+    serving.add_done_callback(connections.discard)
     host, port = assignment.runner
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -268,13 +290,15 @@ async def _attempt(
 ) -> None:
     """Run the attempt while the runner's connection may stop it; then send the files it needs and how it ended."""
     host = _node_host()
-    if host.closing is not None:  # told to go after the worker began to close: it never starts
-        await send(writer, DONE, json.dumps({"exit_code": None, "timed_out": False, "error": host.closing}).encode())
+    closing = host.closing.get(worker)
+    if closing is not None:  # told to go after the worker began to close: it never starts
+        await send(writer, DONE, json.dumps({"exit_code": None, "timed_out": False, "error": closing}).encode())
         return
     job, private = _visible(assignment.job)
     running = asyncio.create_task(_execute(assignment, job, worker, _Sink(writer)))
-    host.attempts.add(running)
-    running.add_done_callback(host.attempts.discard)
+    attempts = host.attempts.setdefault(worker, set())
+    attempts.add(running)
+    running.add_done_callback(attempts.discard)
     control = asyncio.create_task(_control(reader, running))
     try:
         try:
@@ -284,7 +308,7 @@ async def _attempt(
             if current is not None and current.cancelling():
                 raise
             # By the runner, which is cancelled itself; or by this worker, closing.
-            outcome = Outcome(exit_code=None, error=host.closing or "stopped")
+            outcome = Outcome(exit_code=None, error=host.closing.get(worker, "stopped"))
         except WtflowError as exc:  # the docker engine of the worker is unavailable, say
             outcome = Outcome(exit_code=None, error=f"on worker {worker}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a failure of wtflow on the worker fails the node, and says why

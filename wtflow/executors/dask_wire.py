@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from wtflow.executors.base import Job
 
 # This protocol's version: raised whenever a frame or a field changes what it means.
-PROTOCOL = 1
+PROTOCOL = 2
 HELLO = 0
 STDOUT = 1
 STDERR = 2
