@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -261,7 +264,8 @@ def test_each_function_sees_its_own_nodes_environment(run_workflow: Runner, monk
 
 _SILENT_SERVER = """
 import os, socket, sys
-from wtflow.executors import forkserver_main as server
+sys.path.insert(0, {executors!r})  # as for the real server, run as a script beside its modules
+import forkserver_main as server
 sock = socket.socket(fileno=int(sys.argv[1]))
 header, fds = server._receive(sock)
 for fd in fds:
@@ -280,17 +284,36 @@ def test_a_fork_server_that_stops_answering_is_killed_and_the_function_runs_the_
     from wtflow.executors.pyfunc import PyFuncExecutor
 
     silent = tmp_path / "silent_server.py"
-    silent.write_text(_SILENT_SERVER)
+    silent.write_text(_SILENT_SERVER.format(executors=str(Path(forkserver.SERVER).parent)))
     monkeypatch.setattr(forkserver, "SERVER", str(silent))
     monkeypatch.setattr(forkserver, "REPLY_TIMEOUT", 0.5)
-    before = _forkservers()
     workflow = Workflow("wf", Node("f", executable=PyFunc(pyfuncs.hello)))
     engine = Engine(workflow, Config(storage=StorageConfig(tmp_path / "runs")), observers=[], executor=PyFuncExecutor())
     assert engine.run() == 0
     assert engine.result is not None
     assert engine.result["f"].artifacts["stdout"].data == b"hello from a function\n"
     assert not [pid for pid in _silent_servers(silent) if process_alive(pid)]
-    assert _forkservers() == before
+
+
+def test_the_silent_fork_server_of_these_tests_serves_until_its_socket_closes(tmp_path: Path) -> None:
+    """So the test above sees a server that stops answering, not one that failed to start."""
+    from wtflow.executors import forkserver
+
+    silent = tmp_path / "silent_server.py"
+    silent.write_text(_SILENT_SERVER.format(executors=str(Path(forkserver.SERVER).parent)))
+    ours, theirs = socket.socketpair()
+    with ours:
+        process = subprocess.Popen([sys.executable, str(silent), str(theirs.fileno())], pass_fds=(theirs.fileno(),))
+        theirs.close()
+        body = pickle.dumps({"sys_path": sys.path})
+        sink = os.open(os.devnull, os.O_WRONLY)  # where loading the main module would print
+        socket.send_fds(ours, [struct.pack("!I", len(body))], [sink, sink])
+        os.close(sink)
+        ours.sendall(body)
+        (length,) = struct.unpack("!I", ours.recv(4))
+        assert pickle.loads(ours.recv(length)) == ("loaded", 0, None)  # noqa: S301 - the test's own server
+        assert process.poll() is None
+    assert process.wait(timeout=30) != 0  # it ends once its socket closes
 
 
 def _silent_servers(script: Path) -> list[int]:
