@@ -221,13 +221,10 @@ def test_a_worker_of_another_protocol_is_refused_before_the_node_starts(
 ) -> None:
     client = _Garbling(b"", hello)
     monkeypatch.setattr(_StandInCluster, "client", lambda self: client)
-    engine = _run(tmp_path, Node("n", Command("true")))
-    assert engine.result is not None
-    node = engine.result["n"]
-    assert node.status == "failed"
-    assert node.error == (
+    _fails_saying(
+        _run(tmp_path, Node("n", Command("true"))),
         f"worker {WORKER} runs {theirs}, which speaks another worker protocol than this runner's wtflow "
-        f"{__version__} (protocol {PROTOCOL}): install the same wtflow version on the runner and the workers"
+        f"{__version__} (protocol {PROTOCOL}): install the same wtflow version on the runner and the workers",
     )
     assert client.told == [b""]  # never told to go
 
@@ -239,15 +236,19 @@ def test_a_worker_told_to_go_by_a_runner_of_another_protocol_does_not_start_the_
 
     other = json.dumps({"protocol": PROTOCOL + 1, "wtflow": "9.9.9"}).encode()
     monkeypatch.setattr(dask_executor, "go_payload", lambda ours: other)
-    engine = _run(tmp_path, Node("n", Command("touch ran")))
-    assert engine.result is not None
-    node = engine.result["n"]
-    assert node.status == "failed"
-    assert node.error == (
+    _fails_saying(
+        _run(tmp_path, Node("n", Command("touch ran"))),
         f"the runner (wtflow 9.9.9) speaks another worker protocol than worker {WORKER}'s wtflow {__version__} "
-        f"(protocol {PROTOCOL}): install the same wtflow version on the runner and the workers"
+        f"(protocol {PROTOCOL}): install the same wtflow version on the runner and the workers",
     )
     assert not (tmp_path / "ran").exists()
+
+
+def _fails_saying(engine: Engine, error: str) -> None:
+    """The run's one node ``n`` failed with ``error``."""
+    assert engine.result is not None
+    node = engine.result["n"]
+    assert (node.status, node.error) == ("failed", error)
 
 
 def test_a_stray_hello_announcing_more_than_a_hello_holds_is_closed_unread(tmp_path: Path) -> None:

@@ -30,13 +30,21 @@ def _kill_its_worker_mid_node(
 
     How the run ended: ``(exit code, stderr, the worker killed)``.
     """
+    process = _run_until_it_printed(workdir, cluster, started, marker, victim)
+    killed = _kill_the_worker_running(marker, workers)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr.decode(), killed
+
+
+def _run_until_it_printed(
+    workdir: Path, cluster: Cluster, started: list[subprocess.Popen[bytes]], marker: str, victim: str
+) -> subprocess.Popen[bytes]:
+    """Start a run of the one node ``victim`` (a flow mapping, ``MARK`` set); return once it printed ``started``."""
     (workdir / "wtflow.yml").write_text(f"name: k\nenv: {{MARK: {marker}}}\nnodes:\n  - {victim}\n")
     process = start_run(workdir, cluster, started, "--output", "interleaved")
     assert process.stdout is not None
     assert process.stdout.readline() == b"started\n"
-    killed = _kill_the_worker_running(marker, workers)
-    _, stderr = process.communicate(timeout=60)
-    return process.returncode, stderr.decode(), killed
+    return process
 
 
 def _kill_the_worker_running(marker: str, workers: list[DaskProcess]) -> DaskProcess:
@@ -94,6 +102,30 @@ def test_a_worker_killed_mid_node_is_retried_on_another_worker(
     assert retried[0]["error"].startswith(f"lost worker {killed.address}")
 
 
+def _sigterm_its_worker_mid_node(
+    workdir: Path,
+    cluster: Cluster,
+    started: list[subprocess.Popen[bytes]],
+    marker: str,
+    *,
+    victim: str,
+    worker: DaskProcess,
+) -> None:
+    """Run the one node ``victim`` (a flow mapping) on ``worker``, SIGTERM the worker once it has printed.
+
+    Then the run fails, the worker ends, no process of the node is left, and the node says why.
+    """
+    process = _run_until_it_printed(workdir, cluster, started, marker, victim)
+    assert processes_with(marker)  # the node's processes, on the worker
+    os.kill(worker.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr.decode()
+    wait_for(lambda: not worker.alive, seconds=30)
+    assert processes_with(marker) == []
+    node = run_json(workdir)["nodes"]["victim"]
+    assert (node["status"], node["error"]) == ("failed", f"worker {worker.address} was shut down while the node ran")
+
+
 def test_a_worker_shut_down_with_sigterm_stops_its_nodes_processes_first(
     workdir: Path,
     cluster: Cluster,
@@ -103,20 +135,8 @@ def test_a_worker_shut_down_with_sigterm_stops_its_nodes_processes_first(
 ) -> None:
     """As systemd, Kubernetes or an autoscaler stop a worker: the node's processes do not outlive it."""
     (worker,) = spare_workers(1)
-    quiet = "{name: victim, resources: {SPARE: 1}, command: 'echo started; exec sleep 600'}"
-    (workdir / "wtflow.yml").write_text(f"name: t\nenv: {{MARK: {marker}}}\nnodes:\n  - {quiet}\n")
-    process = start_run(workdir, cluster, started, "--output", "interleaved")
-    assert process.stdout is not None
-    assert process.stdout.readline() == b"started\n"
-    assert processes_with(marker)  # the node's sleep, on the worker
-    os.kill(worker.pid, signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 1, stderr.decode()
-    wait_for(lambda: not worker.alive, seconds=30)
-    assert processes_with(marker) == []
-    node = run_json(workdir)["nodes"]["victim"]
-    assert node["status"] == "failed"
-    assert node["error"] == f"worker {worker.address} was shut down while the node ran"
+    victim = "{name: victim, resources: {SPARE: 1}, command: 'echo started; exec sleep 600'}"
+    _sigterm_its_worker_mid_node(workdir, cluster, started, marker, victim=victim, worker=worker)
 
 
 def test_a_worker_under_its_nanny_shut_down_with_sigterm_kills_a_node_that_ignores_sigterm(
@@ -126,17 +146,7 @@ def test_a_worker_under_its_nanny_shut_down_with_sigterm_kills_a_node_that_ignor
     worker = cluster.start_worker("nannied", "--nthreads", "1", "--resources", "NANNIED=1")
     try:
         cluster.wait_for_workers(worker)
-        stubborn = "{name: victim, resources: {NANNIED: 1}, command: 'trap \"\" TERM; echo started; sleep 600'}"
-        (workdir / "wtflow.yml").write_text(f"name: t\nenv: {{MARK: {marker}}}\nnodes:\n  - {stubborn}\n")
-        process = start_run(workdir, cluster, started, "--output", "interleaved")
-        assert process.stdout is not None
-        assert process.stdout.readline() == b"started\n"
-        os.kill(worker.pid, signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-        assert process.returncode == 1, stderr.decode()
-        wait_for(lambda: not worker.alive, seconds=30)
-        assert processes_with(marker) == []
-        node = run_json(workdir)["nodes"]["victim"]
-        assert node["error"] == f"worker {worker.address} was shut down while the node ran"
+        victim = "{name: victim, resources: {NANNIED: 1}, command: 'trap \"\" TERM; echo started; sleep 600'}"
+        _sigterm_its_worker_mid_node(workdir, cluster, started, marker, victim=victim, worker=worker)
     finally:
         worker.stop()
