@@ -150,3 +150,35 @@ def test_a_worker_under_its_nanny_shut_down_with_sigterm_kills_a_node_that_ignor
         _sigterm_its_worker_mid_node(workdir, cluster, started, marker, victim=victim, worker=worker)
     finally:
         worker.stop()
+
+
+def test_closing_one_of_two_workers_in_one_process_leaves_the_other_running_nodes(tmp_path: Path) -> None:
+    """An in-process cluster: its workers share the process's node host, not their closing."""
+    import distributed
+
+    from wtflow import Command, Config, Engine, Node, StorageConfig, Workflow
+    from wtflow.config import DaskConfig
+    from wtflow.executors import dask_task
+
+    def run_one(name: str, address: str) -> str | None:
+        config = Config(storage=StorageConfig(tmp_path / "artifacts"), dask=DaskConfig(scheduler=address))
+        engine = Engine(Workflow(name, Node(name, Command("true"))), config, observers=[])
+        assert engine.run() == 0, engine.result
+        assert engine.result is not None
+        return engine.result[name].worker
+
+    try:
+        with distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=":0"
+        ) as cluster:
+            first = run_one("first", cluster.scheduler_address)  # the host is made, and the first worker watched
+            cluster.scale(2)
+            cluster.wait_for_workers(2)
+            (name,) = [name for name, worker in cluster.workers.items() if worker.address == first]
+            cluster.sync(cluster.workers[name].close)
+            cluster.wait_for_workers(1)
+            assert run_one("second", cluster.scheduler_address) not in {None, first}
+    finally:
+        host, dask_task._host = dask_task._host, None  # the host outlives the cluster in this process
+        if host is not None:
+            host.close()

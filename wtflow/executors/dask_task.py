@@ -192,6 +192,8 @@ def _stop_nodes_at_close(host: _NodeHost) -> Any:
     class StopNodesAtClose(WorkerPlugin):
         def teardown(self, worker: Any) -> Awaitable[None]:
             """Stop the worker's attempts; its close waits for them (at most :data:`CLOSE_DEADLINE`)."""
+            if host.loop.is_closed():  # the process closed its host first: nothing runs there
+                return asyncio.sleep(0)
             reason = f"worker {worker.address} was shut down while the node ran"
             stopping = host.stop_all(worker.address, reason)
             return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(stopping, host.loop))
