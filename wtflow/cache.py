@@ -758,7 +758,7 @@ class CacheStore:
         """Remove entries; ``(entries removed, bytes freed)``.
 
         First bad entries (with a warning) and those not used for more than ``older_than``
-        seconds (give or take :data:`USED_RESOLUTION`: a use is never missed), then the least
+        seconds (and :data:`USED_RESOLUTION` more, unless 0: a use is never missed), then the least
         recently used until the entries take at most ``max_size``
         bytes; also leftovers in ``tmp/`` (and the state file's temporary files) older than
         :data:`STALE_TEMP`, whose bytes count as freed but which are no entries.
@@ -778,7 +778,7 @@ class CacheStore:
                 if self._discard(directory):
                     removed, freed = removed + 1, freed + size
                 continue
-            if older_than is not None and now - last_used > older_than + USED_RESOLUTION:
+            if older_than is not None and now - last_used > older_than + (USED_RESOLUTION if older_than else 0):
                 if self._discard(directory):
                     removed, freed = removed + 1, freed + entry.size
             else:

@@ -108,7 +108,7 @@ class Cluster:
                 time.sleep(0.05)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -129,7 +129,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The scheduler and two workers (``--nworkers 1 --nthreads 4``; ``gpu`` has ``GPU=1``, ``plain`` ``PLAIN=4``)."""
     require_distributed()
     directory = tmp_path_factory.mktemp("dask")
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     port = address.rsplit(":", 1)[1]
     argv = [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"]
     running = Cluster(address, DaskProcess.launch(directory / "scheduler.log", directory, *argv), directory=directory)

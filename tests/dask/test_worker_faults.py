@@ -9,6 +9,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import wait_for
 from tests.dask.conftest import Cluster, DaskProcess, parent_of, processes_with, run_json, start_run
@@ -152,33 +153,70 @@ def test_a_worker_under_its_nanny_shut_down_with_sigterm_kills_a_node_that_ignor
         worker.stop()
 
 
+def _run_one(tmp_path: Path, name: str, address: str) -> str | None:
+    """Run a workflow of one node ``name`` on the cluster at ``address``; the worker it ran on."""
+    from wtflow import Command, Config, Engine, Node, StorageConfig, Workflow
+    from wtflow.config import DaskConfig
+
+    config = Config(storage=StorageConfig(tmp_path / "artifacts"), dask=DaskConfig(scheduler=address, wait=10))
+    engine = Engine(Workflow(name, Node(name, Command("true"))), config, observers=[])
+    assert engine.run() == 0, engine.result
+    assert engine.result is not None
+    return engine.result[name].worker
+
+
+def _close_the_node_host(dask_task: Any) -> None:
+    """Close the node host an in-process cluster's workers made here: it outlives them in this process."""
+    host, dask_task._host = dask_task._host, None
+    if host is not None:
+        host.close()
+
+
 def test_closing_one_of_two_workers_in_one_process_leaves_the_other_running_nodes(tmp_path: Path) -> None:
     """An in-process cluster: its workers share the process's node host, not their closing."""
     import distributed
 
-    from wtflow import Command, Config, Engine, Node, StorageConfig, Workflow
-    from wtflow.config import DaskConfig
     from wtflow.executors import dask_task
-
-    def run_one(name: str, address: str) -> str | None:
-        config = Config(storage=StorageConfig(tmp_path / "artifacts"), dask=DaskConfig(scheduler=address))
-        engine = Engine(Workflow(name, Node(name, Command("true"))), config, observers=[])
-        assert engine.run() == 0, engine.result
-        assert engine.result is not None
-        return engine.result[name].worker
 
     try:
         with distributed.LocalCluster(
             n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=":0"
         ) as cluster:
-            first = run_one("first", cluster.scheduler_address)  # the host is made, and the first worker watched
+            first = _run_one(tmp_path, "first", cluster.scheduler_address)  # the host made, the worker watched
             cluster.scale(2)
             cluster.wait_for_workers(2)
             (name,) = [name for name, worker in cluster.workers.items() if worker.address == first]
             cluster.sync(cluster.workers[name].close)
             cluster.wait_for_workers(1)
-            assert run_one("second", cluster.scheduler_address) not in {None, first}
+            assert _run_one(tmp_path, "second", cluster.scheduler_address) not in {None, first}
     finally:
-        host, dask_task._host = dask_task._host, None  # the host outlives the cluster in this process
-        if host is not None:
-            host.close()
+        _close_the_node_host(dask_task)
+
+
+def test_a_new_worker_at_a_closed_workers_address_runs_nodes(tmp_path: Path) -> None:
+    """What a worker knows of its closing belongs to that worker, not to its address."""
+    import distributed
+
+    from tests.dask.conftest import free_port
+    from wtflow.executors import dask_task
+
+    port = free_port()
+    try:
+        with distributed.LocalCluster(
+            n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=":0"
+        ) as cluster:
+
+            async def start() -> distributed.Worker:
+                return await distributed.Worker(cluster.scheduler_address, host="127.0.0.1", port=port, nthreads=1)
+
+            first = cluster.sync(start)
+            assert _run_one(tmp_path, "first", cluster.scheduler_address) == first.address
+            cluster.sync(first.close)
+            second = cluster.sync(start)
+            try:
+                assert second.address == first.address
+                assert _run_one(tmp_path, "second", cluster.scheduler_address) == second.address
+            finally:
+                cluster.sync(second.close)  # started here, not by the cluster, which would wait for it
+    finally:
+        _close_the_node_host(dask_task)

@@ -89,6 +89,7 @@ def test_cache_ls_option_wins_over_the_environment(project: Path) -> None:
 def test_cache_ls_warns_on_stderr_of_a_damaged_entry(project: Path) -> None:
     fill(DEFAULT, "build")
     bad = fill(DEFAULT, "unit")
+    bad.stdout.chmod(0o644)  # read-only in the cache (root writes anyway)
     bad.stdout.write_text("cut")
     result = cli("cache", "ls")
     assert result.exit_code == 0, result.output

@@ -418,6 +418,7 @@ def test_a_damaged_entry_is_a_miss_with_one_engine_warning(project: Project) -> 
     build = Node("build", executable=project.command("build", "echo built"), sources=["src/**"])
     project.run(build)
     [entry] = CacheStore(project.cache).entries()
+    entry.stdout.chmod(0o644)  # read-only in the cache (root writes anyway)
     entry.stdout.write_text("x")
     engine = project.run(build)
     assert status(engine, "build") is NodeStatus.SUCCEEDED

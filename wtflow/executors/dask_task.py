@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -78,32 +78,50 @@ def run_node(assignment: Assignment) -> str:
     runner over the connection. A worker that is closing hands the task back to the scheduler.
     """
     from distributed import Reschedule, get_worker
-    from distributed.core import Status
 
     found = get_worker()
-    worker: str = found.address
     host = _node_host()
-    if found.status not in {Status.running, Status.paused} or not _watch(found, host) or worker in host.closing:
+    nodes = _watched(found, host)
+    if nodes is None or nodes.closing is not None:
         raise Reschedule  # another worker runs it
-    host.run(_serve(assignment, worker))
-    return worker
+    host.run(_serve(assignment, found.address, nodes))
+    return str(found.address)
+
+
+class WorkerNodes:
+    """The attempts one worker runs, and why it stops them once it closes (touched on the host's loop only)."""
+
+    def __init__(self) -> None:
+        self.attempts: set[asyncio.Task[Outcome]] = set()
+        self.serving: set[asyncio.Task[Any]] = set()  # every connection to a runner
+        self.closing: str | None = None
+
+    async def stop_all(self, reason: str) -> None:
+        """Stop every attempt, as the runner would: SIGTERM, SIGKILL :data:`CLOSE_GRACE` seconds later.
+
+        Each ends failed with ``reason``, and so does one the runner tells to go from now on.
+        Returns once each has told its runner, or after :data:`CLOSE_DEADLINE` seconds.
+        """
+        self.closing = reason
+        deadline = asyncio.get_running_loop().time() + CLOSE_DEADLINE
+        running = list(self.attempts)
+        for attempt in running:
+            attempt.cancel()
+        if running:
+            _, lingering = await asyncio.wait(running, timeout=CLOSE_GRACE)
+            for attempt in lingering:
+                attempt.cancel()  # a second cancellation kills the process group at once
+        serving = list(self.serving)
+        if serving:
+            await asyncio.wait(serving, timeout=max(deadline - asyncio.get_running_loop().time(), 0.1))
 
 
 class _NodeHost:
-    """A worker process's event loop for nodes, in a daemon thread, with the executors it keeps.
-
-    It knows the attempts running on it, by worker (a process may hold several), to stop a
-    worker's when it closes (:meth:`stop_all`).
-    """
+    """A worker process's event loop for nodes, in a daemon thread, with the executors it keeps."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.executors: dict[object, Executor] = {}
-        # Touched on the host's loop only, by worker: the attempts running, the connections to
-        # runners, and why the worker stops its nodes, once it does.
-        self.attempts: dict[str, set[asyncio.Task[Outcome]]] = {}
-        self.serving: dict[str, set[asyncio.Task[Any]]] = {}
-        self.closing: dict[str, str] = {}
         self._thread = threading.Thread(target=self.loop.run_forever, name="wtflow-nodes", daemon=True)
         self._thread.start()
 
@@ -111,26 +129,6 @@ class _NodeHost:
         """Run ``coroutine`` on the host's loop; return when it has ended."""
         future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         future.result()
-
-    async def stop_all(self, worker: str, reason: str) -> None:
-        """Stop the worker's attempts, as the runner would: SIGTERM, SIGKILL :data:`CLOSE_GRACE` seconds later.
-
-        Each ends failed with ``reason``, and so does one the runner tells to go from now on.
-        Returns once each has told its runner, or after :data:`CLOSE_DEADLINE` seconds. Runs on
-        the host's loop.
-        """
-        self.closing[worker] = reason
-        deadline = asyncio.get_running_loop().time() + CLOSE_DEADLINE
-        running = list(self.attempts.get(worker, ()))
-        for attempt in running:
-            attempt.cancel()
-        if running:
-            _, lingering = await asyncio.wait(running, timeout=CLOSE_GRACE)
-            for attempt in lingering:
-                attempt.cancel()  # a second cancellation kills the process group at once
-        serving = list(self.serving.get(worker, ()))
-        if serving:
-            await asyncio.wait(serving, timeout=max(deadline - asyncio.get_running_loop().time(), 0.1))
 
     def close(self) -> None:
         """Close the executors it keeps (a fork server's process and socket), then its loop.
@@ -162,41 +160,55 @@ def _node_host() -> _NodeHost:
         return _host
 
 
-def _watch(worker: Any, host: _NodeHost) -> bool:
-    """Make sure ``worker`` stops its nodes when it closes; ``False`` if it no longer takes plugins (closing).
+def _watched(worker: Any, host: _NodeHost) -> WorkerNodes | None:
+    """The nodes of ``worker``, which it stops when it closes; ``None`` if it is no longer running.
 
     SIGTERM to a worker (systemd, Kubernetes, an autoscaler) closes it, and its plugins'
-    teardown with it. The plugin is added before the worker's first node starts: none escapes it.
+    teardown with it. The plugin (which holds the worker's nodes) is added before the worker's
+    first node starts, on the worker's loop in the same turn as the look at its status: none
+    escapes it, and a worker that began to close takes none.
     """
-    with _host_lock:
-        if _PLUGIN in worker.plugins:
-            return True
-        added = worker.plugin_add(plugin=_stop_nodes_at_close(host), name=_PLUGIN)
-        try:
-            adding = asyncio.run_coroutine_threadsafe(added, worker.loop.asyncio_loop)
-        except RuntimeError:  # its loop is closed: the worker is gone
-            added.close()
-            return False
-        try:
-            adding.result(PLUGIN_TIMEOUT)
-        except concurrent.futures.TimeoutError:  # its loop is stuck or stopped: the worker is going
-            adding.cancel()
-            return False
-        return _PLUGIN in worker.plugins
+    from distributed.core import Status
+
+    async def adopt() -> WorkerNodes | None:
+        if worker.status not in {Status.running, Status.paused}:
+            return None
+        if _PLUGIN not in worker.plugins:
+            await worker.plugin_add(plugin=_stop_nodes_at_close(host), name=_PLUGIN)
+        plugin = worker.plugins.get(_PLUGIN)
+        return getattr(plugin, "nodes", None)
+
+    adopting = adopt()
+    try:
+        adding = asyncio.run_coroutine_threadsafe(adopting, worker.loop.asyncio_loop)
+    except RuntimeError:  # its loop is closed: the worker is gone
+        adopting.close()
+        return None
+    try:
+        return adding.result(PLUGIN_TIMEOUT)
+    except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):  # its loop is stuck or stopping
+        adding.cancel()
+        return None
 
 
 def _stop_nodes_at_close(host: _NodeHost) -> Any:
-    """A Dask worker plugin: when the worker closes, its nodes on ``host`` stop (their processes would outlive it)."""
+    """A Dask worker plugin holding one worker's nodes on ``host``: its teardown stops them (they would outlive it)."""
     from distributed import WorkerPlugin
 
     class StopNodesAtClose(WorkerPlugin):
-        def teardown(self, worker: Any) -> Awaitable[None]:
-            """Stop the worker's attempts; its close waits for them (at most :data:`CLOSE_DEADLINE`)."""
-            if host.loop.is_closed():  # the process closed its host first: nothing runs there
-                return asyncio.sleep(0)
-            reason = f"worker {worker.address} was shut down while the node ran"
-            stopping = host.stop_all(worker.address, reason)
-            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(stopping, host.loop))
+        def __init__(self) -> None:
+            self.nodes = WorkerNodes()
+
+        async def teardown(self, worker: Any) -> None:
+            """Stop the worker's attempts; its close waits for them (at most :data:`CLOSE_DEADLINE` and a second)."""
+            stopping = self.nodes.stop_all(f"worker {worker.address} was shut down while the node ran")
+            try:
+                future = asyncio.run_coroutine_threadsafe(stopping, host.loop)
+            except RuntimeError:  # the process closed its host first: nothing runs there
+                stopping.close()
+                return
+            with contextlib.suppress(TimeoutError):  # a host loop stopped without being closed
+                await asyncio.wait_for(asyncio.wrap_future(future), CLOSE_DEADLINE + 1)
 
     return StopNodesAtClose()
 
@@ -248,12 +260,13 @@ class _Sink:
         """The node's directory exists: the runner made it before it sent the job (or it is the worker's own)."""
 
 
-async def _serve(assignment: Assignment, worker: str) -> None:
+async def _serve(assignment: Assignment, worker: str, nodes: WorkerNodes | None = None) -> None:
+    """Serve one attempt for the runner; ``nodes``: the worker's (a stand-in's of its own if not given)."""
+    nodes = nodes or WorkerNodes()
     serving = asyncio.current_task()
     assert serving is not None
-    connections = _node_host().serving.setdefault(worker, set())
-    connections.add(serving)
-    serving.add_done_callback(connections.discard)
+    nodes.serving.add(serving)
+    serving.add_done_callback(nodes.serving.discard)
     host, port = assignment.runner
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -278,7 +291,7 @@ async def _serve(assignment: Assignment, worker: str) -> None:
         if problem is not None:  # what the runner sends next may not mean what it would to us
             await send(writer, DONE, json.dumps({"exit_code": None, "timed_out": False, "error": problem}).encode())
             return
-        await _attempt(assignment, worker, reader, writer)
+        await _attempt(assignment, worker, reader, writer, nodes)
     except OSError:  # the runner went away: the attempt was stopped, nobody is left to tell
         pass
     finally:
@@ -288,19 +301,21 @@ async def _serve(assignment: Assignment, worker: str) -> None:
 
 
 async def _attempt(
-    assignment: Assignment, worker: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    assignment: Assignment,
+    worker: str,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    nodes: WorkerNodes,
 ) -> None:
     """Run the attempt while the runner's connection may stop it; then send the files it needs and how it ended."""
-    host = _node_host()
-    closing = host.closing.get(worker)
-    if closing is not None:  # told to go after the worker began to close: it never starts
-        await send(writer, DONE, json.dumps({"exit_code": None, "timed_out": False, "error": closing}).encode())
+    if nodes.closing is not None:  # told to go after the worker began to close: it never starts
+        refused = {"exit_code": None, "timed_out": False, "error": nodes.closing}
+        await send(writer, DONE, json.dumps(refused).encode())
         return
     job, private = _visible(assignment.job)
     running = asyncio.create_task(_execute(assignment, job, worker, _Sink(writer)))
-    attempts = host.attempts.setdefault(worker, set())
-    attempts.add(running)
-    running.add_done_callback(attempts.discard)
+    nodes.attempts.add(running)
+    running.add_done_callback(nodes.attempts.discard)
     control = asyncio.create_task(_control(reader, running))
     try:
         try:
@@ -310,7 +325,7 @@ async def _attempt(
             if current is not None and current.cancelling():
                 raise
             # By the runner, which is cancelled itself; or by this worker, closing.
-            outcome = Outcome(exit_code=None, error=host.closing.get(worker, "stopped"))
+            outcome = Outcome(exit_code=None, error=nodes.closing or "stopped")
         except WtflowError as exc:  # the docker engine of the worker is unavailable, say
             outcome = Outcome(exit_code=None, error=f"on worker {worker}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a failure of wtflow on the worker fails the node, and says why
