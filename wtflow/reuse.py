@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from wtflow.cache import (
     QUICK_FILES,
@@ -56,9 +56,21 @@ class Earlier:
     # The streams' bytes when they are small, read with everything else a hit does in one thread
     # call: the file of a stream left None here is streamed instead.
     data: Mapping[str, bytes] = field(default_factory=dict)
+    # A cache hit's larger streams, opened when it was checked: a prune removing the entry before
+    # they are replayed cannot take them away. Whoever takes the hit closes them (close_opened).
+    opened: Mapping[str, BinaryIO] = field(default_factory=dict)
+
+    def close_opened(self) -> None:
+        """Close the streams opened when the hit was checked."""
+        _close_all(self.opened)
 
 
 SMALL = 1 << 20  # a cached stream up to this size is read whole when the hit is checked
+
+
+def _close_all(opened: Mapping[str, BinaryIO]) -> None:
+    for handle in opened.values():
+        handle.close()
 
 
 def describe(executable: Command | PyFunc, env: Mapping[str, str], cwd: Path | None, base: Path) -> dict[str, Any]:
@@ -225,6 +237,7 @@ class NodeCache:
         if self.force or node.name in self.force_nodes:
             return key, None
         entry = None
+        opened: dict[str, BinaryIO] = {}
         try:
             entry = self.store.get(key, quick=quick)
             if entry is None:
@@ -236,24 +249,38 @@ class NodeCache:
                 result.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(entry.result, result)
             small = QUICK_READ if quick else SMALL
-            data = {
-                stream: path.read_bytes() if size else b""
-                for stream, path, size in (
-                    ("stdout", entry.stdout, entry.blobs[STDOUT].size),
-                    ("stderr", entry.stderr, entry.blobs[STDERR].size),
-                )
-                if size <= small
-            }
+            data: dict[str, bytes] = {}
+            for stream, path, size in (
+                ("stdout", entry.stdout, entry.blobs[STDOUT].size),
+                ("stderr", entry.stderr, entry.blobs[STDERR].size),
+            ):
+                if size <= small:
+                    data[stream] = path.read_bytes() if size else b""
+                else:
+                    opened[stream] = open(path, "rb")  # noqa: SIM115 - closed by whoever takes the hit
         except MustRead as exc:
+            _close_all(opened)
             exc.key = key
             raise
         except OSError as exc:
+            _close_all(opened)
             if entry is None or exc.errno != errno.ENOENT or entry.path.is_dir():
                 raise
             self.store.warnings.append(f"cache entry {key[:12]} was removed while it was read (a prune?): a miss")
             return key, None
+        except BaseException:
+            _close_all(opened)
+            raise
         return key, Earlier(
-            NodeStatus.CACHED, key, entry.stdout, entry.stderr, None, dict(entry.outputs), entry.duration, data=data
+            NodeStatus.CACHED,
+            key,
+            entry.stdout,
+            entry.stderr,
+            None,
+            dict(entry.outputs),
+            entry.duration,
+            data=data,
+            opened=opened,
         )
 
     def fill(

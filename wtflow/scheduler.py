@@ -640,21 +640,28 @@ class Scheduler:
             if earlier.replay:
                 self._emit(NodeOutput(self.run_id, node.name, stream, lines, replayed=True))
 
-        empty = _empty_cached_streams(earlier) if files is None else None
-        if empty is not None and self.store.link_streams(node.name, empty):
-            return await self._took(state, job, earlier)
-        sink = self.store.output(node.name, 1, forward, files)
         try:
-            for stream, path in ((STDOUT, earlier.stdout), (STDERR, earlier.stderr)):
-                if stream in earlier.data:
-                    if earlier.data[stream]:
-                        await sink.write(stream, earlier.data[stream])
-                elif path is not None:
-                    async with aiofiles.open(path, "rb") as source:
-                        while chunk := await source.read(CHUNK):
+            empty = _empty_cached_streams(earlier) if files is None else None
+            if empty is not None and self.store.link_streams(node.name, empty):
+                return await self._took(state, job, earlier)
+            sink = self.store.output(node.name, 1, forward, files)
+            try:
+                for stream, path in ((STDOUT, earlier.stdout), (STDERR, earlier.stderr)):
+                    if stream in earlier.data:
+                        if earlier.data[stream]:
+                            await sink.write(stream, earlier.data[stream])
+                    elif stream in earlier.opened:  # a large stream of a hit: from the file opened at the check
+                        handle = earlier.opened[stream]
+                        while chunk := await asyncio.to_thread(handle.read, CHUNK):
                             await sink.write(stream, chunk)
+                    elif path is not None:
+                        async with aiofiles.open(path, "rb") as source:
+                            while chunk := await source.read(CHUNK):
+                                await sink.write(stream, chunk)
+            finally:
+                await sink.aclose()
         finally:
-            await sink.aclose()
+            earlier.close_opened()
         return await self._took(state, job, earlier)
 
     async def _took(self, state: NodeState, job: Job, earlier: Earlier) -> Outcome:
@@ -772,9 +779,11 @@ class Scheduler:
 def _close_checked(checking: asyncio.Future[tuple[str, Earlier | None, list[BinaryIO] | None]]) -> None:
     """Close a hit's output files its node no longer takes (the run stopped while the cache was checked)."""
     if not checking.cancelled() and checking.exception() is None:
-        files = checking.result()[2]
+        _, earlier, files = checking.result()
         if files is not None:
             close_files(files)
+        if earlier is not None:
+            earlier.close_opened()
 
 
 def _empty_cached_streams(earlier: Earlier) -> dict[str, Path] | None:

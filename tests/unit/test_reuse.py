@@ -183,7 +183,25 @@ def test_a_quick_hit_reads_only_streams_up_to_the_quick_read_size(
     found, earlier = check_entry(cache, tmp_path, quick=True)
     assert found == key
     assert earlier is not None
+    earlier.close_opened()
     assert dict(earlier.data) == {"stderr": b"e"}  # stdout is replayed from its file
+    assert list(earlier.opened) == ["stdout"]
+
+
+def test_a_hit_keeps_its_large_streams_when_a_prune_removes_the_entry_before_they_are_replayed(
+    tmp_path: Path, cache: reuse.NodeCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filled(tmp_path, cache, stdout="x" * 64, stderr="e")
+    monkeypatch.setattr(reuse, "SMALL", 32)
+    _, earlier = check_entry(cache, tmp_path)
+    assert earlier is not None
+    try:
+        assert cache.store.prune(max_size=0)[0] == 1  # another run's prune, before this run replays it
+        assert earlier.stdout is not None
+        assert not earlier.stdout.exists()
+        assert earlier.opened["stdout"].read() == b"x" * 64
+    finally:
+        earlier.close_opened()
 
 
 def filled(tmp_path: Path, cache: reuse.NodeCache, *, stdout: str = "out", stderr: str = "err") -> str:
