@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import errno
 import json
@@ -596,7 +597,9 @@ class Scheduler:
                     files = self.store.open_output(node.name)
             return key, earlier, files
 
-        checking = asyncio.ensure_future(asyncio.to_thread(check))
+        # A future, not a task: the end of the run cancels tasks left over, and a cancelled check
+        # would never close the files its thread opened.
+        checking = asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, check)
         try:
             state.key, earlier, files = await asyncio.shield(checking)
         except asyncio.CancelledError:

@@ -187,6 +187,37 @@ def test_a_hit_of_a_node_that_printed_nothing_keeps_empty_streams_as_this_runs_a
         shutil.rmtree(artifacts, ignore_errors=True)
 
 
+LOUD = """
+name: loud
+nodes:
+  - name: build
+    sources: [src/*]
+    command: python3 -c "import sys; sys.stdout.write('x' * 100000); sys.stderr.write('e' * 100000)"
+"""
+
+
+def test_a_hit_replays_its_large_streams_though_another_run_prunes_the_cache_before_the_replay(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wtflow import reuse
+    from wtflow.scheduler import Scheduler
+
+    write(project / "wtflow.yml", LOUD)
+    write(project / "src" / "a.txt", "alpha\n")
+    assert_clean_exit(run(), 0)
+    monkeypatch.setattr(reuse, "SMALL", 1000)  # streams not read with the check, wherever it runs
+    take = Scheduler._take
+
+    async def pruned_first(self: Scheduler, *args: Any) -> Any:
+        assert CacheStore(CACHE).prune(max_size=0)[0] == 1  # another run's prune, after this run's check
+        return await take(self, *args)
+
+    monkeypatch.setattr(Scheduler, "_take", pruned_first)
+    assert_clean_exit(run(), 0)
+    assert statuses(project)["build"] == "cached"
+    assert stdout_of(project, "build") == "x" * 100000
+
+
 def test_a_hit_gives_later_nodes_the_outputs_of_the_run_that_filled_the_cache(project: Path) -> None:
     write(
         project / "wtflow.yml",
