@@ -41,19 +41,10 @@ def dependencies(workflow: Workflow) -> dict[Vertex, set[Vertex]]:
     for node in workflow.root.walk():
         own = deps[(node.name, SELF)]
         if node.needs:
-            ancestors = _ancestors(workflow, node.name)
+            ancestors = set(workflow.ancestors(node.name))
             own.update((need, TREE) for need in node.needs if need not in ancestors)
         own.update((ref.node, SELF) for ref in node.reads())
     return deps
-
-
-def _ancestors(workflow: Workflow, name: str) -> set[str]:
-    found: set[str] = set()
-    parent = workflow.parents[name]
-    while parent is not None:
-        found.add(parent.name)
-        parent = workflow.parents[parent.name]
-    return found
 
 
 def find_cycle(deps: dict[Vertex, set[Vertex]]) -> list[str] | None:

@@ -686,14 +686,18 @@ class Workflow:
         """Each vertex of the run order and what it waits for (see :mod:`wtflow.graph`); read only."""
         return dependencies(self)
 
-    def path(self, name: str) -> str:
-        """The node's path in the tree, e.g. ``ci/tests/unit``."""
-        parts = [name]
+    def ancestors(self, name: str) -> list[str]:
+        """The names of the node's parent, its parent's parent, and so on up to the root."""
+        found = []
         parent = self.parents[name]
         while parent is not None:
-            parts.append(parent.name)
+            found.append(parent.name)
             parent = self.parents[parent.name]
-        return "/".join(reversed(parts))
+        return found
+
+    def path(self, name: str) -> str:
+        """The node's path in the tree, e.g. ``ci/tests/unit``."""
+        return "/".join(reversed([name, *self.ancestors(name)]))
 
     def _validate(self) -> None:
         seen: set[str] = set()

@@ -258,19 +258,15 @@ class NodeCache:
                     data[stream] = path.read_bytes() if size else b""
                 else:
                     opened[stream] = open(path, "rb")  # noqa: SIM115 - closed by whoever takes the hit
-        except MustRead as exc:
-            _close_all(opened)
-            exc.key = key
-            raise
-        except OSError as exc:
-            _close_all(opened)
-            if entry is None or exc.errno != errno.ENOENT or entry.path.is_dir():
+        except BaseException as exc:
+            _close_all(opened)  # no hit is taken: nothing holds them
+            if isinstance(exc, MustRead):
+                exc.key = key
+                raise
+            if not isinstance(exc, OSError) or entry is None or exc.errno != errno.ENOENT or entry.path.is_dir():
                 raise
             self.store.warnings.append(f"cache entry {key[:12]} was removed while it was read (a prune?): a miss")
             return key, None
-        except BaseException:
-            _close_all(opened)
-            raise
         return key, Earlier(
             NodeStatus.CACHED,
             key,

@@ -145,9 +145,7 @@ class Scheduler:
         self._reuse = dict(reuse or {})
         # The groups holding reused nodes, and of those the ones skipped only because the run stopped:
         # the reused nodes in them are still taken.
-        self._holding_reused = {
-            above.name for name in self._reuse for above in _ancestors(workflow, workflow.nodes[name])
-        }
+        self._holding_reused = {above for name in self._reuse for above in workflow.ancestors(name)}
         self._skipped_by_stop: set[str] = set()
         self._slots = asyncio.Semaphore(max_parallel)
         self.states = {name: NodeState(node, workflow.path(name)) for name, node in workflow.nodes.items()}
@@ -799,13 +797,6 @@ def _empty_cached_streams(earlier: Earlier) -> dict[str, Path] | None:
     if earlier.data.get(STDOUT) != b"" or earlier.data.get(STDERR) != b"":
         return None
     return {STDOUT: earlier.stdout, STDERR: earlier.stderr}
-
-
-def _ancestors(workflow: Workflow, node: Node) -> Iterator[Node]:
-    parent = workflow.parents[node.name]
-    while parent is not None:
-        yield parent
-        parent = workflow.parents[parent.name]
 
 
 def _survives_stop(node: Node) -> bool:

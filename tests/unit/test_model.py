@@ -117,6 +117,11 @@ def test_node_path_names_its_ancestors() -> None:
     assert workflow.path("unit") == "ci/tests/unit"
 
 
+def test_a_nodes_ancestors_run_from_its_parent_to_the_root() -> None:
+    workflow = Workflow("wf", Node("ci", children=[Node("tests", children=[Node("unit")])]))
+    assert (workflow.ancestors("unit"), workflow.ancestors("ci")) == (["tests", "ci"], [])
+
+
 def test_retry_delay_grows_by_backoff() -> None:
     retry = Retry(max=3, delay=2, backoff=3)
     assert [retry.delay_before(n) for n in (2, 3, 4)] == [2, 6, 18]

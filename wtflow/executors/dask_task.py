@@ -289,7 +289,7 @@ async def _serve(assignment: Assignment, worker: str, nodes: WorkerNodes | None 
             return
         problem = refusal(go, worker, __version__)
         if problem is not None:  # what the runner sends next may not mean what it would to us
-            await send(writer, DONE, json.dumps({"exit_code": None, "timed_out": False, "error": problem}).encode())
+            await _send_done(writer, Outcome(exit_code=None, error=problem))
             return
         await _attempt(assignment, worker, reader, writer, nodes)
     except OSError:  # the runner went away: the attempt was stopped, nobody is left to tell
@@ -309,8 +309,7 @@ async def _attempt(
 ) -> None:
     """Run the attempt while the runner's connection may stop it; then send the files it needs and how it ended."""
     if nodes.closing is not None:  # told to go after the worker began to close: it never starts
-        refused = {"exit_code": None, "timed_out": False, "error": nodes.closing}
-        await send(writer, DONE, json.dumps(refused).encode())
+        await _send_done(writer, Outcome(exit_code=None, error=nodes.closing))
         return
     job, private = _visible(assignment.job)
     running = asyncio.create_task(_execute(assignment, job, worker, _Sink(writer)))
@@ -332,13 +331,18 @@ async def _attempt(
             outcome = Outcome(exit_code=None, error=f"wtflow failed on worker {worker}: {exc!r}")
         if private is not None:
             await _ship(private, writer)
-        done = {"exit_code": outcome.exit_code, "timed_out": outcome.timed_out, "error": outcome.error}
-        await send(writer, DONE, json.dumps(done).encode())
+        await _send_done(writer, outcome)
     finally:
         control.cancel()
         await asyncio.gather(control, return_exceptions=True)
         if private is not None:
             await asyncio.to_thread(shutil.rmtree, private, True)
+
+
+async def _send_done(writer: asyncio.StreamWriter, outcome: Outcome) -> None:
+    """Tell the runner how the attempt ended (``DONE``)."""
+    done = {"exit_code": outcome.exit_code, "timed_out": outcome.timed_out, "error": outcome.error}
+    await send(writer, DONE, json.dumps(done).encode())
 
 
 async def _execute(assignment: Assignment, job: Job, worker: str, sink: _Sink) -> Outcome:

@@ -134,11 +134,16 @@ def mismatch(hello: Mapping[str, object], ours: str) -> str | None:
     """Why a worker whose ``HELLO`` said ``hello`` cannot serve a runner of wtflow ``ours``; ``None`` if it can."""
     if speaks_ours(hello):
         return None
-    theirs = f"wtflow {hello['wtflow']}" if isinstance(hello.get("wtflow"), str) else "an older wtflow"
     return (
-        f"worker {hello.get('worker')} runs {theirs}, which speaks another worker protocol than this "
+        f"worker {hello.get('worker')} runs {_their_wtflow(hello)}, which speaks another worker protocol than this "
         f"runner's wtflow {ours} (protocol {PROTOCOL}): install the same wtflow version on the runner and the workers"
     )
+
+
+def _their_wtflow(said: Mapping[str, object]) -> str:
+    """The other side's wtflow, as its ``HELLO`` or ``GO`` names it (one from before versions were sent: older)."""
+    version = said.get("wtflow")
+    return f"wtflow {version}" if isinstance(version, str) else "an older wtflow"
 
 
 def go_payload(ours: str) -> bytes:
@@ -152,11 +157,12 @@ def refusal(go: bytes, worker: str, ours: str) -> str | None:
         said = json.loads(go) if go else {}
     except ValueError:
         said = {}
-    if isinstance(said, dict) and speaks_ours(said):
+    if not isinstance(said, dict):
+        said = {}
+    if speaks_ours(said):
         return None
-    theirs = f"wtflow {said['wtflow']}" if isinstance(said, dict) and isinstance(said.get("wtflow"), str) else None
     return (
-        f"the runner ({theirs or 'an older wtflow'}) speaks another worker protocol than worker {worker}'s "
+        f"the runner ({_their_wtflow(said)}) speaks another worker protocol than worker {worker}'s "
         f"wtflow {ours} (protocol {PROTOCOL}): install the same wtflow version on the runner and the workers"
     )
 
